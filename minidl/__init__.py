@@ -1,0 +1,43 @@
+"""minidl: a deep-learning framework written from scratch on NumPy (CPU) and CuPy (GPU).
+
+    >>> import minidl as md, minidl.functional as F
+    >>> x = md.randn(4, 3, requires_grad=True)
+    >>> F.tanh(x).sum().backward()
+    >>> x.grad.shape
+    (4, 3)
+
+Heavy parts (cupy, the model zoo, the trainer, plotting) are imported lazily.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import functional
+from .autograd import (Function, Tensor, arange, detect_anomaly, enable_grad, full, grad,
+                       is_grad_enabled, no_grad, ones, ones_like, rand, randn, set_grad_enabled,
+                       tensor, zeros, zeros_like)
+from .backend import (cupy_available, device, get_default_device, manual_seed,
+                      set_default_device)
+from .functional.math import cat, split, stack
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+
+__version__ = "0.1.0"
+
+_LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "flow", "summary", "viz", "io",
+                    "kernels", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'minidl' has no attribute {name!r}")
+
+
+__all__ = [
+    "Function", "GradcheckError", "Tensor", "arange", "cat", "cupy_available", "detect_anomaly",
+    "device", "enable_grad", "full", "functional", "get_default_device", "grad", "gradcheck",
+    "gradgradcheck", "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "rand",
+    "randn", "set_default_device", "set_grad_enabled", "split", "stack", "tensor", "zeros",
+    "zeros_like", "__version__",
+]

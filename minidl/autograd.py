@@ -1,0 +1,614 @@
+"""Define-by-run autograd: ``Tensor``, ``Function`` and the backward engine.
+
+A forward pass builds a graph as it runs: every ``Function`` call that involves a tensor
+requiring grad records its parents (the Functions that produced its inputs, or the leaf
+tensors themselves) and a *generation*, one more than the latest of its inputs.
+``Tensor.backward`` walks that graph iteratively, popping Functions from a heap keyed by
+generation, so a Function runs only after every consumer of its outputs has delivered its
+gradient. No recursion is involved: a chain of 10,000 ops is fine.
+
+Memory: a Function keeps only what its backward needs (``keep_inputs``, ``keep_output`` or
+arrays saved in ``forward``); edges hold the producing Function, not the intermediate
+tensor, so an activation nobody needs is freed as soon as the user drops it. After backward,
+each Function drops its saved state unless ``retain_graph=True``.
+
+Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
+``minidl.functional.math``, which sits one layer above this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import heapq
+import itertools
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .backend import device_of, get_array_module, get_default_device, to_device, to_numpy, xp_for
+
+__all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
+           "set_grad_enabled", "detect_anomaly", "grad", "as_tensor"]
+
+_grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_grad", default=True)
+_anomaly: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_anomaly", default=False)
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations are currently recorded for backward."""
+    return _grad_enabled.get()
+
+
+class _GradMode:
+    """Context manager and decorator that sets grad mode for the current thread/task."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._tokens: list[contextvars.Token] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_grad_enabled.set(self.enabled))
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_enabled.reset(self._tokens.pop())
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _GradMode(self.enabled):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def no_grad() -> _GradMode:
+    """Disable graph recording: ``with md.no_grad(): ...`` or ``@md.no_grad()``."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Re-enable graph recording inside a ``no_grad`` block."""
+    return _GradMode(True)
+
+
+def set_grad_enabled(enabled: bool) -> _GradMode:
+    """Set grad mode explicitly (context manager)."""
+    return _GradMode(enabled)
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every forward output and backward gradient for NaN/Inf.
+
+    The first Function that produces one raises ``FloatingPointError`` naming it. This
+    synchronises with the GPU after each op, so use it for debugging only.
+    """
+    token = _anomaly.set(True)
+    try:
+        yield
+    finally:
+        _anomaly.reset(token)
+
+
+def _check_finite(arrays: Iterable[Any], fn: "Function", where: str) -> None:
+    for i, a in enumerate(arrays):
+        if a is None or a.dtype.kind not in "fc":
+            continue
+        xp = get_array_module(a)
+        if not bool(xp.isfinite(a).all()):
+            kind = "NaN" if bool(xp.isnan(a).any()) else "Inf"
+            raise FloatingPointError(
+                f"anomaly: {type(fn).__name__}.{where} produced {kind} in its "
+                f"{'output' if where == 'forward' else 'gradient for input'} {i} "
+                f"(shape {tuple(a.shape)})")
+
+
+class _HookHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class Tensor:
+    """An n-dimensional array on 'cpu' or 'cuda' that can record the operations applied to it.
+
+    ``data`` is the backend array (numpy.ndarray or cupy.ndarray); ``grad`` is a Tensor of
+    the same shape, filled by ``backward`` for tensors with ``requires_grad=True``.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "creator", "output_index", "generation",
+                 "name", "_hooks", "__weakref__")
+    # Makes ``ndarray * Tensor`` call Tensor.__rmul__ instead of broadcasting elementwise.
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        xp = get_array_module(data)
+        if not isinstance(data, xp.ndarray):
+            data = np.asarray(data)
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require grad; got dtype {data.dtype} "
+                f"(shape {tuple(data.shape)})")
+        self.data = data
+        self.grad: Tensor | None = None
+        self.requires_grad = requires_grad
+        self.creator: Function | None = None
+        self.output_index = 0
+        self.generation = 0
+        self.name = name
+        self._hooks: list[Callable] | None = None
+
+    # ---- array-like attributes -------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def device(self) -> str:
+        return device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        body = np.array2string(to_numpy(self.data), separator=", ", precision=4,
+                               threshold=20, edgeitems=2)
+        extra = f", device='{self.device}'" if self.device != "cpu" else ""
+        if self.requires_grad:
+            extra += f", grad_fn={type(self.creator).__name__}" if self.creator else ", requires_grad=True"
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy (from the GPU) or the array itself (on the CPU), detached."""
+        return to_numpy(self.data)
+
+    def item(self) -> float:
+        """The single value of a one-element tensor as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item: tensor has {self.size} elements (shape {self.shape}), expected 1")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return to_numpy(self.data).tolist()
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing the data, cut from the graph."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if flag and self.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad; got dtype {self.dtype}")
+        self.requires_grad = flag
+        return self
+
+    def to(self, device: str) -> "Tensor":
+        """This tensor on ``device`` ('cpu' or 'cuda'); differentiable across the copy."""
+        if device == self.device:
+            return self
+        from .functional.math import to_device as _to  # noqa: PLC0415 - op lives above
+        return _to(self, device)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
+
+    # ---- hooks ------------------------------------------------------------------------
+    def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]) -> _HookHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
+        replaces the gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: tensor does not require grad")
+        if self.creator is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            hooks = self.creator._hooks_for(self.output_index)
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
+        if self.creator is None or getattr(self, "_retains", False):
+            return
+        ref = weakref.ref(self)
+
+        def keep(g: Tensor) -> None:
+            t = ref()
+            if t is not None:
+                t.grad = g.detach() if t.grad is None else Tensor(t.grad.data + g.data)
+        self.creator._hooks_for(self.output_index).append(keep)
+
+    # ---- backward ---------------------------------------------------------------------
+    def backward(self, grad: "Tensor | Any | None" = None, retain_graph: bool | None = None,
+                 create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` is required unless this tensor has one element. The graph is freed
+        afterwards unless ``retain_graph`` (default: ``create_graph``) is true;
+        ``create_graph=True`` records the backward pass itself, for higher derivatives.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                f"backward: this tensor (shape {self.shape}) does not require grad and has "
+                "no graph; did you forget requires_grad=True, or run under no_grad()?")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be omitted only for a one-element tensor, but this "
+                    f"one has shape {self.shape}; pass grad= of that shape (or call .sum())")
+            grad = Tensor(get_array_module(self.data).ones_like(self.data))
+        else:
+            grad = as_tensor(grad, like=self)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has "
+                                 f"shape {self.shape}")
+        if retain_graph is None:
+            retain_graph = create_graph
+        _run_backward([self], [grad], retain_graph, create_graph)
+
+    def _edge(self) -> Any:
+        return self if self.creator is None else (self.creator, self.output_index)
+
+
+def _release_message(fn: "Function") -> str:
+    return (f"backward through {type(fn).__name__} a second time: its saved values were freed "
+            "by the first backward. Pass retain_graph=True to the first backward() if you "
+            "need to backpropagate through the same graph twice.")
+
+
+class Function:
+    """One differentiable operation.
+
+    Subclasses implement ``forward(*arrays) -> array | tuple`` on raw backend arrays and
+    ``backward(*grad_outputs) -> Tensor | tuple`` with minidl ops on Tensors (so the backward
+    pass can itself be differentiated). See the module docstring for what gets kept.
+    """
+
+    #: indices of inputs whose Tensor backward needs (available as ``self.inputs[i]``)
+    keep_inputs: tuple[int, ...] = ()
+    #: whether backward needs the outputs (available as ``self.output(i)``)
+    keep_output: bool = False
+
+    needs_input_grad: tuple[bool, ...]
+    input_shapes: tuple[tuple[int, ...], ...]
+    input_dtypes: tuple[np.dtype, ...]
+
+    def __call__(self, *inputs: Any) -> Any:
+        tensors = _as_tensors(inputs, self)
+        record = _grad_enabled.get() and any(t.requires_grad for t in tensors)
+        self.needs_input_grad = tuple(t.requires_grad and record for t in tensors)
+        outputs = self.forward(*[t.data for t in tensors])
+        single = not isinstance(outputs, tuple)
+        if single:
+            outputs = (outputs,)
+        if _anomaly.get():
+            _check_finite(outputs, self, "forward")
+        results = tuple(Tensor(y, requires_grad=record and y.dtype.kind == "f") for y in outputs)
+        if record:
+            self.generation = max(t.generation for t in tensors)
+            self.parents = tuple(t._edge() if t.requires_grad else None for t in tensors)
+            self.input_shapes = tuple(t.shape for t in tensors)
+            self.input_dtypes = tuple(t.dtype for t in tensors)
+            self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
+            if self.keep_inputs:
+                self.inputs = tuple(t if i in self.keep_inputs else None
+                                    for i, t in enumerate(tensors))
+            if self.keep_output:
+                self._outputs = outputs
+            for i, t in enumerate(results):
+                t.creator, t.output_index, t.generation = self, i, self.generation + 1
+        return results[0] if single else results
+
+    def forward(self, *xs: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, *gys: Tensor) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} is not differentiable")
+
+    def output(self, i: int = 0) -> Tensor:
+        """Output ``i`` as a Tensor attached to this node (for use in ``backward``)."""
+        t = Tensor(self._outputs[i], requires_grad=_grad_enabled.get())
+        t.creator, t.output_index, t.generation = self, i, self.generation + 1
+        return t
+
+    def _hooks_for(self, index: int) -> list:
+        hooks = self.__dict__.setdefault("_output_hooks", {})
+        return hooks.setdefault(index, [])
+
+    def _release(self) -> None:
+        """Drop everything backward needed; the node can no longer be differentiated."""
+        generation = self.generation
+        self.__dict__.clear()
+        self.generation = generation
+
+    def __lt__(self, other: "Function") -> bool:  # heap tie-break, never used for logic
+        return id(self) < id(other)
+
+
+def _as_tensors(inputs: Sequence[Any], fn: Function) -> list[Tensor]:
+    """Wrap scalars and arrays as constant Tensors and check that all share one device."""
+    like = None
+    for x in inputs:
+        if isinstance(x, Tensor):
+            like = x
+            if x.dtype.kind == "f":
+                break
+    out = []
+    for x in inputs:
+        if not isinstance(x, Tensor):
+            x = as_tensor(x, like=like)
+        out.append(x)
+    if len(out) > 1:
+        dev = out[0].device
+        for t in out[1:]:
+            if t.device != dev:
+                raise ValueError(
+                    f"{type(fn).__name__}: operands are on different devices: "
+                    f"{out[0].shape} on '{dev}' and {t.shape} on '{t.device}'; "
+                    "move one with .to(device)")
+    return out
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """``x`` as a Tensor; Python scalars take the dtype and device of ``like``."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None:
+        xp = get_array_module(like.data)
+        if isinstance(x, (bool, int, float)):
+            dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, int) else np.float32
+            return Tensor(xp.asarray(x, dtype=dtype))
+        xa = get_array_module(x)
+        if xa is not xp and hasattr(x, "shape"):
+            raise ValueError(f"operands are on different devices: array {tuple(x.shape)} on "
+                             f"'{device_of(x)}' and tensor {like.shape} on '{like.device}'")
+        return Tensor(xp.asarray(x))
+    return tensor(x)
+
+
+def tensor(data: Any, dtype: Any = None, device: str | None = None,
+           requires_grad: bool = False) -> Tensor:
+    """Create a Tensor from a list, scalar, NumPy/CuPy array or Tensor.
+
+    Floating NumPy/CuPy arrays keep their dtype (float64 stays float64); Python scalars and
+    lists of floats become float32; integers stay integers (int64).
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    device = device or (device_of(data) if hasattr(data, "__array__") or
+                        hasattr(data, "__cuda_array_interface__") else get_default_device())
+    xp = xp_for(device)
+    if hasattr(data, "dtype"):
+        arr = to_device(data, device) if dtype is None else to_device(data, device).astype(dtype)
+        arr = xp.asarray(arr)
+    else:
+        host = np.asarray(data)
+        if dtype is None and host.dtype == np.float64:
+            dtype = np.float32
+        arr = xp.asarray(host, dtype=dtype)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
+    if old is None:
+        return new
+    return old + new if create_graph else Tensor(old.data + new.data)
+
+
+def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
+    for hook in hooks or ():
+        replaced = hook(g)
+        if replaced is not None:
+            g = replaced
+    return g
+
+
+def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
+                  create_graph: bool, capture: dict[int, Any] | None = None) -> None:
+    """The engine. With ``capture`` (id(tensor) -> slot list), gradients of those tensors are
+    stored there instead of being accumulated into ``.grad`` (used by :func:`grad`)."""
+    token = _grad_enabled.set(create_graph)
+    anomaly = _anomaly.get()
+    pending: dict[Function, list] = {}
+    heap: list[tuple[int, int, Function]] = []
+    order = itertools.count()
+    captured_edges = {} if capture is None else capture.get("edges", {})
+
+    def deliver(edge: Any, g: Tensor) -> None:
+        if isinstance(edge, Tensor):  # a leaf
+            g = _apply_hooks(edge._hooks, g)
+            if capture is not None:
+                slot = capture["leaves"].get(id(edge))
+                if slot is not None:
+                    slot[0] = _accumulate(slot[0], g, create_graph)
+                return
+            edge.grad = _accumulate(edge.grad, g if create_graph else g.detach(), create_graph)
+            return
+        fn, index = edge
+        slots = pending.get(fn)
+        if slots is None:
+            slots = pending[fn] = [None] * len(fn.output_meta) if hasattr(fn, "output_meta") \
+                else [None] * (index + 1)
+            heapq.heappush(heap, (-fn.generation, next(order), fn))
+        slots[index] = _accumulate(slots[index], g, create_graph)
+
+    try:
+        for root, g in zip(roots, root_grads):
+            deliver(root._edge(), g)
+        while heap:
+            fn = heapq.heappop(heap)[2]
+            gys = pending.pop(fn)
+            if "parents" not in fn.__dict__:
+                raise RuntimeError(_release_message(fn))
+            output_hooks = fn.__dict__.get("_output_hooks")
+            for i, (shape, dtype) in enumerate(fn.output_meta):
+                g = gys[i]
+                if g is not None and output_hooks:
+                    g = _apply_hooks(output_hooks.get(i), g)
+                if g is not None and (fn, i) in captured_edges:
+                    slot = captured_edges[(fn, i)]
+                    slot[0] = _accumulate(slot[0], g, create_graph)
+                if g is None:
+                    xp = get_array_module(*[y.data for y in gys if y is not None])
+                    g = Tensor(xp.zeros(shape, dtype))
+                gys[i] = g
+            gxs = fn.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if len(gxs) != len(fn.parents):
+                raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                                   f"for {len(fn.parents)} inputs")
+            if anomaly:
+                _check_finite([g.data if isinstance(g, Tensor) else g for g in gxs], fn, "backward")
+            for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
+                if edge is None or gx is None:
+                    continue
+                if not isinstance(gx, Tensor):
+                    gx = Tensor(gx)
+                if gx.shape != shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                       f"shape {gx.shape} for an input of shape {shape}")
+                if gx.dtype != dtype:
+                    gx = gx.astype(dtype) if create_graph else Tensor(gx.data.astype(dtype))
+                deliver(edge, gx)
+            if not retain_graph:
+                fn._release()
+    finally:
+        _grad_enabled.reset(token)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned instead of accumulated.
+
+    Like ``torch.autograd.grad``: leaves' ``.grad`` are left untouched.
+    """
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    gos = []
+    for o, go in zip(outs, grad_outputs):
+        if go is None:
+            if o.size != 1:
+                raise RuntimeError(f"grad: grad_outputs needed for non-scalar output of shape {o.shape}")
+            go = Tensor(get_array_module(o.data).ones_like(o.data))
+        gos.append(as_tensor(go, like=o))
+    leaves: dict[int, list] = {}
+    edges: dict[tuple, list] = {}
+    slots = []
+    for t in ins:
+        slot: list = [None]
+        if t.creator is None:
+            leaves[id(t)] = slot
+        else:
+            edges[(t.creator, t.output_index)] = slot
+        slots.append(slot)
+    if retain_graph is None:
+        retain_graph = create_graph
+    _run_backward(outs, gos, retain_graph, create_graph, capture={"leaves": leaves, "edges": edges})
+    result = []
+    for t, slot in zip(ins, slots):
+        if slot[0] is None and not allow_unused:
+            raise RuntimeError(f"grad: an input of shape {t.shape} is not used by the outputs; "
+                               "pass allow_unused=True")
+        result.append(slot[0])
+    return tuple(result)
+
+
+# ---- creation -----------------------------------------------------------------------------
+
+def _shape(shape: tuple) -> tuple[int, ...]:
+    return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else tuple(shape)
+
+
+def _new(fill: Callable[[Any, tuple, Any], Any], shape: tuple, dtype: Any, device: str | None,
+         requires_grad: bool) -> Tensor:
+    device = device or get_default_device()
+    xp = xp_for(device)
+    data = fill(xp, _shape(shape), np.dtype(dtype or np.float32))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def zeros(*shape: Any, dtype: Any = None, device: str | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros, e.g. ``md.zeros(2, 3)`` (float32 on the default device)."""
+    return _new(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of ones."""
+    return _new(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape: Sequence[int], value: float, dtype: Any = None, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor filled with ``value``."""
+    return _new(lambda xp, s, d: xp.full(s, value, d), (tuple(shape),), dtype, device,
+                requires_grad)
+
+
+def randn(*shape: Any, dtype: Any = None, device: str | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from minidl's generator (seed it with ``md.manual_seed``)."""
+    from .backend import random_normal  # noqa: PLC0415 - keeps the import list short
+    return _new(random_normal, shape, dtype, device, requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) samples from minidl's generator."""
+    from .backend import random_uniform  # noqa: PLC0415
+    return _new(random_uniform, shape, dtype, device, requires_grad)
+
+
+def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
+           device: str | None = None) -> Tensor:
+    """Evenly spaced values in [start, stop), like ``numpy.arange`` (int64 for int arguments)."""
+    xp = xp_for(device or get_default_device())
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None and all(isinstance(v, int) for v in (start, stop, step)):
+        dtype = np.int64
+    return Tensor(xp.arange(start, stop, step, dtype=np.dtype(dtype or np.float32)))
+
+
+def zeros_like(x: Tensor, requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape, dtype and device of ``x``."""
+    return Tensor(get_array_module(x.data).zeros_like(x.data), requires_grad=requires_grad)
+
+
+def ones_like(x: Tensor, requires_grad: bool = False) -> Tensor:
+    """Ones with the shape, dtype and device of ``x``."""
+    return Tensor(get_array_module(x.data).ones_like(x.data), requires_grad=requires_grad)

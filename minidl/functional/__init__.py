@@ -1,0 +1,21 @@
+"""Differentiable ops (``import minidl.functional as F``), one module per family.
+
+Signatures follow ``torch.nn.functional``, except that reductions take NumPy's ``axis=``.
+"""
+from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .dropout import dropout
+from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                   mse_loss, nll_loss)
+from .math import (abs, add, argmax, astype, broadcast_to, cat, clamp, clip, div, exp, flatten,
+                   getitem, linear, log, matmul, max, maximum, mean, min, minimum, mul, neg, pad,
+                   permute, pow, reshape, split, sqrt, squeeze, stack, sub, sum, sum_to, swapaxes,
+                   to_device, transpose, unsqueeze, var, where)
+
+__all__ = [
+    "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "broadcast_to", "cat", "clamp", "clip", "cross_entropy", "div", "dropout", "elu", "exp",
+    "flatten", "getitem", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max",
+    "maximum", "mean", "min", "minimum", "mse_loss", "mul", "neg", "nll_loss", "pad", "permute",
+    "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub",
+    "sum", "sum_to", "swapaxes", "tanh", "to_device", "transpose", "unsqueeze", "var", "where",
+]

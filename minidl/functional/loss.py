@@ -1,0 +1,176 @@
+"""Loss functions, with torch.nn.functional's signatures and reductions."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
+from ..backend import get_array_module
+from .activation import sigmoid, softmax
+from .math import clip, log, mean, sum, unsqueeze
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_same_shape(op: str, x: Tensor, t: Tensor) -> None:
+    if x.shape != t.shape:
+        raise ValueError(f"{op}: input has shape {x.shape} but target has shape {t.shape}")
+
+
+def _one_hot(xp: Any, target: Any, classes: int, dtype: Any) -> Any:
+    """(N, d...) integer labels -> (N, C, d...) one-hot, by broadcasting (works on both backends)."""
+    ids = xp.arange(classes).reshape((1, classes) + (1,) * (target.ndim - 1))
+    return (xp.expand_dims(target, 1) == ids).astype(dtype)
+
+
+def _check_targets(op: str, logits: Any, target: Any) -> None:
+    n, c = logits.shape[0], logits.shape[1]
+    expected = (n,) + tuple(logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{op}: input of shape {tuple(logits.shape)} needs an integer target of "
+                         f"shape {expected}, got {tuple(target.shape)}")
+    if target.size and (int(target.min()) < 0 or int(target.max()) >= c):
+        raise ValueError(f"{op}: target labels must lie in [0, {c}) for input of shape "
+                         f"{tuple(logits.shape)}, got range [{int(target.min())}, "
+                         f"{int(target.max())}]")
+
+
+class CrossEntropy(Function):
+    """log-softmax + NLL fused; the gradient is simply ``(softmax(x) - q) * scale``."""
+
+    keep_inputs = (0,)
+
+    def __init__(self, reduction: str, label_smoothing: float) -> None:
+        self.reduction, self.smoothing = reduction, label_smoothing
+
+    def forward(self, logits, target):
+        xp = get_array_module(logits)
+        if logits.ndim < 2:
+            raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d...), got shape "
+                             f"{tuple(logits.shape)}")
+        classes = logits.shape[1]
+        if target.dtype.kind in "iu":
+            _check_targets("cross_entropy", logits, target)
+            q = _one_hot(xp, target, classes, logits.dtype)
+        elif tuple(target.shape) == tuple(logits.shape):
+            q = target.astype(logits.dtype)
+        else:
+            raise ValueError(f"cross_entropy: a float target must have the input's shape "
+                             f"{tuple(logits.shape)}, got {tuple(target.shape)}")
+        if self.smoothing:
+            q = q * (1 - self.smoothing) + self.smoothing / classes
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        if self.needs_input_grad[0]:
+            self.p, self.q = xp.exp(logp), q
+        if self.needs_input_grad[1]:
+            self.logp = logp
+        self.count = logp.size // classes
+        losses = -(q * logp).sum(axis=1)
+        if self.reduction == "mean":
+            return xp.asarray(losses.mean())
+        if self.reduction == "sum":
+            return xp.asarray(losses.sum())
+        return losses
+
+    def _scale(self, gy: Tensor) -> Tensor:
+        if self.reduction == "mean":
+            return gy / self.count
+        return gy if self.reduction == "sum" else unsqueeze(gy, 1)
+
+    def backward(self, gy):
+        gx = gt = None
+        if self.needs_input_grad[0]:
+            # in create_graph mode softmax is recomputed with ops so it differentiates again
+            p = softmax(self.inputs[0], axis=1) if is_grad_enabled() else Tensor(self.p)
+            gx = (p - Tensor(self.q)) * self._scale(gy)
+        if self.needs_input_grad[1]:
+            gt = Tensor(-self.logp * (1 - self.smoothing)) * self._scale(gy)
+        return gx, gt
+
+
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy between ``logits`` (N, C[, d...]) and integer labels (N[, d...])
+    or class probabilities (same shape as logits).
+
+    ``label_smoothing`` mixes the target with the uniform distribution, as in torch.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    return CrossEntropy(reduction, label_smoothing)(logits, target)
+
+
+def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of integer labels (N[, d...]) under ``log_probs`` (N, C[, d...])."""
+    t = as_tensor(target, like=log_probs)
+    if log_probs.ndim < 2:
+        raise ValueError(f"nll_loss: input must be (N, C) or (N, C, d...), got {log_probs.shape}")
+    _check_targets("nll_loss", log_probs.data, t.data)
+    xp = get_array_module(log_probs.data)
+    picked = sum(log_probs * Tensor(_one_hot(xp, t.data, log_probs.shape[1], log_probs.dtype)),
+                 axis=1)
+    return _reduce(-picked, reduction, "nll_loss")
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error; ``input`` and ``target`` must have the same shape."""
+    t = as_tensor(target, like=input)
+    _check_same_shape("mse_loss", input, t)
+    diff = input - t
+    return _reduce(diff * diff, reduction, "mse_loss")
+
+
+def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                         reduction: str = "mean") -> Tensor:
+    """BCE between probabilities ``input`` in [0, 1] and targets of the same shape.
+
+    Logs are clamped at -100, as torch does, so p = 0 or 1 gives a finite loss.
+    """
+    t = as_tensor(target, like=input)
+    _check_same_shape("binary_cross_entropy", input, t)
+    loss = -(t * clip(log(input), min=-100.0) + (1 - t) * clip(log(1 - input), min=-100.0))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+class BCEWithLogits(Function):
+    """max(x, 0) - x*t + log(1 + exp(-|x|)): BCE on logits without overflow."""
+
+    keep_inputs = (0, 1)
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        return xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-abs(x)))
+
+    def backward(self, gy):
+        x, t = self.inputs
+        gx = gy * (sigmoid(x) - t) if self.needs_input_grad[0] else None
+        gt = -gy * x if self.needs_input_grad[1] else None
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                                     reduction: str = "mean") -> Tensor:
+    """Sigmoid + BCE fused and numerically stable; ``target`` has the shape of ``input``."""
+    t = as_tensor(target, like=input)
+    _check_same_shape("binary_cross_entropy_with_logits", input, t)
+    loss = BCEWithLogits()(input, t)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+
