@@ -14,11 +14,26 @@ import importlib
 from typing import Any
 
 from . import functional
-from .autograd import (Function, Tensor, arange, detect_anomaly, enable_grad, full, grad,
-                       is_grad_enabled, no_grad, ones, ones_like, rand, randn, set_grad_enabled,
-                       tensor, zeros, zeros_like)
-from .backend import (cupy_available, device, get_default_device, manual_seed,
-                      set_default_device)
+from .autograd import (
+    Function,
+    Tensor,
+    arange,
+    detect_anomaly,
+    enable_grad,
+    full,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    set_grad_enabled,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .backend import cupy_available, device, get_default_device, manual_seed, set_default_device
 from .functional.math import cat, split, stack
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 

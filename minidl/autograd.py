@@ -23,7 +23,8 @@ import functools
 import heapq
 import itertools
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def detect_anomaly() -> Iterator[None]:
         _anomaly.reset(token)
 
 
-def _check_finite(arrays: Iterable[Any], fn: "Function", where: str) -> None:
+def _check_finite(arrays: Iterable[Any], fn: Function, where: str) -> None:
     for i, a in enumerate(arrays):
         if a is None or a.dtype.kind not in "fc":
             continue
@@ -174,6 +175,12 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+                             "use .any() or .all() on .data")
+        return bool(self.data.reshape(()))
+
     def __repr__(self) -> str:
         body = np.array2string(to_numpy(self.data), separator=", ", precision=4,
                                threshold=20, edgeitems=2)
@@ -195,31 +202,31 @@ class Tensor:
     def tolist(self) -> Any:
         return to_numpy(self.data).tolist()
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """A tensor sharing the data, cut from the graph."""
         return Tensor(self.data)
 
-    def requires_grad_(self, flag: bool = True) -> "Tensor":
+    def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and self.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad; got dtype {self.dtype}")
         self.requires_grad = flag
         return self
 
-    def to(self, device: str) -> "Tensor":
+    def to(self, device: str) -> Tensor:
         """This tensor on ``device`` ('cpu' or 'cuda'); differentiable across the copy."""
         if device == self.device:
             return self
         from .functional.math import to_device as _to  # noqa: PLC0415 - op lives above
         return _to(self, device)
 
-    def cpu(self) -> "Tensor":
+    def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self) -> "Tensor":
+    def cuda(self) -> Tensor:
         return self.to("cuda")
 
     # ---- hooks ------------------------------------------------------------------------
-    def register_hook(self, hook: Callable[["Tensor"], "Tensor | None"]) -> _HookHandle:
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> _HookHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
         replaces the gradient."""
         if not self.requires_grad:
@@ -235,18 +242,22 @@ class Tensor:
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
-        if self.creator is None or getattr(self, "_retains", False):
+        if self.creator is None:
             return
+        hooks = self.creator._hooks_for(self.output_index)
+        if any(getattr(h, "retains_grad", False) for h in hooks):
+            return  # already retained: a second hook would count the gradient twice
         ref = weakref.ref(self)
 
         def keep(g: Tensor) -> None:
             t = ref()
             if t is not None:
                 t.grad = g.detach() if t.grad is None else Tensor(t.grad.data + g.data)
-        self.creator._hooks_for(self.output_index).append(keep)
+        keep.retains_grad = True  # type: ignore[attr-defined]
+        hooks.append(keep)
 
     # ---- backward ---------------------------------------------------------------------
-    def backward(self, grad: "Tensor | Any | None" = None, retain_graph: bool | None = None,
+    def backward(self, grad: Tensor | Any | None = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
@@ -277,7 +288,7 @@ class Tensor:
         return self if self.creator is None else (self.creator, self.output_index)
 
 
-def _release_message(fn: "Function") -> str:
+def _release_message(fn: Function) -> str:
     return (f"backward through {type(fn).__name__} a second time: its saved values were freed "
             "by the first backward. Pass retain_graph=True to the first backward() if you "
             "need to backpropagate through the same graph twice.")
@@ -302,29 +313,39 @@ class Function:
 
     def __call__(self, *inputs: Any) -> Any:
         tensors = _as_tensors(inputs, self)
-        record = _grad_enabled.get() and any(t.requires_grad for t in tensors)
-        self.needs_input_grad = tuple(t.requires_grad and record for t in tensors)
+        record = False
+        if _grad_enabled.get():
+            for t in tensors:
+                if t.requires_grad:
+                    record = True
+                    break
+        self.needs_input_grad = tuple([t.requires_grad for t in tensors]) if record \
+            else (False,) * len(tensors)
         outputs = self.forward(*[t.data for t in tensors])
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
         if _anomaly.get():
             _check_finite(outputs, self, "forward")
-        results = tuple(Tensor(y, requires_grad=record and y.dtype.kind == "f") for y in outputs)
-        if record:
-            self.generation = max(t.generation for t in tensors)
-            self.parents = tuple(t._edge() if t.requires_grad else None for t in tensors)
-            self.input_shapes = tuple(t.shape for t in tensors)
-            self.input_dtypes = tuple(t.dtype for t in tensors)
-            self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
-            if self.keep_inputs:
-                self.inputs = tuple(t if i in self.keep_inputs else None
-                                    for i, t in enumerate(tensors))
-            if self.keep_output:
-                self._outputs = outputs
-            for i, t in enumerate(results):
-                t.creator, t.output_index, t.generation = self, i, self.generation + 1
-        return results[0] if single else results
+        if not record:
+            results = tuple([Tensor(y) for y in outputs])
+            return results[0] if single else results
+        self.generation = generation = max([t.generation for t in tensors])
+        self.parents = tuple([t._edge() if t.requires_grad else None for t in tensors])
+        self.input_shapes = tuple([t.data.shape for t in tensors])
+        self.input_dtypes = tuple([t.data.dtype for t in tensors])
+        self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
+        if self.keep_inputs:
+            self.inputs = tuple([t if i in self.keep_inputs else None
+                                 for i, t in enumerate(tensors)])
+        if self.keep_output:
+            self._outputs = outputs
+        results = []
+        for i, y in enumerate(outputs):
+            t = Tensor(y, requires_grad=y.dtype.kind == "f")
+            t.creator, t.output_index, t.generation = self, i, generation + 1
+            results.append(t)
+        return results[0] if single else tuple(results)
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -348,30 +369,29 @@ class Function:
         self.__dict__.clear()
         self.generation = generation
 
-    def __lt__(self, other: "Function") -> bool:  # heap tie-break, never used for logic
+    def __lt__(self, other: Function) -> bool:  # heap tie-break, never used for logic
         return id(self) < id(other)
 
 
 def _as_tensors(inputs: Sequence[Any], fn: Function) -> list[Tensor]:
     """Wrap scalars and arrays as constant Tensors and check that all share one device."""
+    out = list(inputs)
     like = None
-    for x in inputs:
+    for x in out:
         if isinstance(x, Tensor):
-            like = x
-            if x.dtype.kind == "f":
-                break
-    out = []
-    for x in inputs:
+            if like is None or (like.data.dtype.kind != "f" and x.data.dtype.kind == "f"):
+                like = x
+    for i, x in enumerate(out):
         if not isinstance(x, Tensor):
-            x = as_tensor(x, like=like)
-        out.append(x)
-    if len(out) > 1:
-        dev = out[0].device
-        for t in out[1:]:
-            if t.device != dev:
+            out[i] = as_tensor(x, like=like)
+    kind = type(out[0].data)
+    for t in out:
+        if type(t.data) is not kind:
+            a, b = out[0], t
+            if a.device != b.device:
                 raise ValueError(
                     f"{type(fn).__name__}: operands are on different devices: "
-                    f"{out[0].shape} on '{dev}' and {t.shape} on '{t.device}'; "
+                    f"{a.shape} on '{a.device}' and {b.shape} on '{b.device}'; "
                     "move one with .to(device)")
     return out
 
@@ -397,17 +417,21 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
            requires_grad: bool = False) -> Tensor:
     """Create a Tensor from a list, scalar, NumPy/CuPy array or Tensor.
 
-    Floating NumPy/CuPy arrays keep their dtype (float64 stays float64); Python scalars and
-    lists of floats become float32; integers stay integers (int64).
+    The data is always copied. Floating NumPy/CuPy arrays keep their dtype (float64 stays float64); Python scalars and
+    lists of floats become float32; integers stay integers (int64). The tensor goes to
+    ``device``, else to the default device (a CuPy array stays on 'cuda').
     """
     if isinstance(data, Tensor):
         data = data.data
-    device = device or (device_of(data) if hasattr(data, "__array__") or
-                        hasattr(data, "__cuda_array_interface__") else get_default_device())
+    # CuPy arrays stay on the GPU; everything else (NumPy arrays included) goes to the default
+    # device, so that a script runs unchanged under MINIDL_DEVICE=cuda.
+    if device is None:
+        device = "cuda" if device_of(data) == "cuda" else get_default_device()
     xp = xp_for(device)
     if hasattr(data, "dtype"):
-        arr = to_device(data, device) if dtype is None else to_device(data, device).astype(dtype)
-        arr = xp.asarray(arr)
+        moved = to_device(data, device)
+        # copy like torch.tensor: an optimiser step must never write into the caller's array
+        arr = xp.array(moved, dtype=dtype, copy=moved is data)
     else:
         host = np.asarray(data)
         if dtype is None and host.dtype == np.float64:
@@ -441,15 +465,17 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
     order = itertools.count()
     captured_edges = {} if capture is None else capture.get("edges", {})
 
+    # A leaf's gradient is summed over all its uses first, so that its hooks run once on
+    # the total (as for non-leaves and in PyTorch), then stored after the graph is walked.
+    leaf_grads: dict[int, list] = {}
+
     def deliver(edge: Any, g: Tensor) -> None:
         if isinstance(edge, Tensor):  # a leaf
-            g = _apply_hooks(edge._hooks, g)
-            if capture is not None:
-                slot = capture["leaves"].get(id(edge))
-                if slot is not None:
-                    slot[0] = _accumulate(slot[0], g, create_graph)
-                return
-            edge.grad = _accumulate(edge.grad, g if create_graph else g.detach(), create_graph)
+            entry = leaf_grads.get(id(edge))
+            if entry is None:
+                leaf_grads[id(edge)] = [edge, g]
+            else:
+                entry[1] = _accumulate(entry[1], g, create_graph)
             return
         fn, index = edge
         slots = pending.get(fn)
@@ -479,7 +505,16 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
                     xp = get_array_module(*[y.data for y in gys if y is not None])
                     g = Tensor(xp.zeros(shape, dtype))
                 gys[i] = g
-            gxs = fn.backward(*gys)
+            if anomaly:
+                # the ops inside a backward are not checked one by one: a NaN they make is
+                # reported below as this Function's backward, which is where it appeared
+                inner = _anomaly.set(False)
+                try:
+                    gxs = fn.backward(*gys)
+                finally:
+                    _anomaly.reset(inner)
+            else:
+                gxs = fn.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
             if len(gxs) != len(fn.parents):
@@ -500,6 +535,22 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
                 deliver(edge, gx)
             if not retain_graph:
                 fn._release()
+        handed_out: set[int] = set()
+        for leaf, g in leaf_grads.values():
+            g = _apply_hooks(leaf._hooks, g)
+            if capture is not None:
+                slot = capture["leaves"].get(id(leaf))
+                if slot is not None:
+                    slot[0] = _accumulate(slot[0], g, create_graph)
+                continue
+            if not create_graph and leaf.grad is None:
+                # .grad must own its array: a broadcast view (read-only, stride 0) or an array
+                # shared with another leaf (x + y gives both the same one) would break or
+                # corrupt in-place updates such as gradient clipping.
+                if g.data.base is not None or id(g.data) in handed_out:
+                    g = Tensor(g.data.copy())
+                handed_out.add(id(g.data))
+            leaf.grad = _accumulate(leaf.grad, g if create_graph else g.detach(), create_graph)
     finally:
         _grad_enabled.reset(token)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,11 @@ def get_default_device() -> str:
     if local is not None:
         return local
     if _global_default is None:
-        _global_default = _check_device(os.environ.get("MINIDL_DEVICE", "cpu").strip() or "cpu")
+        name = os.environ.get("MINIDL_DEVICE", "cpu").strip() or "cpu"
+        try:
+            _global_default = _check_device(name)
+        except (ValueError, RuntimeError) as e:  # say where the bad name came from
+            raise type(e)(f"MINIDL_DEVICE={name!r}: {e}") from None
     return _global_default
 
 
@@ -187,6 +192,12 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore a state returned by :func:`get_rng_state`."""
     _rng_np.bit_generator.state = state
+
+
+def synchronize(name: str | None = None) -> None:
+    """Wait for queued GPU work to finish (a no-op on 'cpu'); needed before timing."""
+    if (name or get_default_device()) == "cuda":
+        _import_cupy().cuda.get_current_stream().synchronize()  # type: ignore[union-attr]
 
 
 def blas_info() -> str:

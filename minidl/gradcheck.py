@@ -15,7 +15,8 @@ perturbs each input element by +-eps.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,9 @@ def _float64_leaves(inputs: Sequence[Any]) -> list[Any]:
     leaves = []
     for x in inputs:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
-            leaves.append(Tensor(x.data.astype(np.float64, copy=True),
+            # C order: the numeric pass perturbs the leaf through a flat view, which a
+            # non-contiguous copy (astype keeps the layout) would silently not be
+            leaves.append(Tensor(x.data.astype(np.float64, order="C", copy=True),
                                  requires_grad=x.requires_grad))
         else:
             leaves.append(x)

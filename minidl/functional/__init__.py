@@ -3,15 +3,62 @@
 Signatures follow ``torch.nn.functional``, except that reductions take NumPy's ``axis=``.
 """
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .conv import conv2d, conv_transpose2d
 from .dropout import dropout
-from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
-                   mse_loss, nll_loss)
-from .math import (abs, add, argmax, astype, broadcast_to, cat, clamp, clip, div, exp, flatten,
-                   getitem, linear, log, matmul, max, maximum, mean, min, minimum, mul, neg, pad,
-                   permute, pow, reshape, split, sqrt, squeeze, stack, sub, sum, sum_to, swapaxes,
-                   to_device, transpose, unsqueeze, var, where)
+from .loss import (
+                   binary_cross_entropy,
+                   binary_cross_entropy_with_logits,
+                   cross_entropy,
+                   mse_loss,
+                   nll_loss,
+)
+from .math import (
+                   abs,
+                   add,
+                   argmax,
+                   astype,
+                   broadcast_to,
+                   cat,
+                   clamp,
+                   clip,
+                   div,
+                   exp,
+                   flatten,
+                   getitem,
+                   linear,
+                   log,
+                   matmul,
+                   max,
+                   maximum,
+                   mean,
+                   min,
+                   minimum,
+                   mul,
+                   neg,
+                   pad,
+                   permute,
+                   pow,
+                   reshape,
+                   split,
+                   sqrt,
+                   squeeze,
+                   stack,
+                   sub,
+                   sum,
+                   sum_to,
+                   swapaxes,
+                   to_device,
+                   transpose,
+                   unsqueeze,
+                   var,
+                   where,
+)
+from .normalization import batch_norm, local_response_norm
+from .pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 
 __all__ = [
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
+    "global_avg_pool2d", "local_response_norm", "max_pool2d",
     "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "broadcast_to", "cat", "clamp", "clip", "cross_entropy", "div", "dropout", "elu", "exp",
     "flatten", "getitem", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max",

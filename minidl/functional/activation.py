@@ -53,8 +53,11 @@ class Sigmoid(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        # 0.5*(1+tanh(x/2)) never overflows, unlike 1/(1+exp(-x)) for very negative x
-        return (0.5 * (xp.tanh(0.5 * x) + 1)).astype(x.dtype)
+        # e^min(x,0) / (1 + e^-|x|) is 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) for x < 0:
+        # neither exp overflows, and the negative tail keeps full relative precision, where
+        # 0.5*(1+tanh(x/2)) rounds to exactly 0 (sigmoid(-50) is 1.9e-22, not 0; plots of
+        # vanishing gradients depend on it)
+        return (xp.exp(xp.minimum(x, 0)) / (1 + xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False)
 
     def backward(self, gy):
         y = self.output()

@@ -5,8 +5,8 @@ from typing import Any
 
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..backend import get_array_module
-from .activation import sigmoid, softmax
-from .math import clip, log, mean, sum, unsqueeze
+from .activation import log_softmax, sigmoid
+from .math import clip, exp, log, mean, sum, unsqueeze
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -45,9 +45,10 @@ def _check_targets(op: str, logits: Any, target: Any) -> None:
 
 
 class CrossEntropy(Function):
-    """log-softmax + NLL fused; the gradient is simply ``(softmax(x) - q) * scale``."""
+    """log-softmax + NLL fused; the gradient is simply ``(softmax(x) * sum(q) - q) * scale``
+    (``sum(q)`` is 1 for labels and for probability targets)."""
 
-    keep_inputs = (0,)
+    keep_inputs = (0, 1)
 
     def __init__(self, reduction: str, label_smoothing: float) -> None:
         self.reduction, self.smoothing = reduction, label_smoothing
@@ -72,6 +73,8 @@ class CrossEntropy(Function):
         logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         if self.needs_input_grad[0]:
             self.p, self.q = xp.exp(logp), q
+            # float targets need not sum to 1 (torch allows any weights); labels always do
+            self.qsum = None if target.dtype.kind in "iu" else q.sum(axis=1, keepdims=True)
         if self.needs_input_grad[1]:
             self.logp = logp
         self.count = logp.size // classes
@@ -88,13 +91,28 @@ class CrossEntropy(Function):
         return gy if self.reduction == "sum" else unsqueeze(gy, 1)
 
     def backward(self, gy):
+        x, t = self.inputs
+        s = self.smoothing
+        if is_grad_enabled():
+            # create_graph: rebuild from the input tensors with ops, so that the gradient
+            # differentiates again (w.r.t. the logits and a float target alike)
+            logp = log_softmax(x, axis=1)
+            p = exp(logp)
+            if t.dtype.kind in "iu":
+                q, qsum = Tensor(self.q), None
+            else:
+                q = t * (1 - s) + s / x.shape[1] if s else t
+                qsum = sum(q, axis=1, keepdims=True)
+        else:
+            logp = Tensor(self.logp) if self.needs_input_grad[1] else None
+            if self.needs_input_grad[0]:
+                p, q = Tensor(self.p), Tensor(self.q)
+                qsum = None if self.qsum is None else Tensor(self.qsum)
         gx = gt = None
         if self.needs_input_grad[0]:
-            # in create_graph mode softmax is recomputed with ops so it differentiates again
-            p = softmax(self.inputs[0], axis=1) if is_grad_enabled() else Tensor(self.p)
-            gx = (p - Tensor(self.q)) * self._scale(gy)
+            gx = ((p if qsum is None else p * qsum) - q) * self._scale(gy)
         if self.needs_input_grad[1]:
-            gt = Tensor(-self.logp * (1 - self.smoothing)) * self._scale(gy)
+            gt = -logp * (1 - s) * self._scale(gy)
         return gx, gt
 
 

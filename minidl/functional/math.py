@@ -7,11 +7,12 @@ the gradient back to each input's shape with :func:`sum_to`.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
+from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module, scatter_add
 from ..backend import to_device as _array_to_device
 
@@ -223,7 +224,12 @@ class Where(Function):
     def forward(self, a, b):
         if a.dtype != b.dtype:
             _check_binary(self, a, b)
-        return get_array_module(a).where(self.cond, a, b)
+        try:
+            return get_array_module(a).where(self.cond, a, b)
+        except ValueError:
+            raise ValueError(f"where: condition of shape {np.shape(self.cond)} and operands "
+                             f"of shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                             "broadcast together") from None
 
     def backward(self, gy):
         xp = get_array_module(gy.data)
@@ -340,8 +346,9 @@ class _Extreme(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.axes = _norm_axis(self.axis, x.ndim, self.reducer)
-        if x.size == 0:
-            raise ValueError(f"{self.reducer}: empty tensor of shape {tuple(x.shape)}")
+        if any(x.shape[a] == 0 for a in self.axes):
+            raise ValueError(f"{self.reducer}: cannot reduce an empty axis (tensor of shape "
+                             f"{tuple(x.shape)}, axis {self.axis})")
         y = getattr(x, self.reducer)(axis=self.axes, keepdims=True)
         if self.needs_input_grad[0]:
             hit = x == y

@@ -1,0 +1,210 @@
+"""Batch normalisation and local response normalisation (AlexNet's LRN across channels).
+
+Batch norm in training mode has a fused backward: ``BatchNormGrad`` computes dx, dgamma and
+dbeta in one go with the closed-form three-term formula
+
+    dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat))
+
+instead of differentiating the chain mean -> var -> sqrt -> divide op by op. BatchNormGrad is
+itself a Function whose backward (the second derivative) is written with Tensor ops, so
+gradients of any order still work.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+from .math import reshape
+from .math import sum as _sum
+
+
+def _stat_axes(ndim: int) -> tuple[int, ...]:
+    """Every axis but the channel axis 1."""
+    return (0,) + tuple(range(2, ndim))
+
+
+def _per_channel(v: Any, ndim: int) -> Any:
+    """(C,) -> (1, C, 1, ...) so that it broadcasts against the input (array or Tensor)."""
+    shape = (1, -1) + (1,) * (ndim - 2)
+    return reshape(v, shape) if isinstance(v, Tensor) else v.reshape(shape)
+
+
+class BatchNorm(Function):
+    """Training-mode batch norm over all axes but 1: x (N, C, ...), gamma, beta (C,)."""
+
+    keep_inputs = (0, 1)
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        xp = get_array_module(x)
+        axes = _stat_axes(x.ndim)
+        self.mean = x.mean(axis=axes)
+        xc = x - _per_channel(self.mean, x.ndim)
+        self.var = xp.mean(xc * xc, axis=axes)          # biased, used to normalise
+        self.inv_std = 1.0 / xp.sqrt(self.var + self.eps)
+        scale = _per_channel((gamma * self.inv_std).astype(x.dtype, copy=False), x.ndim)
+        xc *= scale
+        xc += _per_channel(beta.astype(x.dtype, copy=False), x.ndim)
+        return xc
+
+    def backward(self, gy):
+        x, gamma = self.inputs[0], self.inputs[1]
+        return BatchNormGrad(self.mean, self.inv_std, self.eps)(x, gamma, gy)
+
+
+class BatchNormGrad(Function):
+    """(x, gamma, gy) -> (dx, dgamma, dbeta) of training-mode batch norm, fused."""
+
+    keep_inputs = (0, 1, 2)
+
+    def __init__(self, mean: Any, inv_std: Any, eps: float) -> None:
+        self.mean, self.inv_std, self.eps = mean, inv_std, eps
+
+    def forward(self, x, gamma, gy):
+        axes = _stat_axes(x.ndim)
+        m = x.size // x.shape[1]
+        xhat = (x - _per_channel(self.mean, x.ndim)) * _per_channel(self.inv_std, x.ndim)
+        gbeta = gy.sum(axis=axes)
+        ggamma = (gy * xhat).sum(axis=axes)
+        k = gamma * self.inv_std
+        # dx = k*gy - (k*ggamma/m)*xhat - k*gbeta/m, assembled in place on xhat
+        xhat *= _per_channel((-k * ggamma / m).astype(x.dtype, copy=False), x.ndim)
+        xhat += gy * _per_channel(k.astype(x.dtype, copy=False), x.ndim)
+        xhat -= _per_channel((k * gbeta / m).astype(x.dtype, copy=False), x.ndim)
+        return xhat, ggamma, gbeta
+
+    def backward(self, a, b_gamma, b_beta):
+        # Second derivative, with <.> the mean over the non-channel axes, s = 1/sigma:
+        #   Q  = gy - <gy> - xh<gy xh>                       (dx = gamma s Q)
+        #   d gy    = gamma s P(A) + Bg xh + Bb,   P(v) = v - <v> - xh<v xh>
+        #   d gamma = sum(A Q) s
+        #   d x     = -gamma s^2 <A Q> xh + s P(R),  R = -gamma s(<gy xh> A + <A xh> gy) + Bg gy
+        # Written with Tensor ops (x re-normalised here), so third derivatives work too.
+        x, gamma, gy = self.inputs
+        nd, axes = x.ndim, _stat_axes(x.ndim)
+
+        def avg(v: Tensor) -> Tensor:
+            return v.mean(axis=axes, keepdims=True)
+
+        xc = x - avg(x)
+        s = (avg(xc * xc) + self.eps) ** -0.5
+        xh = xc * s
+        g = _per_channel(gamma, nd)
+        bg, bb = _per_channel(b_gamma, nd), _per_channel(b_beta, nd)
+
+        def proj(v: Tensor) -> Tensor:
+            return v - avg(v) - xh * avg(v * xh)
+
+        need = self.needs_input_grad
+        d_x = d_g = d_gy = None
+        q = proj(gy)
+        if need[0]:
+            r = -g * s * (avg(gy * xh) * a + avg(a * xh) * gy) + bg * gy
+            d_x = -g * s * s * avg(a * q) * xh + s * proj(r)
+        if need[1]:
+            d_g = reshape(_sum(a * q * s, axis=axes), (-1,))
+        if need[2]:
+            d_gy = g * s * proj(a) + bg * xh + bb
+        return d_x, d_g, d_gy
+
+
+def _update_running(buf: Any, value: Any, momentum: float) -> None:
+    """buf <- (1 - momentum) * buf + momentum * value, in place (Tensor or array)."""
+    arr = buf.data if isinstance(buf, Tensor) else buf
+    arr *= 1 - momentum
+    arr += momentum * value.astype(arr.dtype, copy=False)
+
+
+def batch_norm(x: Tensor, running_mean: Tensor | Any | None, running_var: Tensor | Any | None,
+               weight: Tensor | None = None, bias: Tensor | None = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over every axis but the channel axis 1, as torch's.
+
+    x (N, C) or (N, C, H, W) (any (N, C, ...)); running_mean, running_var, weight, bias (C,).
+    Training mode normalises with the batch statistics and, when running stats are given,
+    updates them in place: ``running = (1 - momentum) * running + momentum * batch``, with
+    the unbiased batch variance. Eval mode normalises with the running statistics.
+    """
+    op = "batch_norm"
+    if len(x.shape) < 2:
+        raise ValueError(f"{op}: expected an input (N, C, ...) with at least 2 dims, got shape "
+                         f"{tuple(x.shape)}")
+    C = x.shape[1]
+    for name, v in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if v is not None and tuple(v.shape) != (C,):
+            raise ValueError(f"{op}: {name} of shape {tuple(v.shape)} does not match the {C} "
+                             f"channels of input {tuple(x.shape)}")
+    xp = get_array_module(x)
+    dtype = x.dtype
+    if training:
+        m = x.size // C if hasattr(x, "size") else 0
+        if m <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                             f"got input shape {tuple(x.shape)}")
+        gamma = weight if weight is not None else xp.ones(C, dtype)
+        beta = bias if bias is not None else xp.zeros(C, dtype)
+        fn = BatchNorm(eps)
+        y = fn(x, gamma, beta)
+        if running_mean is not None:
+            _update_running(running_mean, fn.mean, momentum)
+        if running_var is not None:
+            _update_running(running_var, fn.var * (m / (m - 1)), momentum)
+        return y
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    inv_std = (1.0 / xp.sqrt(rv.astype(dtype) + eps)).astype(dtype)
+    if weight is None and bias is None:
+        return (x - _per_channel(rm.astype(dtype), x.ndim)) * _per_channel(inv_std, x.ndim)
+    scale = inv_std if weight is None else weight * inv_std
+    shift = -rm.astype(dtype) * scale
+    if bias is not None:
+        shift = shift + bias
+    nd = len(x.shape)
+    return x * _per_channel(scale, nd) + _per_channel(shift, nd)
+
+
+class _ChannelWindowSum(Function):
+    """y[:, c] = sum of x[:, c - before : c + after + 1] (zeros outside); adjoint swaps
+    before and after."""
+
+    def __init__(self, before: int, after: int) -> None:
+        self.before, self.after = before, after
+
+    def forward(self, x):
+        C = x.shape[1]
+        y = x.copy()
+        for o in range(1, self.before + 1):   # window sizes are small (AlexNet: 5)
+            y[:, o:] += x[:, :C - o]
+        for o in range(1, self.after + 1):
+            y[:, :C - o] += x[:, o:]
+        return y
+
+    def backward(self, gy):
+        return _ChannelWindowSum(self.after, self.before)(gy)
+
+
+def local_response_norm(x: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """Local response normalisation across channels (AlexNet), as torch's:
+
+    ``y[c] = x[c] / (k + alpha/size * sum(x[c']^2 for c' within the window of c))**beta``,
+    the window running from ``c - size//2`` to ``c + (size-1)//2``. x (N, C, ...) -> same.
+    """
+    op = "local_response_norm"
+    if len(x.shape) < 3:
+        raise ValueError(f"{op}: expected an input (N, C, ...) with at least 3 dims, got shape "
+                         f"{tuple(x.shape)}")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"{op}: size must be a positive int, got {size!r}")
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    div = _ChannelWindowSum(size // 2, (size - 1) // 2)(x * x) * (alpha / size) + k
+    return x * div ** -beta

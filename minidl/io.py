@@ -1,0 +1,222 @@
+"""Saving and loading: ``.npz`` checkpoints (``.safetensors`` when that package is installed),
+written atomically, plus import of PyTorch state dicts.
+
+``save(obj, path)`` takes a Module (saves its ``state_dict``), an Optimizer (its
+``state_dict``), a Tensor/array, or any nesting of dicts, lists and tuples of those and of
+plain Python values -- e.g. ``{'model': model.state_dict(), 'optimizer':
+opt.state_dict(), 'epoch': 3}``. Arrays are stored under dotted keys (``model.fc.weight``),
+so a saved state dict is also readable with ``numpy.load``; the nesting and the plain values
+travel as a small JSON record inside the archive. ``load(path)`` returns the same
+structure with NumPy arrays in place of Tensors.
+
+The file is first written to a temporary file in the same directory and then renamed over
+the target (``os.replace`` is atomic), so an interrupted save never leaves a half-written
+checkpoint or destroys the previous one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .autograd import Tensor
+from .backend import to_numpy
+
+__all__ = ["save", "load", "CheckpointError", "load_torch_state_dict"]
+
+_META = "__minidl_meta__"
+_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable minidl checkpoint (corrupt, truncated, wrong format)."""
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (Tensor, np.ndarray)) or hasattr(x, "__cuda_array_interface__")
+
+
+def _encode(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
+    """JSON skeleton of ``obj``; arrays go into ``arrays`` under dotted keys."""
+    if _is_array(obj):
+        key = prefix or "array"
+        base, n = key, 1
+        while key in arrays or key == _META:
+            key, n = f"{base}#{n}", n + 1
+        arr = to_numpy(obj.data if isinstance(obj, Tensor) else obj)
+        # not np.ascontiguousarray: it turns 0-d arrays (e.g. a step counter) into 1-d
+        arrays[key] = arr if arr.flags.c_contiguous else np.array(arr, order="C")
+        return {"__array__": key}
+    if hasattr(obj, "state_dict") and callable(obj.state_dict):  # Module, Optimizer, scheduler
+        return _encode(obj.state_dict(), prefix, arrays)
+    if isinstance(obj, Mapping):
+        items = list(obj.items())
+        simple = all(isinstance(k, str) and not k.startswith("__") for k, _ in items)
+        enc = [(k, _encode(v, f"{prefix}.{k}" if prefix else str(k), arrays)) for k, v in items]
+        if simple:
+            return dict(enc)
+        for k, _ in items:
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise TypeError(f"save: dict key {k!r} at {prefix or '<root>'} must be a "
+                                "str, int, float or bool")
+        return {"__dict__": [[k, v] for k, v in enc]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, f"{prefix}.{i}" if prefix else str(i), arrays)
+                              for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{prefix}.{i}" if prefix else str(i), arrays)
+                for i, v in enumerate(obj)]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"save: cannot store a {type(obj).__name__} at "
+                    f"{prefix or '<root>'}; use arrays, Tensors, numbers, strings, None and "
+                    "dicts/lists/tuples of them")
+
+
+def _decode(skel: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(skel, dict):
+        if "__array__" in skel:
+            return arrays[skel["__array__"]]
+        if "__tuple__" in skel:
+            return tuple(_decode(v, arrays) for v in skel["__tuple__"])
+        if "__dict__" in skel:
+            return {k: _decode(v, arrays) for k, v in skel["__dict__"]}
+        return {k: _decode(v, arrays) for k, v in skel.items()}
+    if isinstance(skel, list):
+        return [_decode(v, arrays) for v in skel]
+    return skel
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(obj: Any, path: str | os.PathLike, compress: bool = False) -> None:
+    """Save ``obj`` (Module, Optimizer, state dict, arrays, nested containers) to ``path``.
+
+    ``.safetensors`` paths use the safetensors format (when installed; arrays only, the
+    rest as metadata); any other path is written as an ``.npz`` archive under exactly that
+    name. ``compress=True`` deflates the npz members.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    skel = {"minidl": _FORMAT, "root": _encode(obj, "", arrays)}
+    meta = json.dumps(skel, allow_nan=True)
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.numpy import save as st_save  # noqa: PLC0415 - optional
+        except ImportError:
+            raise ImportError("save: .safetensors needs the safetensors package "
+                              "(pip install safetensors), or use a .npz path") from None
+        blob = st_save(arrays, metadata={_META: meta})
+        _atomic_write(path, lambda f: f.write(blob))
+        return
+
+    def write(f: Any) -> None:
+        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
+            for key, arr in arrays.items():
+                with zf.open(key + ".npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, arr, allow_pickle=False)
+            with zf.open(_META + ".npy", "w") as fh:
+                np.lib.format.write_array(fh, np.frombuffer(meta.encode(), dtype=np.uint8),
+                                          allow_pickle=False)
+    _atomic_write(path, write)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load what :func:`save` wrote (arrays come back as NumPy arrays).
+
+    A plain ``.npz`` written by NumPy loads as a flat dict of arrays. A corrupt, truncated
+    or foreign file raises :class:`CheckpointError` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"load: no such checkpoint: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open  # noqa: PLC0415 - optional
+        except ImportError:
+            raise ImportError("load: .safetensors needs the safetensors package") from None
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                arrays = {k: f.get_tensor(k) for k in f.keys()}
+                meta = (f.metadata() or {}).get(_META)
+        except Exception as e:
+            raise CheckpointError(f"load: {path} is not a readable safetensors file "
+                                  f"(corrupt or truncated?): {e}") from e
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}  # read everything: CRC errors show here
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+            raise CheckpointError(f"load: {path} is not a readable .npz checkpoint "
+                                  f"(corrupt or truncated?): {type(e).__name__}: {e}") from e
+        if not isinstance(arrays, dict):
+            raise CheckpointError(f"load: {path} holds a single array, not a checkpoint")
+        raw = arrays.pop(_META, None)
+        meta = None if raw is None else raw.tobytes().decode("utf-8", errors="replace")
+    if meta is None:
+        return arrays
+    try:
+        skel = json.loads(meta)
+        if skel.get("minidl") != _FORMAT:
+            raise CheckpointError(f"load: {path} has checkpoint format {skel.get('minidl')}, "
+                                  f"this minidl reads format {_FORMAT}")
+        return _decode(skel["root"], arrays)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"load: {path} has a damaged minidl record: {e}") from e
+
+
+def _torch_to_numpy(sd: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in sd.items():
+        if hasattr(v, "detach"):  # a torch.Tensor
+            v = v.detach().cpu().numpy()
+        out[k] = np.asarray(to_numpy(v.data) if isinstance(v, Tensor) else v)
+    return out
+
+
+def load_torch_state_dict(model: Any, path_or_dict: str | os.PathLike | Mapping[str, Any],
+                          strict: bool = True) -> tuple[list[str], list[str]]:
+    """Load PyTorch weights into a minidl model whose state-dict keys follow torch's names.
+
+    ``path_or_dict``: a torch state dict (of torch Tensors or arrays), a ``.pth``/``.pt``
+    file (needs torch), or a ``.npz``/``.safetensors`` file. Returns
+    ``(missing_keys, unexpected_keys)``; errors leave the model unchanged.
+    """
+    if isinstance(path_or_dict, Mapping):
+        sd = path_or_dict
+    else:
+        p = Path(path_or_dict)
+        if p.suffix in (".npz", ".safetensors"):
+            sd = load(p)
+        else:
+            try:
+                import torch  # noqa: PLC0415 - optional, heavy
+            except ImportError:
+                raise ImportError(f"load_torch_state_dict: reading {p.name} needs PyTorch; "
+                                  "convert it to .npz or .safetensors elsewhere") from None
+            sd = torch.load(p, map_location="cpu", weights_only=True)
+            if isinstance(sd, Mapping) and "state_dict" in sd:
+                sd = sd["state_dict"]
+    return model.load_state_dict(_torch_to_numpy(sd), strict=strict)

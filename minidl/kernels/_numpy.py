@@ -1,0 +1,388 @@
+"""NumPy kernels for convolution and pooling (CPU).
+
+Layout, and why
+---------------
+The public shapes are NCHW, but inside these kernels every image is handled channels-last
+(N, H, W, C):
+
+* a window of a channels-last image is a run of ``kw * C`` contiguous numbers per kernel row,
+  so im2col is ONE strided copy with long inner runs (no Python loop over pixels or offsets);
+* the column matrix is ``(N*Ho*Wo, kh*kw*C)``, so the forward GEMM ``cols @ W`` writes the
+  output straight into a channels-last buffer, with no transposing copy after it;
+* outputs are returned as NCHW-shaped *views* of channels-last buffers (what PyTorch calls the
+  channels_last memory format). Element-wise NumPy ops keep that layout, so the next conv or
+  pool reads its input without a transposing copy.
+
+The batch is processed in blocks of a few images so that the column matrix of a block stays in
+the CPU cache: im2col, the GEMM and col2im then move cache-resident data, and the GEMM itself
+runs faster on a block than on the whole column matrix (measured in benchmarks/bench_conv.py,
+see docs/benchmarks.md). The loop over blocks is cache blocking, not a loop over images.
+
+Padding is given as four numbers ``(top, bottom, left, right)``; a negative value crops.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+Pads = tuple[int, int, int, int]
+
+# Bytes of column matrix per batch block; 4-8 MiB keeps a block in L2/L3 on current CPUs.
+BLOCK_BYTES = 6 * 2**20
+
+
+def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
+    """Number of window positions along one axis."""
+    return (size + p_lo + p_hi - d * (k - 1) - 1) // s + 1
+
+
+def _block(n: int, bytes_per_image: int) -> int:
+    return max(1, min(n, BLOCK_BYTES // max(1, bytes_per_image)))
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) array -> (N, H, W, C) view (no copy)."""
+    return x.transpose(0, 2, 3, 1)
+
+
+def _fill_padded(buf: np.ndarray, src: np.ndarray, pads: Pads) -> None:
+    """Copy channels-last ``src`` (n, H, W, C) into the interior of ``buf`` (n, Hp, Wp, C).
+
+    The border of ``buf`` is never written here, so it keeps the fill value it was created
+    with (0 for convolution, -inf for max pooling). Negative pads crop ``src``.
+    """
+    pt, pb, pl, pr = pads
+    H, W = src.shape[1], src.shape[2]
+    sh0, sh1 = max(0, -pt), H - max(0, -pb)
+    sw0, sw1 = max(0, -pl), W - max(0, -pr)
+    dh0, dw0 = max(0, pt), max(0, pl)
+    buf[:, dh0:dh0 + sh1 - sh0, dw0:dw0 + sw1 - sw0, :] = src[:, sh0:sh1, sw0:sw1, :]
+
+
+def _windows(xpad: np.ndarray, kh: int, kw: int, s: tuple[int, int], d: tuple[int, int],
+             Ho: int, Wo: int, groups: int = 1) -> np.ndarray:
+    """Read-only view (n, Ho, Wo, G, kh, kw, C/G) of all windows of a padded NHWC block."""
+    n, _, _, C = xpad.shape
+    sn, sh, sw, sc = xpad.strides
+    return as_strided(xpad, (n, Ho, Wo, groups, kh, kw, C // groups),
+                      (sn, sh * s[0], sw * s[1], sc * (C // groups), sh * d[0], sw * d[1], sc),
+                      writeable=False)
+
+
+def _weight_matrix(w: np.ndarray, groups: int) -> np.ndarray:
+    """(K, C/G, kh, kw) -> (G, kh*kw*C/G, K/G): rows in the (i, j, c) order of the columns."""
+    K, Cg, kh, kw = w.shape
+    return np.ascontiguousarray(
+        w.reshape(groups, K // groups, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
+    ).reshape(groups, kh * kw * Cg, K // groups)
+
+
+def _flipped_weight_matrix(w: np.ndarray, groups: int) -> np.ndarray:
+    """Weights of the stride-1 transposed conv: (G, kh*kw*K/G, C/G), kernel rotated 180°."""
+    K, Cg, kh, kw = w.shape
+    return np.ascontiguousarray(
+        w.reshape(groups, K // groups, Cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 3, 4, 1, 2)
+    ).reshape(groups, kh * kw * (K // groups), Cg)
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, groups: int) -> None:
+    """out[m, g, :] = a[m, g, :] @ b[g] for every group; a (M, G, k), b (G, k, n), out (M, G, n).
+
+    One BLAS call when G == 1; otherwise one batched matmul over strided views (no copies).
+    """
+    if groups == 1:
+        np.matmul(a[:, 0, :], b[0], out=out[:, 0, :])
+    else:
+        np.matmul(a.transpose(1, 0, 2), b, out=out.transpose(1, 0, 2))
+
+
+def _conv_nhwc(src: np.ndarray, pads: Pads, wmat: np.ndarray, kh: int, kw: int,
+               s: tuple[int, int], d: tuple[int, int], out: np.ndarray) -> None:
+    """Correlate channels-last ``src`` (N, H, W, C) with ``wmat`` into ``out`` (N, Ho, Wo, K).
+
+    im2col of one cache-sized batch block, then one GEMM (per group) written into ``out``.
+    """
+    N, H, W, C = src.shape
+    G = wmat.shape[0]
+    _, Ho, Wo, K = out.shape
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+    kk = kh * kw
+    nb = _block(N, Ho * Wo * kk * C * src.itemsize)
+    xpad = np.zeros((nb, Hp, Wp, C), src.dtype)
+    cols = np.empty((nb, Ho, Wo, G, kh, kw, C // G), src.dtype)
+    for n0 in range(0, N, nb):
+        n = min(nb, N - n0)
+        _fill_padded(xpad[:n], src[n0:n0 + n], pads)
+        np.copyto(cols[:n], _windows(xpad[:n], kh, kw, s, d, Ho, Wo, G))
+        _gemm(cols[:n].reshape(n * Ho * Wo, G, kk * C // G), wmat,
+              out[n0:n0 + n].reshape(n * Ho * Wo, G, K // G), G)
+
+
+def _overlap_free_groups(k: int, s: int, d: int) -> list[tuple[int, int]]:
+    """Split kernel offsets 0..k-1 into runs (start, length) whose windows never overlap.
+
+    Offsets i and i' of one run hit distinct input rows for every output position, so a
+    whole run can be scattered with one strided (non-self-overlapping) view.
+    """
+    # positions ho*s + i*d (i in a run of length L) are all distinct when L*d <= s
+    run = max(1, s // d)
+    return [(i, min(run, k - i)) for i in range(0, k, run)]
+
+
+def _col2im_block(dcols: np.ndarray, dxpad: np.ndarray, s: tuple[int, int],
+                  d: tuple[int, int]) -> None:
+    """Scatter-add columns (n, Ho, Wo, G, kh, kw, Cg) into the zeroed padded block dxpad.
+
+    Offsets are grouped into overlap-free runs, so a 3x3 stride-2 kernel takes 4 adds, a 2x2
+    stride-2 one a single add; only stride 1 needs one add per offset.
+    """
+    n, Ho, Wo, G, kh, kw, Cg = dcols.shape
+    sn, sh, sw, sc = dxpad.strides
+    for i0, li in _overlap_free_groups(kh, s[0], d[0]):
+        for j0, lj in _overlap_free_groups(kw, s[1], d[1]):
+            base = dxpad[:, i0 * d[0]:, j0 * d[1]:, :]
+            view = as_strided(base, (n, Ho, Wo, G, li, lj, Cg),
+                              (sn, sh * s[0], sw * s[1], sc * Cg, sh * d[0], sw * d[1], sc))
+            view += dcols[:, :, :, :, i0:i0 + li, j0:j0 + lj, :]
+
+
+def _pads_ok(pads: Pads) -> bool:
+    return all(p >= 0 for p in pads)
+
+
+# ---------------------------------------------------------------------------------------------
+# public kernels (NCHW in, NCHW-shaped channels-last views out)
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
+                   pads: Pads, dilation: tuple[int, int], groups: int) -> np.ndarray:
+    """y = conv(x, w) + b; x (N, C, H, W), w (K, C/G, kh, kw) -> y (N, K, Ho, Wo)."""
+    N, C, H, W = x.shape
+    K, _, kh, kw = w.shape
+    Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
+    Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
+    out = np.empty((N, Ho, Wo, K), np.result_type(x, w))
+    _conv_nhwc(_nhwc(x), pads, _weight_matrix(w, groups).astype(out.dtype, copy=False),
+               kh, kw, stride, dilation, out)
+    if b is not None:
+        out += b
+    return out.transpose(0, 3, 1, 2)
+
+
+def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
+                      stride: tuple[int, int], pads: Pads, dilation: tuple[int, int],
+                      groups: int) -> np.ndarray:
+    """dx of conv2d (= conv_transpose2d of gy); gy (N, K, Ho, Wo) -> dx (N, C, H, W)."""
+    N, K, Ho, Wo = gy.shape
+    _, Cg, kh, kw = w.shape
+    H, W = in_hw
+    C = Cg * groups
+    dtype = np.result_type(gy, w)
+    dx = np.empty((N, H, W, C), dtype)
+    (sh, sw), (dh, dw) = stride, dilation
+    # stride 1: dx is the correlation of gy with the flipped kernel, so it is an im2col and
+    # one GEMM; no scatter-add at all.
+    if sh == 1 and sw == 1:
+        fpads = (dh * (kh - 1) - pads[0], H - Ho + pads[0],
+                 dw * (kw - 1) - pads[2], W - Wo + pads[2])
+        _conv_nhwc(_nhwc(gy), fpads, _flipped_weight_matrix(w, groups).astype(dtype, copy=False),
+                   kh, kw, (1, 1), dilation, dx)
+        return dx.transpose(0, 3, 1, 2)
+    # general stride: dcols = gy @ W^T (one GEMM per block), then col2im.
+    wmat_t = _weight_matrix(w, groups).astype(dtype, copy=False).transpose(0, 2, 1)
+    G, kk = groups, kh * kw
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+    # rows/cols of the padded input that no window reaches (floor in out_size) stay zero
+    Hp, Wp = max(Hp, (Ho - 1) * sh + dh * (kh - 1) + 1), max(Wp, (Wo - 1) * sw + dw * (kw - 1) + 1)
+    nb = _block(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
+    dcols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
+    dxpad = np.empty((nb, Hp, Wp, C), dtype)
+    gy_t = _nhwc(gy)
+    for n0 in range(0, N, nb):
+        n = min(nb, N - n0)
+        g = np.ascontiguousarray(gy_t[n0:n0 + n]).reshape(n * Ho * Wo, G, K // G)
+        _gemm(g, wmat_t, dcols[:n].reshape(n * Ho * Wo, G, kk * Cg), G)
+        dxpad[:n] = 0
+        _col2im_block(dcols[:n], dxpad[:n], stride, dilation)
+        _crop_into(dx[n0:n0 + n], dxpad[:n], pads)
+    return dx.transpose(0, 3, 1, 2)
+
+
+def _crop_into(dst: np.ndarray, padded: np.ndarray, pads: Pads) -> None:
+    """dst (n, H, W, C) = interior of padded (n, Hp, Wp, C); zero where pads crop the input."""
+    pt, _, pl, _ = pads
+    H, W = dst.shape[1], dst.shape[2]
+    h0, w0 = max(0, pt), max(0, pl)
+    dh0, dw0 = max(0, -pt), max(0, -pl)
+    hn = min(H - dh0, padded.shape[1] - h0)
+    wn = min(W - dw0, padded.shape[2] - w0)
+    if dh0 or dw0 or hn < H - dh0 or wn < W - dw0:
+        dst[...] = 0
+    dst[:, dh0:dh0 + hn, dw0:dw0 + wn, :] = padded[:, h0:h0 + hn, w0:w0 + wn, :]
+
+
+def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
+                       stride: tuple[int, int], pads: Pads, dilation: tuple[int, int],
+                       groups: int) -> np.ndarray:
+    """dw of conv2d; x (N, C, H, W), gy (N, K, Ho, Wo) -> dw (K, C/G, kh, kw)."""
+    N, C, H, W = x.shape
+    _, K, Ho, Wo = gy.shape
+    kh, kw = kernel
+    G, Cg, Kg, kk = groups, C // groups, K // groups, kh * kw
+    dtype = np.result_type(x, gy)
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+    nb = _block(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
+    xpad = np.zeros((nb, Hp, Wp, C), dtype)
+    cols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
+    acc = np.zeros((G, kk * Cg, Kg), dtype)
+    part = np.empty_like(acc)
+    x_t, gy_t = _nhwc(x), _nhwc(gy)
+    for n0 in range(0, N, nb):
+        n = min(nb, N - n0)
+        _fill_padded(xpad[:n], x_t[n0:n0 + n], pads)
+        np.copyto(cols[:n], _windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo, G))
+        a = cols[:n].reshape(n * Ho * Wo, G, kk * Cg).transpose(1, 2, 0)      # (G, kkCg, M)
+        g = np.ascontiguousarray(gy_t[n0:n0 + n]).reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
+        np.matmul(a, g, out=part)
+        acc += part
+    return acc.reshape(G, kh, kw, Cg, Kg).transpose(0, 4, 3, 1, 2).reshape(K, Cg, kh, kw)
+
+
+def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
+           dilation: tuple[int, int]) -> np.ndarray:
+    """Columns of x (N, C, H, W): array (N, Ho, Wo, kh, kw, C), row-major contiguous.
+
+    ``cols.reshape(N*Ho*Wo, kh*kw*C)`` is the matrix whose row (n, ho, wo) holds the window
+    that output pixel sees, ordered kernel row, kernel column, channel.
+    """
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
+    Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
+    xpad = np.zeros((N, H + pads[0] + pads[1], W + pads[2] + pads[3], C), x.dtype)
+    _fill_padded(xpad, _nhwc(x), pads)
+    cols = np.empty((N, Ho, Wo, 1, kh, kw, C), x.dtype)
+    np.copyto(cols, _windows(xpad, kh, kw, stride, dilation, Ho, Wo))
+    return cols.reshape(N, Ho, Wo, kh, kw, C)
+
+
+def col2im(cols: np.ndarray, in_hw: tuple[int, int], stride: tuple[int, int], pads: Pads,
+           dilation: tuple[int, int]) -> np.ndarray:
+    """Adjoint of :func:`im2col`: sum columns (N, Ho, Wo, kh, kw, C) back into (N, C, H, W)."""
+    N, Ho, Wo, kh, kw, C = cols.shape
+    H, W = in_hw
+    Hp = max(H + pads[0] + pads[1], (Ho - 1) * stride[0] + dilation[0] * (kh - 1) + 1)
+    Wp = max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
+    dxpad = np.zeros((N, Hp, Wp, C), cols.dtype)
+    _col2im_block(cols.reshape(N, Ho, Wo, 1, kh, kw, C), dxpad, stride, dilation)
+    dx = np.empty((N, H, W, C), cols.dtype)
+    _crop_into(dx, dxpad, pads)
+    return dx.transpose(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# pooling windows. The loops below run over the kh*kw kernel offsets only; each step is one
+# vectorised op over the whole (N, Ho, Wo, C) output.
+
+def _offset_view(xpad: np.ndarray, i: int, j: int, s: tuple[int, int], Ho: int,
+                 Wo: int) -> np.ndarray:
+    """The (n, Ho, Wo, C) strided view of the padded block seen by kernel offset (i, j)."""
+    return xpad[:, i:i + (Ho - 1) * s[0] + 1:s[0], j:j + (Wo - 1) * s[1] + 1:s[1], :]
+
+
+def _padded_nhwc(x: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
+    N, C, H, W = x.shape
+    xpad = np.full((N, H + pads[0] + pads[1], W + pads[2] + pads[3], C), fill, x.dtype)
+    _fill_padded(xpad, _nhwc(x), pads)
+    return xpad
+
+
+def _index_dtype(kk: int) -> np.dtype:
+    return np.dtype(np.uint8 if kk <= 256 else np.int32)
+
+
+def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                       pads: Pads, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Max over windows; x (N, C, H, W) -> y (N, C, Ho, Wo) and the argmax offsets.
+
+    The offsets (N, Ho, Wo, C) hold i*kw + j of the winning element of each window; a strict
+    ``>`` while scanning offsets in row-major order makes ties go to the first maximum.
+    """
+    kh, kw = kernel
+    Ho, Wo = out_hw
+    xpad = _padded_nhwc(x, pads, -np.inf)
+    best = _offset_view(xpad, 0, 0, stride, Ho, Wo).copy()
+    idx = np.zeros(best.shape, _index_dtype(kh * kw))
+    mask = np.empty(best.shape, bool)
+    for o in range(1, kh * kw):
+        v = _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo)
+        np.greater(v, best, out=mask)
+        np.copyto(best, v, where=mask)
+        np.copyto(idx, o, where=mask)
+    return best.transpose(0, 3, 1, 2), idx
+
+
+def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
+                        kernel: tuple[int, int], stride: tuple[int, int],
+                        pads: Pads) -> np.ndarray:
+    """Route gy (N, C, Ho, Wo) to the argmax of each window -> dx (N, C, H, W)."""
+    N, C, Ho, Wo = gy.shape
+    kh, kw = kernel
+    H, W = in_hw
+    g = _nhwc(gy)
+    dxpad = np.zeros((N, max(H + pads[0] + pads[1], (Ho - 1) * stride[0] + kh),
+                      max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + kw), C), gy.dtype)
+    mask = np.empty(idx.shape, bool)
+    for o in range(kh * kw):
+        np.equal(idx, o, out=mask)
+        view = _offset_view(dxpad, o // kw, o % kw, stride, Ho, Wo)
+        np.add(view, g, out=view, where=mask)
+    dx = np.empty((N, H, W, C), gy.dtype)
+    _crop_into(dx, dxpad, pads)
+    return dx.transpose(0, 3, 1, 2)
+
+
+def max_pool2d_gather(x: np.ndarray, idx: np.ndarray, kernel: tuple[int, int],
+                      stride: tuple[int, int], pads: Pads) -> np.ndarray:
+    """Pick, in every window of x (N, C, H, W), the element at the saved argmax offsets.
+
+    This is the adjoint of :func:`max_pool2d_backward` (used for double backward).
+    """
+    kh, kw = kernel
+    N, Ho, Wo, C = idx.shape
+    xpad = _padded_nhwc(x, pads, 0)
+    out = np.empty((N, Ho, Wo, C), x.dtype)
+    mask = np.empty(idx.shape, bool)
+    for o in range(kh * kw):
+        np.equal(idx, o, out=mask)
+        np.copyto(out, _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo), where=mask)
+    return out.transpose(0, 3, 1, 2)
+
+
+def avg_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                       pads: Pads, out_hw: tuple[int, int], inv_div: np.ndarray) -> np.ndarray:
+    """Window sums times ``inv_div`` (Ho, Wo); x (N, C, H, W) -> (N, C, Ho, Wo)."""
+    kh, kw = kernel
+    Ho, Wo = out_hw
+    xpad = _padded_nhwc(x, pads, 0)
+    acc = _offset_view(xpad, 0, 0, stride, Ho, Wo).copy()
+    for o in range(1, kh * kw):
+        acc += _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo)
+    acc *= inv_div[None, :, :, None]
+    return acc.transpose(0, 3, 1, 2)
+
+
+def avg_pool2d_backward(gy: np.ndarray, in_hw: tuple[int, int], kernel: tuple[int, int],
+                        stride: tuple[int, int], pads: Pads, inv_div: np.ndarray) -> np.ndarray:
+    """Adjoint of :func:`avg_pool2d_forward`: spread gy * inv_div over each window (col2im)."""
+    N, C, Ho, Wo = gy.shape
+    kh, kw = kernel
+    g = _nhwc(gy) * inv_div[None, :, :, None]
+    # every kernel offset receives the same value: a zero-stride (broadcast) column array
+    cols = np.broadcast_to(g[:, :, :, None, None, None, :], (N, Ho, Wo, 1, kh, kw, C))
+    H, W = in_hw
+    dxpad = np.zeros((N, max(H + pads[0] + pads[1], (Ho - 1) * stride[0] + kh),
+                      max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + kw), C), gy.dtype)
+    _col2im_block(cols, dxpad, stride, (1, 1))
+    dx = np.empty((N, H, W, C), gy.dtype)
+    _crop_into(dx, dxpad, pads)
+    return dx.transpose(0, 3, 1, 2)

@@ -1,0 +1,48 @@
+"""Modules, layers, initialisers, graph nodes and the Keras-style functional API.
+
+    >>> import minidl.nn as nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> [name for name, _ in net.named_parameters()]
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+"""
+from . import init, utils
+from .functional_api import History, Input, Model, SymbolicTensor
+from .graph import Add, Concat, Residual
+from .layers import (
+                     ELU,
+                     AdaptiveAvgPool2d,
+                     AvgPool2d,
+                     BatchNorm1d,
+                     BatchNorm2d,
+                     Conv2d,
+                     ConvTranspose2d,
+                     Dropout,
+                     Flatten,
+                     GlobalAvgPool2d,
+                     Identity,
+                     Lambda,
+                     LeakyReLU,
+                     Linear,
+                     LocalResponseNorm,
+                     LogSoftmax,
+                     MaxPool2d,
+                     Normalization,
+                     ReLU,
+                     Reshape,
+                     Sigmoid,
+                     Softmax,
+                     Tanh,
+                     get_activation,
+)
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
+from .utils import clip_grad_norm_, clip_grad_value_, functional_call, mc_predict
+
+__all__ = [
+    "ELU", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Concat",
+    "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "History",
+    "Identity", "Input", "Lambda", "LeakyReLU", "Linear", "LocalResponseNorm", "LogSoftmax",
+    "MaxPool2d", "Model", "Module", "ModuleDict", "ModuleList", "Normalization", "Parameter",
+    "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "StateDictError",
+    "SymbolicTensor", "Tanh", "clip_grad_norm_", "clip_grad_value_", "functional_call",
+    "get_activation", "init", "mc_predict", "utils",
+]

@@ -1,0 +1,13 @@
+"""Optimisers (torch.optim's rules and defaults), LR schedulers, regularizers, constraints.
+
+    >>> import minidl as md, minidl.nn as nn, minidl.optim as optim
+    >>> net = nn.Linear(3, 1)
+    >>> opt = optim.Adam(net.parameters(), lr=1e-2)
+    >>> type(opt).__name__, opt.param_groups[0]["betas"]
+    ('Adam', (0.9, 0.999))
+"""
+from . import constraints, lr_scheduler, regularizers
+from .optimizer import SGD, Adagrad, Adam, AdamW, NAdam, Nadam, Optimizer, RMSprop
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Nadam", "Optimizer", "RMSprop",
+           "constraints", "lr_scheduler", "regularizers"]

@@ -1,0 +1,282 @@
+"""F.conv2d and F.conv_transpose2d: loop oracles, gradchecks, double backward, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import minidl as md
+from minidl import kernels
+from minidl.functional.conv import Conv2dGradInput, Conv2dGradWeight, conv2d, conv_transpose2d
+
+FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def fewer(n: int) -> settings:
+    """Settings for slow (gradcheck) property tests."""
+    return settings(max_examples=n, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def naive_conv2d(x, w, b, stride, pads, dilation, groups):
+    """Direct definition: y[n, k, ho, wo] = b[k] + sum over the window of x * w, by loops."""
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    pt, pb, pl, pr = pads
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = np.zeros((N, C, H + pt + pb, W + pl + pr))
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    Ho = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    Kg = K // groups
+    y = np.zeros((N, K, Ho, Wo))
+    for k in range(K):
+        g = k // Kg
+        for ho in range(Ho):
+            for wo in range(Wo):
+                win = xp[:, g * Cg:(g + 1) * Cg,
+                         ho * sh:ho * sh + dh * (kh - 1) + 1:dh,
+                         wo * sw:wo * sw + dw * (kw - 1) + 1:dw]
+                y[:, k, ho, wo] = (win * w[k]).sum(axis=(1, 2, 3))
+        if b is not None:
+            y[:, k] += b[k]
+    return y
+
+
+def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation):
+    """Direct definition: every input pixel scatters x * w into the output, by loops."""
+    N, Cin, H, W = x.shape
+    _, Cog, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho = (H - 1) * sh - 2 * ph + dh * (kh - 1) + output_padding[0] + 1
+    Wo = (W - 1) * sw - 2 * pw + dw * (kw - 1) + output_padding[1] + 1
+    full = np.zeros((N, Cog * groups, Ho + 2 * ph + sh + dh * kh, Wo + 2 * pw + sw + dw * kw))
+    Cig = Cin // groups
+    for c in range(Cin):
+        g = c // Cig
+        for h in range(H):
+            for wi in range(W):
+                for i in range(kh):
+                    for j in range(kw):
+                        full[:, g * Cog:(g + 1) * Cog, h * sh + i * dh, wi * sw + j * dw] += \
+                            x[:, c, h, wi, None] * w[c, :, i, j]
+    y = full[:, :, ph:ph + Ho, pw:pw + Wo]
+    return y if b is None else y + b[None, :, None, None]
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    H = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 9))
+    W = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 9))
+    N = draw(st.integers(1, 3))
+    bias = draw(st.booleans())
+    return N, groups, cg, kg, H, W, (kh, kw), stride, padding, dilation, bias
+
+
+def _tensors(device, rng, *shapes, dtype=np.float64, grad=True):
+    return [md.tensor(rng.standard_normal(s).astype(dtype), device=device, requires_grad=grad)
+            for s in shapes]
+
+
+@FIXTURE_OK
+@given(conv_case())
+def test_conv2d_matches_loops(device, case):
+    N, G, cg, kg, H, W, k, stride, padding, dilation, bias = case
+    rng = np.random.default_rng(0)
+    x, w, b = _tensors(device, rng, (N, G * cg, H, W), (G * kg, cg, *k), (G * kg,), grad=False)
+    y = conv2d(x, w, b if bias else None, stride, padding, dilation, G)
+    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy() if bias else None, stride,
+                       (padding[0], padding[0], padding[1], padding[1]), dilation, G)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+
+
+@fewer(15)
+@given(conv_case())
+def test_conv2d_gradcheck_all_inputs(device, case):
+    N, G, cg, kg, H, W, k, stride, padding, dilation, bias = case
+    rng = np.random.default_rng(1)
+    x, w, b = _tensors(device, rng, (N, G * cg, H, W), (G * kg, cg, *k), (G * kg,))
+    if bias:
+        assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride, padding, dilation, G),
+                            x, w, b)
+    else:
+        assert md.gradcheck(lambda x, w: conv2d(x, w, None, stride, padding, dilation, G), x, w)
+
+
+def test_conv2d_float32_close_to_float64(device):
+    rng = np.random.default_rng(2)
+    x64, w64, b64 = _tensors(device, rng, (3, 6, 9, 8), (4, 6, 3, 3), (4,), grad=False)
+    y64 = conv2d(x64, w64, b64, 1, 1).numpy()
+    y32 = conv2d(x64.float(), w64.float(), b64.float(), 1, 1)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32.numpy(), y64, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_gradgradcheck(device):
+    rng = np.random.default_rng(3)
+    x, w, b = _tensors(device, rng, (2, 2, 5, 4), (3, 2, 3, 2), (3,))
+    assert md.gradgradcheck(lambda x, w, b: conv2d(x, w, b, stride=(2, 1), padding=1,
+                                                   dilation=(1, 2)), x, w, b)
+
+
+def test_conv2d_gradgradcheck_grouped(device):
+    rng = np.random.default_rng(4)
+    x, w = _tensors(device, rng, (1, 4, 4, 4), (4, 2, 2, 2))
+    assert md.gradgradcheck(lambda x, w: conv2d(x, w, stride=1, padding=1, groups=2), x, w)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", 1, (2, 0)])
+def test_conv2d_padding_forms(device, padding):
+    rng = np.random.default_rng(5)
+    x, w = _tensors(device, rng, (2, 3, 6, 7), (2, 3, 4, 3), grad=False)
+    y = conv2d(x, w, padding=padding, dilation=(1, 2))
+    if padding == "same":
+        assert y.shape == (2, 2, 6, 7)
+        pads = (1, 2, 2, 2)     # totals 3 and 4, the odd extra at the bottom (like torch)
+    elif padding == "valid":
+        pads = (0, 0, 0, 0)
+    else:
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        pads = (ph, ph, pw, pw)
+    np.testing.assert_allclose(y.numpy(), naive_conv2d(x.numpy(), w.numpy(), None, (1, 1),
+                                                       pads, (1, 2), 1), atol=1e-10)
+
+
+def test_depthwise_conv2d(device):
+    rng = np.random.default_rng(6)
+    x, w, b = _tensors(device, rng, (2, 4, 6, 6), (8, 1, 3, 3), (8,))   # multiplier 2
+    y = conv2d(x, w, b, padding=1, groups=4)
+    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), (1, 1), (1, 1, 1, 1), (1, 1), 4)
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+    assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride=2, padding=1, groups=4), x, w, b)
+
+
+def test_conv2d_computes_only_needed_gradients(monkeypatch):
+    calls = {"grad_input": 0, "grad_weight": 0}
+    real_gi, real_gw = kernels.conv2d_grad_input, kernels.conv2d_grad_weight
+
+    def gi(*a, **k):
+        calls["grad_input"] += 1
+        return real_gi(*a, **k)
+
+    def gw(*a, **k):
+        calls["grad_weight"] += 1
+        return real_gw(*a, **k)
+
+    monkeypatch.setattr(kernels, "conv2d_grad_input", gi)
+    monkeypatch.setattr(kernels, "conv2d_grad_weight", gw)
+    rng = np.random.default_rng(7)
+    x = md.tensor(rng.standard_normal((2, 3, 5, 5)))                       # first layer
+    w = md.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    conv2d(x, w).sum().backward()
+    assert calls == {"grad_input": 0, "grad_weight": 1} and x.grad is None
+    x.requires_grad = True
+    w_frozen = md.tensor(w.numpy())                                        # frozen layer
+    conv2d(x, w_frozen).sum().backward()
+    assert calls == {"grad_input": 1, "grad_weight": 1} and w_frozen.grad is None
+
+
+def test_conv2d_backward_is_made_of_grad_functions():
+    x = md.randn(1, 2, 4, 4, requires_grad=True)
+    w = md.randn(3, 2, 3, 3, requires_grad=True)
+    y = conv2d(x, w, padding=1)
+    gx, gw = md.grad(y.sum(), [x, w], create_graph=True)
+    assert isinstance(gx.creator, Conv2dGradInput) and isinstance(gw.creator, Conv2dGradWeight)
+
+
+def test_conv2d_graph_is_freed_after_backward():
+    import gc
+    import weakref
+
+    x = md.randn(1, 2, 4, 4, requires_grad=True)
+    w = md.randn(3, 2, 3, 3, requires_grad=True)
+    y = conv2d(x, w, padding=1)
+    ref = weakref.ref(y.creator)
+    y.sum().backward()
+    del y
+    gc.collect()
+    assert ref() is None
+
+
+@st.composite
+def transpose_case(draw):
+    groups = draw(st.integers(1, 2))
+    cig, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    output_padding = (draw(st.integers(0, stride[0] - 1)), draw(st.integers(0, stride[1] - 1)))
+    H, W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    for size, kk, s, p, d, o in zip((H, W), k, stride, padding, dilation, output_padding):
+        if (size - 1) * s - 2 * p + d * (kk - 1) + o + 1 < 1:
+            padding = (0, 0)
+    return groups, cig, cog, H, W, k, stride, padding, output_padding, dilation
+
+
+@fewer(20)
+@given(transpose_case())
+def test_conv_transpose2d_matches_loops_and_gradcheck(device, case):
+    G, cig, cog, H, W, k, stride, padding, output_padding, dilation = case
+    rng = np.random.default_rng(8)
+    x, w, b = _tensors(device, rng, (2, G * cig, H, W), (G * cig, cog, *k), (G * cog,))
+    y = conv_transpose2d(x, w, b, stride, padding, output_padding, G, dilation)
+    ref = naive_conv_transpose2d(x.numpy(), w.numpy(), b.numpy(), stride, padding,
+                                 output_padding, G, dilation)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+    assert md.gradcheck(lambda x, w, b: conv_transpose2d(x, w, b, stride, padding,
+                                                         output_padding, G, dilation), x, w, b)
+
+
+def test_conv_transpose2d_dcgan_shape_and_gradgradcheck(device):
+    rng = np.random.default_rng(9)
+    x, w, b = _tensors(device, rng, (1, 3, 3, 3), (3, 2, 4, 4), (2,))
+    y = conv_transpose2d(x, w, b, stride=2, padding=1)     # DCGAN: doubles H and W
+    assert y.shape == (1, 2, 6, 6)
+    assert md.gradgradcheck(lambda x, w, b: conv_transpose2d(x, w, b, 2, 1), x, w, b)
+
+
+def test_conv2d_errors():
+    x, w = md.zeros(2, 3, 8, 8), md.zeros(6, 1, 5, 5)
+    with pytest.raises(ValueError, match=r"conv2d: input has 3 channels but weight expects 1 "
+                                         r"\(weight shape \(6, 1, 5, 5\)"):
+        conv2d(x, w)
+    with pytest.raises(ValueError, match=r"conv2d: kernel \(5, 5\).*larger than the padded "
+                                         r"input \(4, 4\)"):
+        conv2d(md.zeros(1, 1, 4, 4), w)
+    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input.*\(3, 8, 8\)"):
+        conv2d(md.zeros(3, 8, 8), md.zeros(6, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight.*\(6, 3, 3\)"):
+        conv2d(x, md.zeros(6, 3, 3))
+    with pytest.raises(ValueError, match=r"conv2d: stride must be >= 1, got \(0, 0\)"):
+        conv2d(x, md.zeros(6, 3, 3, 3), stride=0)
+    with pytest.raises(ValueError, match=r"conv2d: groups=2 must divide.*input channels \(3\)"):
+        conv2d(x, md.zeros(6, 1, 3, 3), groups=2)
+    with pytest.raises(ValueError, match=r"conv2d: padding='same' needs stride 1"):
+        conv2d(x, md.zeros(6, 3, 3, 3), stride=2, padding="same")
+    with pytest.raises(ValueError, match=r"conv2d: bias of shape \(5,\)"):
+        conv2d(x, md.zeros(6, 3, 3, 3), md.zeros(5))
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be >= 1"):
+        conv2d(x, md.zeros(6, 3, 3, 3), dilation=0)
+
+
+def test_conv_transpose2d_errors():
+    x = md.zeros(1, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"conv_transpose2d: input has 4 channels but weight "
+                                         r"expects 2"):
+        conv_transpose2d(x, md.zeros(2, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding \(2, 2\) must be "
+                                         r"smaller than the stride \(2, 2\)"):
+        conv_transpose2d(x, md.zeros(4, 3, 3, 3), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match=r"conv_transpose2d: groups=3 must divide"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), groups=3)
+    with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be >= 1"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), stride=(1, 0))

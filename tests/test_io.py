@@ -1,0 +1,180 @@
+"""minidl.io: npz/safetensors round trips, nesting, atomic writes, corrupt files, torch import."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import minidl as md
+import minidl.io as mio
+import minidl.nn as nn
+import minidl.optim as optim
+
+
+def _net():
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def _same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        np.testing.assert_array_equal(sa[k].numpy(), sb[k].numpy())
+
+
+def test_module_round_trip(tmp_path):
+    md.manual_seed(0)
+    net = _net()
+    net(md.randn(8, 3))              # move BN running stats and the batch counter
+    mio.save(net, tmp_path / "net.npz")
+    other = _net()
+    other.load_state_dict(mio.load(tmp_path / "net.npz"))
+    _same_state(net, other)
+    assert other[1].num_batches_tracked.dtype == np.int64
+    assert int(other[1].num_batches_tracked.item()) == 1
+    # a plain state dict file is an ordinary npz with dotted keys
+    with np.load(tmp_path / "net.npz") as z:
+        assert "0.weight" in z.files and "1.running_var" in z.files
+
+
+def test_nested_checkpoint_with_optimizer_and_plain_values(tmp_path):
+    md.manual_seed(0)
+    net = _net()
+    opt = optim.Adam(net.parameters(), lr=3e-3, betas=(0.8, 0.99))
+    net(md.randn(8, 3)).sum().backward()
+    opt.step()
+    obj = {"model": net.state_dict(), "optimizer": opt, "epoch": 7, "best": 0.25,
+           "name": "run-1", "flags": [True, None], "shape": (2, 3),
+           "history": {"loss": [1.0, 0.5]}, "scalar": np.float32(1.5),
+           "rng": md.tensor([1, 2, 3])}
+    mio.save(obj, tmp_path / "ck.npz")
+    back = mio.load(tmp_path / "ck.npz")
+    assert back["epoch"] == 7 and back["best"] == 0.25 and back["name"] == "run-1"
+    assert back["flags"] == [True, None] and back["shape"] == (2, 3)
+    assert back["history"] == {"loss": [1.0, 0.5]} and back["scalar"] == 1.5
+    np.testing.assert_array_equal(back["rng"], [1, 2, 3])
+    assert back["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.99)
+    assert set(back["optimizer"]["state"]) == set(range(6))    # int keys survive
+    opt2 = optim.Adam(net.parameters(), lr=1.0)
+    opt2.load_state_dict(back["optimizer"])
+    assert opt2.param_groups[0]["lr"] == 3e-3
+    for p in net.parameters():
+        np.testing.assert_array_equal(opt2.state[p]["exp_avg"], opt.state[p]["exp_avg"])
+        assert opt2.state[p]["step"] == 1
+
+
+def test_keys_with_dots_do_not_collide(tmp_path):
+    obj = {"a.b": np.zeros(1), "a": {"b": np.ones(1)}}
+    mio.save(obj, tmp_path / "x.npz")
+    back = mio.load(tmp_path / "x.npz")
+    assert back["a.b"][0] == 0 and back["a"]["b"][0] == 1
+
+
+def test_exact_path_is_used(tmp_path):
+    mio.save({"w": np.arange(3)}, tmp_path / "weights.ckpt")
+    assert (tmp_path / "weights.ckpt").exists() and not (tmp_path / "weights.ckpt.npz").exists()
+    np.testing.assert_array_equal(mio.load(tmp_path / "weights.ckpt")["w"], [0, 1, 2])
+
+
+def test_compressed(tmp_path):
+    mio.save({"w": np.zeros(10000)}, tmp_path / "c.npz", compress=True)
+    assert os.path.getsize(tmp_path / "c.npz") < 10000
+    assert mio.load(tmp_path / "c.npz")["w"].shape == (10000,)
+
+
+def test_plain_numpy_npz_loads_flat(tmp_path):
+    np.savez(tmp_path / "plain.npz", weight=np.ones(2), bias=np.zeros(1))
+    back = mio.load(tmp_path / "plain.npz")
+    assert set(back) == {"weight", "bias"}
+
+
+def test_atomic_write_keeps_previous_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    mio.save({"w": np.ones(3)}, path)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("interrupted mid-write")
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
+    with pytest.raises(KeyboardInterrupt):
+        mio.save({"w": np.zeros(3)}, path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(mio.load(path)["w"], np.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]   # no temp files left
+
+
+def test_unsupported_objects_raise(tmp_path):
+    with pytest.raises(TypeError, match="cannot store a object at x"):
+        mio.save({"x": object()}, tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+def test_corrupt_file_raises_clear_error_and_model_untouched(tmp_path, damage):
+    md.manual_seed(0)
+    net = _net()
+    path = tmp_path / "net.npz"
+    mio.save(net, path)
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    else:  # flip bytes inside the first stored array: the zip CRC check catches it
+        pos = raw.index(b"NUMPY") + 200
+        path.write_bytes(raw[:pos] + bytes(b ^ 0xFF for b in raw[pos:pos + 16]) + raw[pos + 16:])
+    other = _net()
+    before = {k: v.numpy().copy() for k, v in other.state_dict().items()}
+    with pytest.raises(mio.CheckpointError, match="net.npz"):
+        other.load_state_dict(mio.load(path))
+    for k, v in other.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k])
+
+
+def test_mismatched_checkpoint_leaves_model_untouched(tmp_path):
+    mio.save(nn.Linear(3, 5), tmp_path / "lin.npz")
+    target = nn.Linear(3, 4)
+    w = target.weight.numpy().copy()
+    with pytest.raises(nn.StateDictError, match=r"weight: checkpoint \(5, 3\) vs model \(4, 3\)"):
+        target.load_state_dict(mio.load(tmp_path / "lin.npz"))
+    np.testing.assert_array_equal(target.weight.numpy(), w)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        mio.load("/nonexistent/dir/x.npz")
+
+
+def test_safetensors_round_trip(tmp_path):
+    pytest.importorskip("safetensors")
+    md.manual_seed(0)
+    net = _net()
+    mio.save({"model": net, "epoch": 3}, tmp_path / "net.safetensors")
+    back = mio.load(tmp_path / "net.safetensors")
+    assert back["epoch"] == 3
+    other = _net()
+    other.load_state_dict(back["model"])
+    _same_state(net, other)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(mio.CheckpointError, match="bad.safetensors"):
+        mio.load(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.torch
+def test_load_torch_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    tnet = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(),
+                               torch.nn.Linear(4, 2))
+    tnet.train()
+    tnet(torch.randn(8, 3))
+    tnet.eval()
+    net = _net().eval()
+    mio.load_torch_state_dict(net, tnet.state_dict())
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    with md.no_grad():
+        ours = net(md.tensor(x)).numpy()
+    np.testing.assert_allclose(ours, tnet(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    torch.save(tnet.state_dict(), tmp_path / "w.pth")
+    net2 = _net().eval()
+    mio.load_torch_state_dict(net2, tmp_path / "w.pth")
+    _same_state(net, net2)

@@ -1,0 +1,588 @@
+"""Optimisers against hand-written NumPy references, state dicts, groups, schedulers,
+regularizers and constraints, and small networks that must learn."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import minidl as md
+import minidl.functional as F
+import minidl.nn as nn
+import minidl.optim as optim
+from minidl.optim import constraints, lr_scheduler, regularizers
+
+STEPS = 6
+RNG = np.random.default_rng(42)
+A = RNG.uniform(0.5, 2.0, size=(3, 4))
+C = RNG.normal(size=(3, 4))
+P0 = RNG.normal(size=(3, 4))
+
+
+def grad_of(p):
+    """Gradient of the test problem 0.5 * sum(A p^2) + sum(C p) + 0.05 * sum(p^3)."""
+    return A * p + C + 0.15 * p * p
+
+
+def loss_of(p):
+    return (0.5 * md.tensor(A) * p * p).sum() + (md.tensor(C) * p).sum() + (0.05 * p * p * p).sum()
+
+
+# ---- NumPy references (written from the published update rules) ---------------------------
+
+def ref_sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    p, buf, out = P0.copy(), None, []
+    for _ in range(STEPS):
+        g = grad_of(p) + weight_decay * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+        out.append(p.copy())
+    return out
+
+
+def ref_adam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False):
+    p, m, v, vmax, out = P0.copy(), 0 * P0, 0 * P0, 0 * P0, []
+    for t in range(1, STEPS + 1):
+        g = grad_of(p)
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mhat = m / (1 - b1 ** t)
+        vmax = np.maximum(vmax, v)
+        vhat = (vmax if amsgrad else v) / (1 - b2 ** t)
+        p = p - lr * mhat / (np.sqrt(vhat) + eps)
+        out.append(p.copy())
+    return out
+
+
+def ref_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, psi=4e-3):
+    p, m, v, prod, out = P0.copy(), 0 * P0, 0 * P0, 1.0, []
+    for t in range(1, STEPS + 1):
+        g = grad_of(p) + weight_decay * p
+        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_t1 = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        prod *= mu_t
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        vhat = v / (1 - b2 ** t)
+        p = p - lr * (mu_t1 * m / (1 - prod * mu_t1) + (1 - mu_t) * g / (1 - prod)) / (
+            np.sqrt(vhat) + eps)
+        out.append(p.copy())
+    return out
+
+
+def ref_rmsprop(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    p, sq, ga, buf, out = P0.copy(), 0 * P0, 0 * P0, 0 * P0, []
+    for _ in range(STEPS):
+        g = grad_of(p) + weight_decay * p
+        sq = alpha * sq + (1 - alpha) * g * g
+        if centered:
+            ga = alpha * ga + (1 - alpha) * g
+            denom = np.sqrt(sq - ga * ga) + eps
+        else:
+            denom = np.sqrt(sq) + eps
+        if momentum:
+            buf = momentum * buf + g / denom
+            p = p - lr * buf
+        else:
+            p = p - lr * g / denom
+        out.append(p.copy())
+    return out
+
+
+def ref_adagrad(lr, lr_decay=0.0, weight_decay=0.0, init=0.0, eps=1e-10):
+    p, s, out = P0.copy(), np.full_like(P0, init), []
+    for t in range(1, STEPS + 1):
+        g = grad_of(p) + weight_decay * p
+        s = s + g * g
+        p = p - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+        out.append(p.copy())
+    return out
+
+
+CASES = [
+    ("sgd", lambda ps: optim.SGD(ps, lr=0.1), lambda: ref_sgd(0.1)),
+    ("sgd-momentum", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9),
+     lambda: ref_sgd(0.05, momentum=0.9)),
+    ("sgd-dampening-wd", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.3,
+                                              weight_decay=0.01),
+     lambda: ref_sgd(0.05, momentum=0.8, dampening=0.3, weight_decay=0.01)),
+    ("sgd-nesterov", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                          weight_decay=0.1),
+     lambda: ref_sgd(0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    ("adam", lambda ps: optim.Adam(ps, lr=0.1), lambda: ref_adam(0.1)),
+    ("adam-wd-amsgrad", lambda ps: optim.Adam(ps, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1,
+                                              amsgrad=True),
+     lambda: ref_adam(0.05, 0.8, 0.9, weight_decay=0.1, amsgrad=True)),
+    ("adamw", lambda ps: optim.AdamW(ps, lr=0.1), lambda: ref_adam(0.1, weight_decay=1e-2,
+                                                                   decoupled=True)),
+    ("nadam", lambda ps: optim.Nadam(ps, lr=0.1), lambda: ref_nadam(0.1)),
+    ("nadam-wd", lambda ps: optim.Nadam(ps, lr=0.05, weight_decay=0.1, momentum_decay=0.01),
+     lambda: ref_nadam(0.05, weight_decay=0.1, psi=0.01)),
+    ("rmsprop", lambda ps: optim.RMSprop(ps, lr=0.01), lambda: ref_rmsprop(0.01)),
+    ("rmsprop-centered-momentum", lambda ps: optim.RMSprop(ps, lr=0.01, momentum=0.9,
+                                                           centered=True, weight_decay=0.1),
+     lambda: ref_rmsprop(0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+    ("adagrad", lambda ps: optim.Adagrad(ps, lr=0.1), lambda: ref_adagrad(0.1)),
+    ("adagrad-decay", lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.1, weight_decay=0.1,
+                                               initial_accumulator_value=0.5),
+     lambda: ref_adagrad(0.1, lr_decay=0.1, weight_decay=0.1, init=0.5)),
+]
+
+
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_update_matches_numpy_reference(name, make, ref, device):
+    p = nn.Parameter(md.tensor(P0.copy(), device=device))      # float64
+    opt = make([p])
+    expected = ref()
+    assert all(np.isfinite(e).all() for e in expected)
+    for step in range(STEPS):
+        opt.zero_grad()
+        loss_of_dev(p, device).backward()
+        data_before = p.data
+        opt.step()
+        assert p.data is data_before                   # updated in place
+        np.testing.assert_allclose(p.numpy(), expected[step], rtol=1e-10, atol=1e-12,
+                                   err_msg=f"{name}, step {step + 1}")
+
+
+def loss_of_dev(p, device):
+    a, c = md.tensor(A, device=device), md.tensor(C, device=device)
+    return (0.5 * a * p * p).sum() + (c * p).sum() + (0.05 * p * p * p).sum()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_update_matches_torch(name, make, ref):
+    torch = pytest.importorskip("torch")
+    kinds = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "nadam": "NAdam",
+             "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+    p = nn.Parameter(md.tensor(P0.copy()))
+    opt = make([p])
+    hyper = {k: v for k, v in opt.param_groups[0].items() if k not in ("params",)}
+    tp = torch.tensor(P0, requires_grad=True)
+    topt = getattr(torch.optim, kinds[name.split("-")[0]])([tp], **hyper)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss_of(p).backward()
+        opt.step()
+        topt.zero_grad()
+        ta, tc = torch.tensor(A), torch.tensor(C)
+        ((0.5 * ta * tp * tp).sum() + (tc * tp).sum() + (0.05 * tp ** 3).sum()).backward()
+        topt.step()
+    # torch keeps NAdam's mu_product in a float32 scalar; we keep it in float64
+    rtol = 1e-6 if name.startswith("nadam") else 1e-9
+    np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=rtol, atol=1e-12)
+
+
+def test_float32_parameters_stay_float32():
+    for _name, make, _ref in CASES:
+        p = nn.Parameter(md.tensor(P0.astype(np.float32)))
+        opt = make([p])
+        for _ in range(2):
+            opt.zero_grad()
+            (0.5 * p * p).sum().backward()
+            opt.step()
+        assert p.dtype == np.float32
+        assert all(v.dtype == np.float32 for v in opt.state[p].values() if hasattr(v, "dtype"))
+
+
+def test_defaults_match_torch():
+    p = [nn.Parameter(md.zeros(1))]
+    assert optim.SGD(p).defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0,
+                                         weight_decay=0.0, nesterov=False, maximize=False)
+    assert optim.Adam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                          weight_decay=0.0, amsgrad=False)
+    assert optim.AdamW(p).defaults["weight_decay"] == 1e-2
+    assert optim.Nadam(p).defaults["lr"] == 2e-3
+    assert optim.Nadam(p).defaults["momentum_decay"] == 4e-3
+    assert optim.RMSprop(p).defaults == dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                                             momentum=0.0, centered=False)
+    assert optim.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                                             initial_accumulator_value=0.0, eps=1e-10)
+
+
+def test_param_groups_have_their_own_lr():
+    a, b = nn.Parameter(md.ones(2)), nn.Parameter(md.ones(2))
+    opt = optim.SGD([{"params": [a], "lr": 0.01}, {"params": [b]}], lr=0.5, momentum=0.0)
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[1]["lr"] == 0.5
+    assert opt.param_groups[0]["momentum"] == 0.0
+    (a.sum() + b.sum()).backward()
+    opt.step()
+    np.testing.assert_allclose(a.numpy(), [0.99, 0.99], rtol=1e-6)
+    np.testing.assert_allclose(b.numpy(), [0.5, 0.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="more than one group"):
+        optim.SGD([{"params": [a]}, {"params": [a]}], lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        optim.Adam(a)
+    with pytest.raises(ValueError, match="empty"):
+        optim.Adam([])
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD([a], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="learning rate"):
+        optim.SGD([a], lr=-1.0)
+
+
+def test_fine_tuning_groups_with_a_module():
+    md.manual_seed(0)
+    backbone, head = nn.Linear(3, 4), nn.Linear(4, 2)
+    opt = optim.Adam([{"params": backbone.parameters(), "lr": 1e-5},
+                      {"params": head.parameters(), "lr": 1e-2}])
+    w0, h0 = backbone.weight.numpy().copy(), head.weight.numpy().copy()
+    head(F.relu(backbone(md.randn(5, 3)))).sum().backward()
+    opt.step()
+    # Adam's first step moves every weight by about lr
+    assert np.abs(backbone.weight.numpy() - w0).max() <= 1.01e-5
+    assert np.abs(head.weight.numpy() - h0).max() > 0.5e-2
+
+
+def test_parameters_without_grad_are_skipped():
+    a, b = nn.Parameter(md.ones(2)), nn.Parameter(md.ones(2))
+    opt = optim.AdamW([a, b], lr=0.1, weight_decay=0.5)
+    a.sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(b.numpy(), [1.0, 1.0])   # no grad: no decay either
+    assert b not in opt.state
+
+
+def test_constraint_applied_after_step():
+    lin = nn.Linear(3, 2, weight_constraint=constraints.max_norm(0.5))
+    with md.no_grad():
+        lin.weight.data = np.array([[3.0, 4.0, 0.0], [0.1, 0.1, 0.1]], dtype=np.float32)
+    opt = optim.SGD(lin.parameters(), lr=0.0)
+    lin(md.ones(1, 3)).sum().backward()
+    opt.step()
+    w = lin.weight.numpy()
+    np.testing.assert_allclose(w[0], [0.3, 0.4, 0.0], rtol=1e-6)   # scaled to norm 0.5
+    np.testing.assert_allclose(w[1], [0.1, 0.1, 0.1], rtol=1e-6)   # under the cap: untouched
+
+
+def test_max_norm_axes_for_conv_weights():
+    w = RNG.normal(size=(4, 3, 2, 2)).astype(np.float32) * 3
+    out = constraints.max_norm(1.0)(w)
+    norms = np.sqrt((out ** 2).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(norms, np.minimum(np.sqrt((w ** 2).sum(axis=(1, 2, 3))), 1.0),
+                               rtol=1e-5)
+    assert out.dtype == np.float32
+    cols = constraints.max_norm(1.0, axis=0)(w[:, :, 0, 0])
+    assert np.all(np.sqrt((cols ** 2).sum(axis=0)) <= 1.0 + 1e-6)
+    assert np.all(constraints.non_neg()(w) >= 0)
+    np.testing.assert_allclose(np.sqrt((constraints.unit_norm()(w) ** 2).sum(axis=(1, 2, 3))),
+                               1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        constraints.max_norm(0.0)
+
+
+def test_regularizers_values_and_gradients():
+    w = md.tensor(np.array([[1.0, -2.0], [0.5, 0.0]]), requires_grad=True)
+    assert regularizers.l1(0.1)(w).item() == pytest.approx(0.1 * 3.5)
+    assert regularizers.l2(0.1)(w).item() == pytest.approx(0.1 * 5.25)
+    assert regularizers.l1_l2(0.1, 0.2)(w).item() == pytest.approx(0.35 + 0.2 * 5.25)
+    regularizers.l2(0.5)(w).backward()
+    np.testing.assert_allclose(w.grad.numpy(), w.numpy())
+    assert regularizers.Regularizer()(w).item() == 0.0
+    assert repr(regularizers.l1_l2(0.1, 0.2)) == "l1_l2(l1=0.1, l2=0.2)"
+    with pytest.raises(ValueError, match=">= 0"):
+        regularizers.l2(-1)
+
+
+def _train(opt_factory, steps, p=None):
+    p = p if p is not None else nn.Parameter(md.tensor(P0.copy()))
+    opt = opt_factory([p])
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_of(p).backward()
+        opt.step()
+    return p, opt
+
+
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_state_dict_resumes_exactly(name, make, ref, tmp_path):
+    import minidl.io as mio
+    full, _ = _train(make, STEPS)
+    half, opt = _train(make, STEPS // 2)
+    mio.save({"p": half, "opt": opt}, tmp_path / "ck.npz")
+    # the snapshot is a copy: further steps must not change it
+    sd = opt.state_dict()
+    before = {k: v.copy() for k, v in sd["state"][0].items() if hasattr(v, "copy")}
+    opt.zero_grad()
+    loss_of(half).backward()
+    opt.step()
+    for k, v in before.items():
+        np.testing.assert_array_equal(sd["state"][0][k], v)
+    ck = mio.load(tmp_path / "ck.npz")
+    resumed = nn.Parameter(md.tensor(ck["p"]))
+    opt2 = make([resumed])
+    opt2.load_state_dict(ck["opt"])
+    for _ in range(STEPS - STEPS // 2):
+        opt2.zero_grad()
+        loss_of(resumed).backward()
+        opt2.step()
+    np.testing.assert_array_equal(resumed.numpy(), full.numpy())
+
+
+def test_load_state_dict_checks_before_changing():
+    a, b = nn.Parameter(md.ones(2)), nn.Parameter(md.ones(3))
+    opt = optim.Adam([a, b], lr=0.1)
+    (a.sum() + b.sum()).backward()
+    opt.step()
+    sd = opt.state_dict()
+    other = optim.Adam([nn.Parameter(md.ones(2))], lr=0.5)
+    with pytest.raises(ValueError, match="group 0 has 2 parameters"):
+        other.load_state_dict(sd)
+    assert other.param_groups[0]["lr"] == 0.5 and other.state == {}
+    swapped = optim.Adam([nn.Parameter(md.ones(3)), nn.Parameter(md.ones(2))], lr=0.5)
+    with pytest.raises(ValueError, match="shape"):
+        swapped.load_state_dict(sd)
+    assert swapped.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match="not an optimizer state dict"):
+        other.load_state_dict({"weight": 1})
+    two = optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+    with pytest.raises(ValueError, match="checkpoint has 1 parameter groups"):
+        two.load_state_dict(sd)
+
+
+# ---- schedulers ------------------------------------------------------------------------
+
+def _lrs(sched, opt, n):
+    out = [opt.param_groups[0]["lr"]]
+    for _ in range(n):
+        opt.step()
+        sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def _opt(lr=0.1, cls=optim.SGD, **kw):
+    return cls([nn.Parameter(md.ones(1))], lr=lr, **kw)
+
+
+def test_step_lr_formula():
+    opt = _opt(0.1)
+    got = _lrs(lr_scheduler.StepLR(opt, step_size=3, gamma=0.5), opt, 10)
+    np.testing.assert_allclose(got, [0.1 * 0.5 ** (e // 3) for e in range(11)])
+
+
+def test_multistep_and_exponential_and_lambda():
+    opt = _opt(1.0)
+    got = _lrs(lr_scheduler.MultiStepLR(opt, [2, 5], gamma=0.1), opt, 6)
+    np.testing.assert_allclose(got, [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    opt = _opt(1.0)
+    np.testing.assert_allclose(_lrs(lr_scheduler.ExponentialLR(opt, 0.5), opt, 3),
+                               [1, 0.5, 0.25, 0.125])
+    opt = _opt(2.0)
+    np.testing.assert_allclose(_lrs(lr_scheduler.LambdaLR(opt, lambda e: 1 / (e + 1)), opt, 3),
+                               [2, 1, 2 / 3, 0.5])
+
+
+def test_cosine_annealing_formula():
+    opt = _opt(0.1)
+    sched = lr_scheduler.CosineAnnealingLR(opt, T_max=8, eta_min=0.001)
+    got = _lrs(sched, opt, 8)
+    want = [0.001 + (0.1 - 0.001) * (1 + math.cos(math.pi * e / 8)) / 2 for e in range(9)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert sched.get_last_lr() == [got[-1]]
+
+
+def _one_cycle_reference(step, total, max_lr, pct=0.3, div=25.0, final_div=1e4):
+    initial, peak = max_lr / div, max_lr
+    final = initial / final_div
+    end1 = pct * total - 1
+
+    def cos(a, b, t):
+        return b + (a - b) / 2 * (math.cos(math.pi * t) + 1)
+    if step <= end1:
+        return cos(initial, peak, step / end1)
+    return cos(peak, final, (step - end1) / (total - 1 - end1))
+
+
+def test_one_cycle_formula_and_momentum():
+    total = 20
+    opt = _opt(0.5, momentum=0.9)
+    sched = lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=total)
+    lrs, moms = [opt.param_groups[0]["lr"]], [opt.param_groups[0]["momentum"]]
+    for _ in range(total - 1):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+    want = [_one_cycle_reference(s, total, 0.5) for s in range(total)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-12)
+    assert lrs[0] == pytest.approx(0.5 / 25) and max(lrs) == pytest.approx(0.5, rel=1e-2)
+    assert lrs[-1] == pytest.approx(0.5 / 25 / 1e4)
+    assert moms[0] == pytest.approx(0.95) and min(moms) == pytest.approx(0.85, abs=2e-3)
+    # lr high <-> momentum low
+    assert int(np.argmax(lrs)) == int(np.argmin(moms))
+    with pytest.raises(ValueError, match="total steps"):
+        sched.step()
+        sched.step()
+
+
+def test_one_cycle_with_adam_cycles_beta1_and_groups():
+    opt = optim.Adam([{"params": [nn.Parameter(md.ones(1))]},
+                      {"params": [nn.Parameter(md.ones(1))]}], lr=1e-3)
+    sched = lr_scheduler.OneCycleLR(opt, max_lr=[0.1, 0.01], epochs=2, steps_per_epoch=5,
+                                    anneal_strategy="linear")
+    assert opt.param_groups[0]["betas"] == (0.95, 0.999)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 / 25, 0.01 / 25])
+    for _ in range(2):
+        sched.step()
+    # linear warm-up ends at step pct*10 - 1 = 2
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.01])
+    assert opt.param_groups[0]["betas"][0] == pytest.approx(0.85)
+    with pytest.raises(ValueError, match="total_steps"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        lr_scheduler.OneCycleLR(_opt(cls=optim.Adagrad), max_lr=0.1, total_steps=5)
+
+
+@pytest.mark.torch
+def test_schedulers_match_torch():
+    torch = pytest.importorskip("torch")
+    tp = torch.nn.Parameter(torch.ones(1))
+
+    def torch_lrs(make, n):
+        topt = torch.optim.SGD([tp], lr=0.3, momentum=0.9)
+        s = make(topt)
+        out = [topt.param_groups[0]["lr"]]
+        for _ in range(n):
+            topt.step()
+            s.step()
+            out.append(topt.param_groups[0]["lr"])
+        return out
+
+    pairs = [
+        (lambda o: torch.optim.lr_scheduler.StepLR(o, 4, 0.3),
+         lambda o: lr_scheduler.StepLR(o, 4, 0.3), 12),
+        (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 7, 0.01),
+         lambda o: lr_scheduler.CosineAnnealingLR(o, 7, 0.01), 7),
+        (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.3, total_steps=23),
+         lambda o: lr_scheduler.OneCycleLR(o, 0.3, total_steps=23), 22),
+        (lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.3, total_steps=23, three_phase=True),
+         lambda o: lr_scheduler.OneCycleLR(o, 0.3, total_steps=23, three_phase=True), 22),
+    ]
+    for tmake, mmake, n in pairs:
+        opt = optim.SGD([nn.Parameter(md.ones(1))], lr=0.3, momentum=0.9)
+        np.testing.assert_allclose(_lrs(mmake(opt), opt, n), torch_lrs(tmake, n), rtol=1e-10)
+
+
+def test_scheduler_state_dict_resume():
+    opt = _opt(0.2)
+    sched = lr_scheduler.StepLR(opt, 2, 0.5)
+    for _ in range(3):
+        sched.step()
+    state = sched.state_dict()
+    opt2 = _opt(0.2)
+    sched2 = lr_scheduler.StepLR(opt2, 2, 0.5)
+    sched2.load_state_dict(state)
+    sched.step()
+    sched2.step()
+    assert opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_reduce_lr_on_plateau():
+    opt = _opt(1.0)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, min_lr=0.2)
+    lrs = []
+    for metric in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95]:
+        sched.step(metric)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2]
+
+
+# ---- networks that learn ---------------------------------------------------------------
+
+def _blobs(n=400, classes=3, dim=2, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(classes, dim))
+    y = rng.integers(0, classes, size=n)
+    x = centers[y] + rng.normal(size=(n, dim))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _spirals(n=300, seed=0):
+    """Two interleaved spirals: not linearly separable, needs a hidden layer."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0.5, 3 * np.pi / 1.2, size=n)
+    y = rng.integers(0, 2, size=n)
+    r = t / 3
+    x = np.stack([r * np.cos(t + np.pi * y), r * np.sin(t + np.pi * y)], 1)
+    return (x + rng.normal(scale=0.03, size=x.shape)).astype(np.float32), y.astype(np.int64)
+
+
+def _fit(model, opt, data, epochs, batch=32):
+    """Train on ``data(seed=0)``; return the accuracy on held-out ``data(seed=1)``."""
+    x, y = data(seed=0)
+    for epoch in range(epochs):
+        perm = np.random.default_rng(epoch).permutation(len(x))
+        for i in range(0, len(x), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            F.cross_entropy(model(md.tensor(x[idx])), md.tensor(y[idx])).backward()
+            opt.step()
+    model.eval()
+    xt, yt = data(seed=1)
+    with md.no_grad():
+        return float((model(md.tensor(xt)).numpy().argmax(1) == yt).mean())
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_mlp_learns_spirals(opt_name):
+    md.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),
+                          nn.Linear(64, 2))
+    opt = (optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd"
+           else optim.Adam(model.parameters(), lr=0.01))
+    acc = _fit(model, opt, _spirals, epochs=60)
+    assert acc >= 0.95, acc
+
+
+def _bars(n=240, seed=0):
+    """8x8 images with a vertical (class 0), horizontal (1) or diagonal (2) bar + noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=0.3, size=(n, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, size=n)
+    for i in range(n):
+        k = rng.integers(1, 7)
+        if y[i] == 0:
+            x[i, 0, :, k] += 1.5
+        elif y[i] == 1:
+            x[i, 0, k, :] += 1.5
+        else:
+            x[i, 0][np.eye(8, k=int(k) - 3, dtype=bool)] += 1.5
+    return x, y.astype(np.int64)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_cnn_learns_bars(opt_name):
+    md.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    opt = (optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if opt_name == "sgd"
+           else optim.Adam(model.parameters(), lr=0.01))
+    acc = _fit(model, opt, _bars, epochs=15)
+    assert acc >= 0.95, acc
+
+
+def test_blobs_with_regularization_still_learn():
+    md.manual_seed(0)
+    x, y = _blobs()
+    model = nn.Sequential(nn.Linear(2, 16, weight_regularizer=regularizers.l2(1e-3)), nn.ReLU(),
+                          nn.Linear(16, 3, weight_constraint=constraints.max_norm(3.0)))
+    opt = optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(30):
+        for i in range(0, len(x), 50):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(md.tensor(x[i:i + 50])), md.tensor(y[i:i + 50]))
+            (loss + model.regularization_loss()).backward()
+            opt.step()
+    assert np.all(np.linalg.norm(model[2].weight.numpy(), axis=1) <= 3.0 + 1e-5)
+    with md.no_grad():
+        assert (model(md.tensor(x)).numpy().argmax(1) == y).mean() > 0.9

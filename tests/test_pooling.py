@@ -1,0 +1,170 @@
+"""Max/avg/adaptive/global pooling: loop oracles, ties, gradchecks, double backward, errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import minidl as md
+from minidl.functional.pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
+
+
+def fewer(n: int) -> settings:
+    return settings(max_examples=n, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def out_len(size, k, s, p, ceil_mode):
+    """torch's pooling output length, written out."""
+    if ceil_mode:
+        o = math.ceil((size + 2 * p - k) / s) + 1
+        if (o - 1) * s >= size + p:
+            o -= 1
+        return o
+    return (size + 2 * p - k) // s + 1
+
+
+def naive_pool(x, k, s, p, ceil_mode, kind, count_include_pad=True):
+    """Loop over output pixels; each window is clipped to the input by hand."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_len(H, k[0], s[0], p[0], ceil_mode), out_len(W, k[1], s[1], p[1], ceil_mode)
+    y = np.zeros((N, C, Ho, Wo))
+    for ho in range(Ho):
+        for wo in range(Wo):
+            h0, w0 = ho * s[0] - p[0], wo * s[1] - p[1]
+            h1, w1 = min(h0 + k[0], H + p[0]), min(w0 + k[1], W + p[1])   # padded extent
+            win = x[:, :, max(h0, 0):min(h1, H), max(w0, 0):min(w1, W)]
+            if kind == "max":
+                y[:, :, ho, wo] = win.max(axis=(2, 3))
+            else:
+                count = (h1 - h0) * (w1 - w0) if count_include_pad else win.shape[2] * win.shape[3]
+                y[:, :, ho, wo] = win.sum(axis=(2, 3)) / count
+    return y
+
+
+@st.composite
+def pool_case(draw):
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    H = draw(st.integers(max(1, k[0] - 2 * p[0]), 9))
+    W = draw(st.integers(max(1, k[1] - 2 * p[1]), 9))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 4)), H, W, k, s, p, draw(st.booleans())
+
+
+def distinct(rng, shape):
+    """Values without ties (so max pooling is differentiable everywhere we probe)."""
+    return rng.permutation(int(np.prod(shape))).reshape(shape) / 10.0
+
+
+@fewer(30)
+@given(pool_case())
+def test_max_pool2d_matches_loops_and_gradcheck(device, case):
+    N, C, H, W, k, s, p, ceil_mode = case
+    rng = np.random.default_rng(0)
+    x = md.tensor(distinct(rng, (N, C, H, W)), device=device, requires_grad=True)
+    y = max_pool2d(x, k, s, p, ceil_mode)
+    np.testing.assert_array_equal(y.numpy(), naive_pool(x.numpy(), k, s, p, ceil_mode, "max"))
+    assert md.gradcheck(lambda x: max_pool2d(x, k, s, p, ceil_mode), x, eps=1e-3)
+
+
+@fewer(30)
+@given(pool_case(), st.booleans())
+def test_avg_pool2d_matches_loops_and_gradcheck(device, case, count_include_pad):
+    N, C, H, W, k, s, p, ceil_mode = case
+    rng = np.random.default_rng(1)
+    x = md.tensor(rng.standard_normal((N, C, H, W)), device=device, requires_grad=True)
+    y = avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
+    ref = naive_pool(x.numpy(), k, s, p, ceil_mode, "avg", count_include_pad)
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-12)
+    assert md.gradcheck(lambda x: avg_pool2d(x, k, s, p, ceil_mode, count_include_pad), x)
+
+
+def test_pooling_stride_defaults_to_kernel(device):
+    x = md.tensor(np.arange(36.0).reshape(1, 1, 6, 6), device=device)
+    assert max_pool2d(x, 2).shape == (1, 1, 3, 3)
+    np.testing.assert_array_equal(avg_pool2d(x, 3).numpy()[0, 0], [[7, 10], [25, 28]])
+
+
+def test_max_pool2d_ties_go_to_first_maximum(device):
+    # every window of this input is a tie; the gradient must go to the first (top-left) one
+    x = md.tensor(np.ones((1, 1, 4, 4)), device=device, requires_grad=True)
+    max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 0, 1, 0], [0, 0, 0, 0],
+                                                         [1, 0, 1, 0], [0, 0, 0, 0]])
+    # a tie between the 2nd and 4th element of one window: the 2nd wins
+    x = md.tensor(np.array([[[[0.0, 5.0], [1.0, 5.0]]]]), device=device, requires_grad=True)
+    max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[0, 1], [0, 0]])
+
+
+def test_max_pool2d_overlapping_windows_accumulate(device):
+    # 3x3 stride 2: the centre pixel is the max of all four windows, so it gets 4 gradients
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 1.0
+    xt = md.tensor(x, device=device, requires_grad=True)
+    max_pool2d(xt, 3, 2).sum().backward()
+    assert xt.grad.numpy()[0, 0, 2, 2] == 4.0 and xt.grad.numpy().sum() == 4.0
+
+
+def test_pooling_gradgradcheck(device):
+    rng = np.random.default_rng(2)
+    x = md.tensor(distinct(rng, (2, 2, 5, 5)), device=device, requires_grad=True)
+    assert md.gradgradcheck(lambda x: max_pool2d(x, 3, 2, 1, ceil_mode=True), x, eps=1e-3)
+    assert md.gradgradcheck(lambda x: avg_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                                 count_include_pad=False), x)
+    assert md.gradgradcheck(lambda x: adaptive_avg_pool2d(x, (2, 3)), x)
+
+
+def naive_adaptive(x, Ho, Wo):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            h0, h1 = (i * H) // Ho, math.ceil((i + 1) * H / Ho)
+            w0, w1 = (j * W) // Wo, math.ceil((j + 1) * W / Wo)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+@pytest.mark.parametrize("out", [1, 2, (3, 4), (5, 7), (None, 2)])
+def test_adaptive_avg_pool2d(device, out):
+    rng = np.random.default_rng(3)
+    x = md.tensor(rng.standard_normal((2, 3, 6, 7)), device=device, requires_grad=True)
+    y = adaptive_avg_pool2d(x, out)
+    Ho, Wo = (out, out) if isinstance(out, int) else (out[0] or 6, out[1] or 7)
+    np.testing.assert_allclose(y.numpy(), naive_adaptive(x.numpy(), Ho, Wo), atol=1e-12)
+    assert md.gradcheck(lambda x: adaptive_avg_pool2d(x, out), x)
+
+
+def test_global_avg_pool2d(device):
+    rng = np.random.default_rng(4)
+    x = md.tensor(rng.standard_normal((2, 3, 4, 5)), device=device, requires_grad=True)
+    np.testing.assert_allclose(global_avg_pool2d(x).numpy(), x.numpy().mean(axis=(2, 3)))
+    assert global_avg_pool2d(x, keepdims=True).shape == (2, 3, 1, 1)
+    assert md.gradcheck(global_avg_pool2d, x)
+
+
+def test_pooling_float32(device):
+    x = md.randn(2, 3, 8, 8, device=device)
+    assert max_pool2d(x, 2).dtype == np.float32
+    assert avg_pool2d(x, 3, 1, 1).dtype == np.float32
+    assert adaptive_avg_pool2d(x, 3).dtype == np.float32
+
+
+def test_pooling_errors():
+    with pytest.raises(ValueError, match=r"max_pool2d: expected a 4-D input.*\(3, 8, 8\)"):
+        max_pool2d(md.zeros(3, 8, 8), 2)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(5, 5\) is larger than the "
+                                         r"padded input \(4, 4\)"):
+        max_pool2d(md.zeros(1, 1, 4, 4), 5)
+    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be >= 1, got \(0, 0\)"):
+        avg_pool2d(md.zeros(1, 1, 4, 4), 2, stride=0)
+    with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half"):
+        max_pool2d(md.zeros(1, 1, 8, 8), 3, padding=2)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1"):
+        adaptive_avg_pool2d(md.zeros(1, 1, 4, 4), 0)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
+        adaptive_avg_pool2d(md.zeros(4, 4), 2)
