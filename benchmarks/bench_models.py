@@ -1,11 +1,23 @@
 """Whole training steps of lecture networks, minidl against PyTorch in the same run.
 
 One step = forward, cross-entropy, backward, SGD-momentum update, float32. The figure is the
-median of repeated steps after warm-up. On the CPU each case runs in its own subprocess so
-that its peak RSS can be read; on the GPU peak memory is CuPy's pool against torch's
-allocator. Without torch, minidl's own figures are printed with the GEMM-rate context.
+median of repeated steps after warm-up. Every (case, framework) runs in its own subprocess,
+so each process holds one framework only and its peak memory is its own:
+
+* CPU: peak resident set size (``VmHWM`` of /proc/self/status, which, unlike
+  ``ru_maxrss``, is not inherited from the parent across ``exec``), and the part of it above
+  the RSS right after importing the framework (what training itself costs);
+* GPU: the peak of bytes in use in CuPy's memory pool (tracked with a memory hook over two
+  extra steps, after the timing) against ``torch.cuda.max_memory_allocated``.
+
+The two frameworks are run alternately for ``--rounds`` rounds and the best round of each is
+kept, so that load from other processes hits both alike; the load average is printed with
+each row. On the CPU both use ``--threads`` threads (OpenBLAS/OpenMP and torch's intra-op
+pool); on the GPU torch runs cuDNN with TF32 off. Without torch, minidl's own figures are
+printed with the GEMM-rate context.
 
     python benchmarks/bench_models.py --device cpu
+    python benchmarks/bench_models.py --device cpu --cases lenet5-b64,cifar_resnet20-b64
     python benchmarks/bench_models.py --device cuda --cases resnet18-cifar-b128
 """
 from __future__ import annotations
@@ -34,8 +46,28 @@ CASES = {
 }
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (Linux) in MB, or None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. ``ru_maxrss`` is the fallback off Linux; it keeps the
+    parent's peak across exec, which is why the parent here imports as little as it can."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_mb() -> float:
+    now = _status_mb("VmRSS")
+    return now if now is not None else peak_rss_mb()
 
 
 # ---- minidl side -------------------------------------------------------------------------
@@ -195,17 +227,26 @@ def torch_step(key: str, batch: int, c: int, size: int, device: str) -> tuple[Ca
     return step, sync
 
 
-# ---- measurement -------------------------------------------------------------------------
+# ---- measurement (in the child process) ----------------------------------------------------
 
-def measure(framework: str, case: str, device: str, repeats: int, warmup: int) -> dict:
-    key, batch, c, size = CASES[case]
-    base_rss = _rss_mb()
-    make = minidl_step if framework == "minidl" else torch_step
+def _import_framework(framework: str, threads: int) -> None:
     if framework == "torch":
         import torch
-        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    if device == "cuda":
-        _reset_gpu_peak(framework)
+        torch.set_num_threads(threads)
+    else:
+        import minidl.models  # noqa: F401 - the zoo is imported lazily by minidl
+
+
+def measure(framework: str, case: str, device: str, repeats: int, warmup: int,
+            threads: int) -> dict:
+    """Time ``repeats`` steps after ``warmup`` ones; memory as described in the module doc."""
+    key, batch, c, size = CASES[case]
+    _import_framework(framework, threads)
+    base_rss = rss_mb()
+    if device == "cuda" and framework == "torch":
+        import torch
+        torch.cuda.reset_peak_memory_stats()
+    make = minidl_step if framework == "minidl" else torch_step
     step, sync = make(key, batch, c, size, device)
     for _ in range(warmup):
         step()
@@ -217,28 +258,46 @@ def measure(framework: str, case: str, device: str, repeats: int, warmup: int) -
         sync()
         times.append(time.perf_counter() - t0)
     out = {"framework": framework, "case": case, "step_ms": 1e3 * float(np.median(times)),
-           "peak_rss_mb": _rss_mb(), "import_rss_mb": base_rss}
+           "min_ms": 1e3 * float(min(times)), "peak_rss_mb": peak_rss_mb(),
+           "import_rss_mb": base_rss}
     if device == "cuda":
-        out["gpu_peak_mb"] = _gpu_peak(framework)
+        out["gpu_peak_mb"] = _gpu_peak_mb(framework, step, sync)
     return out
 
 
-def _reset_gpu_peak(framework: str) -> None:
-    if framework == "torch":
-        import torch
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        import cupy
-        cupy.get_default_memory_pool().free_all_blocks()
-
-
-def _gpu_peak(framework: str) -> float:
+def _gpu_peak_mb(framework: str, step: Callable, sync: Callable) -> float:
+    """Peak bytes in use on the GPU, model, optimizer state and data included."""
     if framework == "torch":
         import torch
         return torch.cuda.max_memory_allocated() / 2**20
     import cupy
-    # The pool keeps every block it ever handed out, so its total is the peak in use.
-    return cupy.get_default_memory_pool().total_bytes() / 2**20
+    from cupy.cuda import memory_hook
+
+    pool = cupy.get_default_memory_pool()
+
+    class PeakHook(memory_hook.MemoryHook):
+        """Bytes handed out by the pool (not what it caches): torch's 'allocated'."""
+
+        name = "PeakHook"
+
+        def __init__(self) -> None:
+            self.used = self.peak = pool.used_bytes()
+
+        def malloc_postprocess(self, **kw: Any) -> None:
+            self.used += kw["mem_size"]
+            self.peak = max(self.peak, self.used)
+
+        def free_postprocess(self, **kw: Any) -> None:
+            self.used -= kw["mem_size"]
+
+    # The hook costs Python time per allocation, so it watches two extra steps after the
+    # timing; steady state is reached by then.
+    hook = PeakHook()
+    with hook:
+        for _ in range(2):
+            step()
+        sync()
+    return hook.peak / 2**20
 
 
 def gemm_gflops(n: int = 1024) -> float:
@@ -253,21 +312,57 @@ def gemm_gflops(n: int = 1024) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def torch_available(device: str) -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available() if device == "cuda" else True
-    except Exception:
-        return False
+# ---- orchestration (parent process) ------------------------------------------------------
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
 
 
-def run_child(framework: str, case: str, device: str, repeats: int, warmup: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", framework, "--cases", case, "--device", device,
-           "--repeats", str(repeats), "--warmup", str(warmup)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def run_child(framework: str, case: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", framework, "--cases", case, "--device",
+           args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env=_child_env(args.threads))
     if res.returncode:
-        return {"framework": framework, "case": case, "error": res.stderr.strip().splitlines()[-1]}
+        lines = res.stderr.strip().splitlines() or [f"exit code {res.returncode}"]
+        return {"framework": framework, "case": case, "error": lines[-1]}
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _probe(what: str, threads: int) -> str | None:
+    """Ask a throw-away interpreter (so this process stays small) for a version string."""
+    code = {"torch": "import torch; print(torch.__version__)",
+            "torch-cuda": "import torch; print(torch.__version__ if torch.cuda.is_available() "
+                          "else '')",
+            "minidl": "import minidl; print(minidl.__version__)",
+            "gemm": f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+                    "import bench_models as b; print(round(b.gemm_gflops(), 1))",
+            "gpu": "import cupy; p = cupy.cuda.runtime.getDeviceProperties(0); "
+                   "print(p['name'].decode(), cupy.__version__)"}[what]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, env=_child_env(threads))
+    out = res.stdout.strip()
+    return out if res.returncode == 0 and out else None
+
+
+def _best(runs: list[dict]) -> dict | None:
+    """The round with the lowest median step time (the one least disturbed by load)."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1] if runs else None
+    best = dict(min(ok, key=lambda r: r["step_ms"]))
+    for k in ("peak_rss_mb", "gpu_peak_mb"):
+        if k in best:
+            best[k] = max(r[k] for r in ok)
+    return best
+
+
+def _fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "-"
 
 
 def main() -> None:
@@ -277,45 +372,80 @@ def main() -> None:
                     + ", ".join(CASES))
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternate minidl/torch this many times per case, keep the best")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads for both frameworks (default: all cores)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--child", choices=["minidl", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")
     if args.child:
-        print(json.dumps(measure(args.child, cases[0], args.device, args.repeats, args.warmup)))
+        print(json.dumps(measure(args.child, cases[0], args.device, args.repeats, args.warmup,
+                                 args.threads)))
         return
-    with_torch = not args.no_torch and torch_available(args.device)
-    import minidl
-    print(f"# minidl {minidl.__version__}, numpy {np.__version__}, python "
+    torch_version = None if args.no_torch else _probe(
+        "torch-cuda" if args.device == "cuda" else "torch", args.threads)
+    print(f"# minidl {_probe('minidl', args.threads)}, numpy {np.__version__}, python "
           f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"device {args.device}, {time.strftime('%Y-%m-%d')}")
+          f"device {args.device}, {time.strftime('%Y-%m-%d %H:%M')}")
     if args.device == "cpu":
-        print(f"# float32 GEMM rate (numpy.matmul 1024^3): {gemm_gflops():.1f} GFLOP/s")
-    if with_torch:
-        import torch
-        print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}")
-    mem = "peak RSS MB" if args.device == "cpu" else "GPU peak MB"
-    print(f"| case | minidl ms/step | torch ms/step | ratio | minidl {mem} | torch {mem} | ratio |")
-    print("|---|---|---|---|---|---|---|")
+        print(f"# float32 GEMM rate (numpy.matmul 1024^3, {args.threads} threads): "
+              f"{_probe('gemm', args.threads)} GFLOP/s")
+    else:
+        print(f"# GPU: {_probe('gpu', args.threads)}")
+    if torch_version:
+        print(f"# torch {torch_version}, {args.threads} threads"
+              + (", cuDNN, TF32 off" if args.device == "cuda" else ""))
+    print(f"# median of {args.repeats} steps after {args.warmup} warm-up, best of "
+          f"{args.rounds} alternating rounds")
+    if args.device == "cpu":
+        head = ("| case | minidl ms/step | torch ms/step | ratio | minidl peak RSS MB | "
+                "torch peak RSS MB | ratio | minidl above import MB | torch above import MB "
+                "| ratio | load |")
+    else:
+        head = ("| case | minidl ms/step | torch ms/step | ratio | minidl GPU peak MB | "
+                "torch GPU peak MB | ratio |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    sys.stdout.flush()
     for case in cases:
-        row = {}
-        for fw in ["minidl"] + (["torch"] if with_torch else []):
-            row[fw] = (run_child(fw, case, args.device, args.repeats, args.warmup)
-                       if args.device == "cpu" else
-                       measure(fw, case, args.device, args.repeats, args.warmup))
-        m, t = row["minidl"], row.get("torch")
+        runs: dict[str, list[dict]] = {"minidl": [], "torch": []}
+        for _ in range(max(1, args.rounds)):
+            runs["minidl"].append(run_child("minidl", case, args))
+            if torch_version:
+                runs["torch"].append(run_child("torch", case, args))
+        m, t = _best(runs["minidl"]), _best(runs["torch"])
+        load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
         if t and "error" in t:
             print(f"# torch failed on {case}: {t['error']}")
-        if "error" in m:
-            print(f"| {case} | error: {m['error']} | | | | | |")
+            t = None
+        if m is None or "error" in m:
+            print(f"| {case} | error: {m['error'] if m else '?'} |" + " |" * (head.count("|") - 3))
             continue
-        key = "peak_rss_mb" if args.device == "cpu" else "gpu_peak_mb"
-        if t and "error" not in t:
-            print(f"| {case} | {m['step_ms']:.1f} | {t['step_ms']:.1f} | "
-                  f"{m['step_ms'] / t['step_ms']:.2f}x | {m[key]:.0f} | {t[key]:.0f} | "
-                  f"{m[key] / t[key]:.2f}x |")
+        ms = f"{m['step_ms']:.1f}"
+        if args.device == "cpu":
+            m_up = m["peak_rss_mb"] - m["import_rss_mb"]
+            if t:
+                t_up = t["peak_rss_mb"] - t["import_rss_mb"]
+                print(f"| {case} | {ms} | {t['step_ms']:.1f} | "
+                      f"{_fmt_ratio(m['step_ms'], t['step_ms'])} | {m['peak_rss_mb']:.0f} | "
+                      f"{t['peak_rss_mb']:.0f} | {_fmt_ratio(m['peak_rss_mb'], t['peak_rss_mb'])} "
+                      f"| {m_up:.0f} | {t_up:.0f} | {_fmt_ratio(m_up, t_up)} | {load} |")
+            else:
+                print(f"| {case} | {ms} | - | - | {m['peak_rss_mb']:.0f} | - | - | {m_up:.0f} "
+                      f"| - | - | {load} |")
         else:
-            print(f"| {case} | {m['step_ms']:.1f} | - | - | {m[key]:.0f} | - | - |")
+            if t:
+                mg, tg = m["gpu_peak_mb"], t["gpu_peak_mb"]
+                print(f"| {case} | {ms} | {t['step_ms']:.1f} | "
+                      f"{_fmt_ratio(m['step_ms'], t['step_ms'])} | {mg:.0f} | {tg:.0f} | "
+                      f"{_fmt_ratio(mg, tg)} |")
+            else:
+                print(f"| {case} | {ms} | - | - | {m['gpu_peak_mb']:.0f} | - | - |")
         sys.stdout.flush()
 
 

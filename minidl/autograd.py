@@ -31,7 +31,7 @@ import numpy as np
 from .backend import device_of, get_array_module, get_default_device, to_device, to_numpy, xp_for
 
 __all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled", "detect_anomaly", "grad", "as_tensor"]
+           "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor"]
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_grad", default=True)
 _anomaly: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_anomaly", default=False)
@@ -76,6 +76,11 @@ def enable_grad() -> _GradMode:
 def set_grad_enabled(enabled: bool) -> _GradMode:
     """Set grad mode explicitly (context manager)."""
     return _GradMode(enabled)
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether :func:`detect_anomaly` is active (ops may then afford checks that sync the GPU)."""
+    return _anomaly.get()
 
 
 @contextlib.contextmanager
@@ -129,11 +134,12 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
-        if isinstance(data, Tensor):
-            data = data.data
-        xp = get_array_module(data)
-        if not isinstance(data, xp.ndarray):
-            data = np.asarray(data)
+        if type(data) is not np.ndarray:  # the common case first: every op makes Tensors
+            if isinstance(data, Tensor):
+                data = data.data
+            xp = get_array_module(data)
+            if not isinstance(data, xp.ndarray):
+                data = np.asarray(data)
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(
                 f"only floating-point tensors can require grad; got dtype {data.dtype} "
@@ -186,7 +192,8 @@ class Tensor:
                                threshold=20, edgeitems=2)
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
         if self.requires_grad:
-            extra += f", grad_fn={type(self.creator).__name__}" if self.creator else ", requires_grad=True"
+            extra += (f", grad_fn={type(self.creator).__name__}" if self.creator
+                      else ", requires_grad=True")
         return f"tensor({body}, dtype={self.dtype}{extra})"
 
     def numpy(self) -> np.ndarray:
@@ -196,7 +203,8 @@ class Tensor:
     def item(self) -> float:
         """The single value of a one-element tensor as a Python number."""
         if self.size != 1:
-            raise ValueError(f"item: tensor has {self.size} elements (shape {self.shape}), expected 1")
+            raise ValueError(f"item: tensor has {self.size} elements (shape {self.shape}), "
+                             "expected 1")
         return self.data.reshape(()).item()
 
     def tolist(self) -> Any:
@@ -312,6 +320,8 @@ class Function:
     input_dtypes: tuple[np.dtype, ...]
 
     def __call__(self, *inputs: Any) -> Any:
+        # This runs for every op, forward and (without create_graph) inside every backward,
+        # so it makes one pass over the inputs and no more tuples than the graph needs.
         tensors = _as_tensors(inputs, self)
         record = False
         if _grad_enabled.get():
@@ -320,6 +330,7 @@ class Function:
                     record = True
                     break
         self.needs_input_grad = tuple([t.requires_grad for t in tensors]) if record \
+            else _NO_GRAD[len(tensors)] if len(tensors) < len(_NO_GRAD) \
             else (False,) * len(tensors)
         outputs = self.forward(*[t.data for t in tensors])
         single = not isinstance(outputs, tuple)
@@ -328,10 +339,21 @@ class Function:
         if _anomaly.get():
             _check_finite(outputs, self, "forward")
         if not record:
-            results = tuple([Tensor(y) for y in outputs])
-            return results[0] if single else results
-        self.generation = generation = max([t.generation for t in tensors])
-        self.parents = tuple([t._edge() if t.requires_grad else None for t in tensors])
+            if single:
+                return Tensor(outputs[0])
+            return tuple([Tensor(y) for y in outputs])
+        generation = 0
+        parents = []
+        for t in tensors:
+            if t.requires_grad:
+                # an edge: the leaf itself, or (producing Function, which of its outputs)
+                parents.append(t if t.creator is None else (t.creator, t.output_index))
+                if t.generation > generation:
+                    generation = t.generation
+            else:
+                parents.append(None)
+        self.generation = generation
+        self.parents = tuple(parents)
         self.input_shapes = tuple([t.data.shape for t in tensors])
         self.input_dtypes = tuple([t.data.dtype for t in tensors])
         self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
@@ -373,17 +395,25 @@ class Function:
         return id(self) < id(other)
 
 
-def _as_tensors(inputs: Sequence[Any], fn: Function) -> list[Tensor]:
+# needs_input_grad of an op that records nothing, by number of inputs (shared, immutable)
+_NO_GRAD = tuple((False,) * n for n in range(8))
+
+
+def _as_tensors(inputs: Sequence[Any], fn: Function) -> Sequence[Tensor]:
     """Wrap scalars and arrays as constant Tensors and check that all share one device."""
-    out = list(inputs)
-    like = None
-    for x in out:
-        if isinstance(x, Tensor):
-            if like is None or (like.data.dtype.kind != "f" and x.data.dtype.kind == "f"):
-                like = x
-    for i, x in enumerate(out):
-        if not isinstance(x, Tensor):
-            out[i] = as_tensor(x, like=like)
+    out: Sequence[Any] = inputs
+    for x in inputs:
+        if not isinstance(x, Tensor):  # rare: a scalar or an array among the operands
+            out = list(inputs)
+            like = None
+            for t in out:
+                if isinstance(t, Tensor):
+                    if like is None or (like.data.dtype.kind != "f" and t.data.dtype.kind == "f"):
+                        like = t
+            for i, t in enumerate(out):
+                if not isinstance(t, Tensor):
+                    out[i] = as_tensor(t, like=like)
+            break
     kind = type(out[0].data)
     for t in out:
         if type(t.data) is not kind:
@@ -417,9 +447,10 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
            requires_grad: bool = False) -> Tensor:
     """Create a Tensor from a list, scalar, NumPy/CuPy array or Tensor.
 
-    The data is always copied. Floating NumPy/CuPy arrays keep their dtype (float64 stays float64); Python scalars and
-    lists of floats become float32; integers stay integers (int64). The tensor goes to
-    ``device``, else to the default device (a CuPy array stays on 'cuda').
+    The data is always copied. Floating NumPy/CuPy arrays keep their dtype (float64 stays
+    float64); Python scalars and lists of floats become float32; integers stay integers
+    (int64). The tensor goes to ``device``, else to the default device (a CuPy array stays
+    on 'cuda').
     """
     if isinstance(data, Tensor):
         data = data.data
@@ -438,6 +469,11 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
             dtype = np.float32
         arr = xp.asarray(host, dtype=dtype)
     return Tensor(arr, requires_grad=requires_grad)
+
+
+def _owns_writable(a: Any) -> bool:
+    """Whether ``a`` owns its memory and may be written (not a view, not read-only)."""
+    return a.base is None and getattr(a.flags, "writeable", True)
 
 
 def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
@@ -543,14 +579,23 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
                 if slot is not None:
                     slot[0] = _accumulate(slot[0], g, create_graph)
                 continue
-            if not create_graph and leaf.grad is None:
+            old = leaf.grad
+            if create_graph:
+                leaf.grad = _accumulate(old, g, True)
+            elif old is None:
                 # .grad must own its array: a broadcast view (read-only, stride 0) or an array
                 # shared with another leaf (x + y gives both the same one) would break or
                 # corrupt in-place updates such as gradient clipping.
                 if g.data.base is not None or id(g.data) in handed_out:
                     g = Tensor(g.data.copy())
                 handed_out.add(id(g.data))
-            leaf.grad = _accumulate(leaf.grad, g if create_graph else g.detach(), create_graph)
+                leaf.grad = g.detach()
+            elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
+                # Accumulating across backward calls (no zero_grad in between): add in place,
+                # as torch does, instead of allocating a new gradient every time.
+                old.data += g.data
+            else:
+                leaf.grad = Tensor(old.data + g.data)
     finally:
         _grad_enabled.reset(token)
 
@@ -572,7 +617,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     for o, go in zip(outs, grad_outputs):
         if go is None:
             if o.size != 1:
-                raise RuntimeError(f"grad: grad_outputs needed for non-scalar output of shape {o.shape}")
+                raise RuntimeError("grad: grad_outputs needed for non-scalar output of shape "
+                                   f"{o.shape}")
             go = Tensor(get_array_module(o.data).ones_like(o.data))
         gos.append(as_tensor(go, like=o))
     leaves: dict[int, list] = {}

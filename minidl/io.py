@@ -187,36 +187,16 @@ def load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"load: {path} has a damaged minidl record: {e}") from e
 
 
-def _torch_to_numpy(sd: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in sd.items():
-        if hasattr(v, "detach"):  # a torch.Tensor
-            v = v.detach().cpu().numpy()
-        out[k] = np.asarray(to_numpy(v.data) if isinstance(v, Tensor) else v)
-    return out
-
-
 def load_torch_state_dict(model: Any, path_or_dict: str | os.PathLike | Mapping[str, Any],
-                          strict: bool = True) -> tuple[list[str], list[str]]:
-    """Load PyTorch weights into a minidl model whose state-dict keys follow torch's names.
-
-    ``path_or_dict``: a torch state dict (of torch Tensors or arrays), a ``.pth``/``.pt``
-    file (needs torch), or a ``.npz``/``.safetensors`` file. Returns
-    ``(missing_keys, unexpected_keys)``; errors leave the model unchanged.
+                          strict: bool = True,
+                          rename: Any = None) -> tuple[list[str], list[str]]:
+    """Load PyTorch/torchvision weights into ``model``; see
+    :func:`minidl.models.weights.load_torch_state_dict` (a dict of arrays, ``.npz``,
+    ``.safetensors`` or, with torch installed, ``.pth``). Errors leave the model unchanged.
+    Returns ``(missing_keys, unexpected_keys)``.
     """
-    if isinstance(path_or_dict, Mapping):
-        sd = path_or_dict
-    else:
-        p = Path(path_or_dict)
-        if p.suffix in (".npz", ".safetensors"):
-            sd = load(p)
-        else:
-            try:
-                import torch  # noqa: PLC0415 - optional, heavy
-            except ImportError:
-                raise ImportError(f"load_torch_state_dict: reading {p.name} needs PyTorch; "
-                                  "convert it to .npz or .safetensors elsewhere") from None
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-            if isinstance(sd, Mapping) and "state_dict" in sd:
-                sd = sd["state_dict"]
-    return model.load_state_dict(_torch_to_numpy(sd), strict=strict)
+    # The implementation knows torchvision's key spellings, so it lives with the zoo; imported
+    # when called, which keeps ``minidl.io`` cheap and below the zoo in the layering.
+    from .models.weights import load_torch_state_dict as _load  # noqa: PLC0415
+
+    return _load(model, path_or_dict, strict=strict, rename=rename)

@@ -216,3 +216,24 @@ def test_max_pool_kernel_ties_go_to_first(xp):
 def test_dispatch_picks_numpy_for_numpy(fn):
     assert kernels.implementation(np.zeros(1)).__name__.endswith("_numpy")
     assert hasattr(kernels.implementation(np.zeros(1)), fn)
+
+
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 1, 0, 1)])
+def test_pool_kernels_same_result_in_both_memory_layouts(xp, pads):
+    rng = np.random.default_rng(7)
+    x = rng.permutation(2 * 5 * 6 * 7).reshape(2, 5, 6, 7).astype(np.float64)
+    x_cl = xp.asarray(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    k, s = (3, 2), (2, 2)
+    Ho, Wo = (6 + pads[0] + pads[1] - 3) // 2 + 1, (7 + pads[2] + pads[3] - 2) // 2 + 1
+    gy = rng.standard_normal((2, 5, Ho, Wo))
+    gy_cl = xp.asarray(np.ascontiguousarray(gy.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    inv = xp.asarray(rng.random((Ho, Wo)))
+    results = []
+    for xx, gg in ((xp.asarray(x), xp.asarray(gy)), (x_cl, gy_cl)):
+        y, idx = kernels.max_pool2d_forward(xx, k, s, pads, (Ho, Wo))
+        results.append([y, kernels.max_pool2d_backward(gg, idx, (6, 7), k, s, pads),
+                        kernels.max_pool2d_gather(xx, idx, k, s, pads),
+                        kernels.avg_pool2d_forward(xx, k, s, pads, (Ho, Wo), inv),
+                        kernels.avg_pool2d_backward(gg, (6, 7), k, s, pads, inv)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-12)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
+import numpy as np
+
+from ..autograd import Function, Tensor, as_tensor, is_anomaly_enabled, is_grad_enabled
 from ..backend import get_array_module
 from .activation import log_softmax, sigmoid
 from .math import clip, exp, log, mean, sum, unsqueeze
@@ -27,21 +29,39 @@ def _check_same_shape(op: str, x: Tensor, t: Tensor) -> None:
 
 
 def _one_hot(xp: Any, target: Any, classes: int, dtype: Any) -> Any:
-    """(N, d...) integer labels -> (N, C, d...) one-hot, by broadcasting (works on both backends)."""
+    """(N, d...) integer labels -> (N, C, d...) one-hot, by broadcasting (either backend)."""
     ids = xp.arange(classes).reshape((1, classes) + (1,) * (target.ndim - 1))
     return (xp.expand_dims(target, 1) == ids).astype(dtype)
 
 
-def _check_targets(op: str, logits: Any, target: Any) -> None:
+def _check_targets(op: str, logits: Any, target: Any) -> Any:
+    """Check integer labels against (N, C, d...) logits; return None, or on the GPU a mask.
+
+    On the CPU an out-of-range label raises ValueError. On the GPU, reading the label range
+    back to the host would stall the device on every step, so the check is left to the GPU:
+    the returned boolean mask (N, d...) marks the bad labels, and the caller makes their
+    losses NaN (a NaN loss that detect_anomaly() traces; inside detect_anomaly(), which syncs
+    anyway, the GPU raises the CPU's ValueError).
+    """
     n, c = logits.shape[0], logits.shape[1]
     expected = (n,) + tuple(logits.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(f"{op}: input of shape {tuple(logits.shape)} needs an integer target of "
                          f"shape {expected}, got {tuple(target.shape)}")
-    if target.size and (int(target.min()) < 0 or int(target.max()) >= c):
+    if not target.size:
+        return None
+    if get_array_module(target) is not np and not is_anomaly_enabled():
+        return (target < 0) | (target >= c)
+    lo, hi = int(target.min()), int(target.max())
+    if lo < 0 or hi >= c:
         raise ValueError(f"{op}: target labels must lie in [0, {c}) for input of shape "
-                         f"{tuple(logits.shape)}, got range [{int(target.min())}, "
-                         f"{int(target.max())}]")
+                         f"{tuple(logits.shape)}, got range [{lo}, {hi}]")
+    return None
+
+
+def _poison(xp: Any, losses: Any, bad: Any) -> Any:
+    """Per-sample losses with NaN where ``bad`` (the GPU's out-of-range labels) is set."""
+    return losses if bad is None else xp.where(bad, xp.asarray(np.nan, losses.dtype), losses)
 
 
 class CrossEntropy(Function):
@@ -59,8 +79,9 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d...), got shape "
                              f"{tuple(logits.shape)}")
         classes = logits.shape[1]
+        bad = None
         if target.dtype.kind in "iu":
-            _check_targets("cross_entropy", logits, target)
+            bad = _check_targets("cross_entropy", logits, target)
             q = _one_hot(xp, target, classes, logits.dtype)
         elif tuple(target.shape) == tuple(logits.shape):
             q = target.astype(logits.dtype)
@@ -78,7 +99,7 @@ class CrossEntropy(Function):
         if self.needs_input_grad[1]:
             self.logp = logp
         self.count = logp.size // classes
-        losses = -(q * logp).sum(axis=1)
+        losses = _poison(xp, -(q * logp).sum(axis=1), bad)
         if self.reduction == "mean":
             return xp.asarray(losses.mean())
         if self.reduction == "sum":
@@ -122,9 +143,13 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean",
     or class probabilities (same shape as logits).
 
     ``label_smoothing`` mixes the target with the uniform distribution, as in torch.
+    A label outside [0, C) raises ValueError on the CPU; on the GPU it makes that sample's
+    loss NaN instead (checking on the host would stall the GPU every step), and raises the
+    same ValueError inside ``md.detect_anomaly()``.
     """
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, "
+                         f"got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     return CrossEntropy(reduction, label_smoothing)(logits, target)
@@ -135,10 +160,12 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     t = as_tensor(target, like=log_probs)
     if log_probs.ndim < 2:
         raise ValueError(f"nll_loss: input must be (N, C) or (N, C, d...), got {log_probs.shape}")
-    _check_targets("nll_loss", log_probs.data, t.data)
+    bad = _check_targets("nll_loss", log_probs.data, t.data)
     xp = get_array_module(log_probs.data)
     picked = sum(log_probs * Tensor(_one_hot(xp, t.data, log_probs.shape[1], log_probs.dtype)),
                  axis=1)
+    if bad is not None:  # GPU: out-of-range labels give NaN (see _check_targets)
+        picked = picked + Tensor(_poison(xp, xp.zeros(bad.shape, log_probs.dtype), bad))
     return _reduce(-picked, reduction, "nll_loss")
 
 

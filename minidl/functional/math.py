@@ -279,7 +279,7 @@ class SumTo(Function):
 
     def forward(self, x):
         axes, lead = _sum_to_axes(x.shape, self.shape)
-        y = x.sum(axis=axes, keepdims=True) if axes else x
+        y = reduce_sum(x, axes, keepdims=True) if axes else x
         if lead:
             y = y.reshape(self.shape)
         return get_array_module(x).asarray(y)
@@ -301,6 +301,41 @@ class BroadcastTo(Function):
 
     def backward(self, gy):
         return sum_to(gy, self.input_shapes[0])
+
+
+# Below this many elements NumPy's own reduction is as fast as anything else.
+_GEMV_MIN_SIZE = 4096
+
+
+def reduce_sum(x: Any, axes: tuple[int, ...], keepdims: bool = False) -> Any:
+    """``x.sum(axis=axes, keepdims=keepdims)`` on raw arrays, fast for channels-last data.
+
+    The convolution kernels return NCHW-shaped views of channels-last (N, H, W, C) memory,
+    and a conv-bias gradient or a per-channel statistic sums such an array over N, H and W:
+    the outer axes in memory. NumPy then adds one C-wide row at a time (C is 6 or 16 in
+    small nets), which is 7-20x slower than the matrix-vector product ``ones(M) @ X`` over
+    the (M, C) matrix that memory already is (BLAS's GEMV, no less accurate; measured in
+    docs/benchmarks.md). That product is used whenever the summed axes are the outermost
+    in memory; everything else, and CuPy arrays, go to ``x.sum``.
+    """
+    if (type(x) is np.ndarray and x.size >= _GEMV_MIN_SIZE and 0 < len(axes) < x.ndim
+            and x.dtype.char in "fd"):
+        # axes from the largest stride to the smallest: the order of the axes in memory
+        order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
+        k = len(axes)
+        if set(order[:k]) == set(axes):
+            xt = x.transpose(order)
+            if xt.flags.c_contiguous:
+                kept = order[k:]
+                m = int(np.prod([x.shape[a] for a in order[:k]]))
+                flat = np.ones(m, x.dtype) @ xt.reshape(m, -1)
+                y = flat.reshape([x.shape[a] for a in kept])
+                # back to the axis order of x (the kept axes may be permuted in memory)
+                y = y.transpose(np.argsort(kept))
+                if keepdims:
+                    y = y.reshape(_keepdims_shape(x.shape, tuple(axes)))
+                return y
+    return x.sum(axis=axes, keepdims=keepdims)
 
 
 def _norm_axis(axis: Axis, ndim: int, op: str) -> tuple[int, ...]:
@@ -325,7 +360,7 @@ class Sum(Function):
 
     def forward(self, x):
         self.axes = _norm_axis(self.axis, x.ndim, "sum")
-        return get_array_module(x).asarray(x.sum(axis=self.axes, keepdims=self.keepdims))
+        return get_array_module(x).asarray(reduce_sum(x, self.axes, self.keepdims))
 
     def backward(self, gy):
         shape = self.input_shapes[0]
@@ -382,9 +417,10 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: operands must be at least 1-D, got shapes "
                              f"{tuple(a.shape)} and {tuple(b.shape)}")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        inner = b.shape[-2 if b.ndim > 1 else 0]
+        if a.shape[-1] != inner:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)}: inner "
-                             f"dimensions {a.shape[-1]} and {b.shape[-2 if b.ndim > 1 else 0]} differ")
+                             f"dimensions {a.shape[-1]} and {inner} differ")
         if a.dtype != b.dtype:
             _check_binary(self, a, b)
         try:
@@ -413,8 +449,9 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+            fan_in = w.shape[1] if w.ndim == 2 else "?"
             raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight "
-                             f"of shape {tuple(w.shape)} (expected input (..., {w.shape[1] if w.ndim == 2 else '?'}))")
+                             f"of shape {tuple(w.shape)} (expected input (..., {fan_in}))")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {tuple(b.shape)} does not match weight "
                              f"of shape {tuple(w.shape)}")
@@ -780,7 +817,8 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return cat([unsqueeze(as_tensor(t), axis) for t in tensors], axis=axis)
 
 
-def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
+def split(x: Tensor, split_size_or_sections: int | Sequence[int],
+          axis: int = 0) -> tuple[Tensor, ...]:
     """Split into chunks of one size (int) or of the given sizes (list), like torch.split."""
     n = x.shape[axis]
     if isinstance(split_size_or_sections, int):

@@ -9,8 +9,8 @@ runs is decided here, by the array module of the first array argument:
 * :mod:`minidl.kernels._cupy` - ``cupy.ElementwiseKernel`` kernels compiled once, and cuBLAS.
 
 Padding is always four numbers ``(top, bottom, left, right)``; strides, dilations and kernel
-sizes are pairs. Outputs may be non-contiguous views (the CPU returns channels-last memory
-behind NCHW shapes); treat them as ordinary arrays.
+sizes are pairs. CPU outputs have NCHW shapes but are stored channels-last (not
+C-contiguous); treat them as ordinary arrays.
 
     >>> import numpy as np
     >>> from minidl import kernels

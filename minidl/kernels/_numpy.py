@@ -9,9 +9,9 @@ The public shapes are NCHW, but inside these kernels every image is handled chan
   so im2col is ONE strided copy with long inner runs (no Python loop over pixels or offsets);
 * the column matrix is ``(N*Ho*Wo, kh*kw*C)``, so the forward GEMM ``cols @ W`` writes the
   output straight into a channels-last buffer, with no transposing copy after it;
-* outputs are returned as NCHW-shaped *views* of channels-last buffers (what PyTorch calls the
-  channels_last memory format). Element-wise NumPy ops keep that layout, so the next conv or
-  pool reads its input without a transposing copy.
+* outputs are (N, C, H, W) arrays stored channels-last (what PyTorch calls the channels_last
+  memory format; they own their memory, they are not views). Element-wise NumPy ops keep
+  that layout, so the next conv or pool reads its input without a transposing copy.
 
 The batch is processed in blocks of a few images so that the column matrix of a block stays in
 the CPU cache: im2col, the GEMM and col2im then move cache-resident data, and the GEMM itself
@@ -27,8 +27,12 @@ from numpy.lib.stride_tricks import as_strided
 
 Pads = tuple[int, int, int, int]
 
-# Bytes of column matrix per batch block; 4-8 MiB keeps a block in L2/L3 on current CPUs.
-BLOCK_BYTES = 6 * 2**20
+# Bytes of column matrix per batch block. Measured on a 2-core EPYC (32 MiB L3) for the
+# 32x64x32x32 / 64 filters 3x3 conv, forward + backward: with one thread 4-8 MiB blocks are
+# best (12 MiB: 15% slower, one block for the whole batch: 60% slower, its column matrix no
+# longer fits the cache); on a busy machine every BLAS call pays a thread hand-over and 4 MiB
+# blocks (many short calls) were up to 2x slower than 8-16 MiB ones. 8 MiB serves both.
+BLOCK_BYTES = 8 * 2**20
 
 
 def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
@@ -45,6 +49,52 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 3, 1)
 
 
+def _new(shape: tuple[int, int, int, int], dtype: np.dtype, channels_last: bool = True,
+         fill: float | None = None) -> np.ndarray:
+    """A new (N, C, H, W) array that owns its memory, stored channels-last (or NCHW).
+
+    Results are returned as such arrays rather than as transposed views, so that they look
+    like any fresh array to the caller (no ``.base``; autograd need not copy them).
+    """
+    if channels_last:
+        N, C, H, W = shape
+        isz = np.dtype(dtype).itemsize
+        # empty_like(order='K') copies the stride order of its prototype: a zero-size-buffer
+        # view with channels-last strides (never read) is enough
+        proto = as_strided(np.empty(1, dtype), shape, (H * W * C * isz, isz, W * C * isz, C * isz))
+        a = np.empty_like(proto, order="K")
+    else:
+        a = np.empty(shape, dtype)
+    if fill is not None:
+        a.fill(fill)
+    return a
+
+
+def _nchw(a: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C, H, W): the owning array itself when ``a`` is its transpose."""
+    t = a.transpose(0, 3, 1, 2)
+    b = a.base
+    if (isinstance(b, np.ndarray) and b.base is None and b.shape == t.shape
+            and b.strides == t.strides and b.ctypes.data == t.ctypes.data):
+        return b
+    return t
+
+
+def _copy_nhwc(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst[...] = src for (n, H, W, C) arrays, fast also when src is an NCHW array's view.
+
+    Copying NCHW memory into channels-last order reads with a stride of H*W elements; when
+    that stride is large, copying 8 channels at a time is several times faster (measured:
+    6 ms -> 1.8 ms for 32x64x32x32 float32), for small H*W the plain copy is faster.
+    """
+    C = src.shape[3]
+    if C >= 16 and src.strides[3] >= 2048:
+        for c0 in range(0, C, 8):
+            dst[..., c0:c0 + 8] = src[..., c0:c0 + 8]
+    else:
+        dst[...] = src
+
+
 def _fill_padded(buf: np.ndarray, src: np.ndarray, pads: Pads) -> None:
     """Copy channels-last ``src`` (n, H, W, C) into the interior of ``buf`` (n, Hp, Wp, C).
 
@@ -56,7 +106,7 @@ def _fill_padded(buf: np.ndarray, src: np.ndarray, pads: Pads) -> None:
     sh0, sh1 = max(0, -pt), H - max(0, -pb)
     sw0, sw1 = max(0, -pl), W - max(0, -pr)
     dh0, dw0 = max(0, pt), max(0, pl)
-    buf[:, dh0:dh0 + sh1 - sh0, dw0:dw0 + sw1 - sw0, :] = src[:, sh0:sh1, sw0:sw1, :]
+    _copy_nhwc(buf[:, dh0:dh0 + sh1 - sh0, dw0:dw0 + sw1 - sw0, :], src[:, sh0:sh1, sw0:sw1, :])
 
 
 def _windows(xpad: np.ndarray, kh: int, kw: int, s: tuple[int, int], d: tuple[int, int],
@@ -146,12 +196,8 @@ def _col2im_block(dcols: np.ndarray, dxpad: np.ndarray, s: tuple[int, int],
             view += dcols[:, :, :, :, i0:i0 + li, j0:j0 + lj, :]
 
 
-def _pads_ok(pads: Pads) -> bool:
-    return all(p >= 0 for p in pads)
-
-
 # ---------------------------------------------------------------------------------------------
-# public kernels (NCHW in, NCHW-shaped channels-last views out)
+# public kernels (NCHW shapes in, any memory layout; NCHW shapes out, stored channels-last)
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
                    pads: Pads, dilation: tuple[int, int], groups: int) -> np.ndarray:
@@ -160,12 +206,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     K, _, kh, kw = w.shape
     Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
-    out = np.empty((N, Ho, Wo, K), np.result_type(x, w))
+    out = _nhwc(_new((N, K, Ho, Wo), np.result_type(x, w)))
     _conv_nhwc(_nhwc(x), pads, _weight_matrix(w, groups).astype(out.dtype, copy=False),
                kh, kw, stride, dilation, out)
     if b is not None:
         out += b
-    return out.transpose(0, 3, 1, 2)
+    return _nchw(out)
 
 
 def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
@@ -177,7 +223,7 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     H, W = in_hw
     C = Cg * groups
     dtype = np.result_type(gy, w)
-    dx = np.empty((N, H, W, C), dtype)
+    dx = _nhwc(_new((N, C, H, W), dtype))
     (sh, sw), (dh, dw) = stride, dilation
     # stride 1: dx is the correlation of gy with the flipped kernel, so it is an im2col and
     # one GEMM; no scatter-add at all.
@@ -186,7 +232,7 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
                  dw * (kw - 1) - pads[2], W - Wo + pads[2])
         _conv_nhwc(_nhwc(gy), fpads, _flipped_weight_matrix(w, groups).astype(dtype, copy=False),
                    kh, kw, (1, 1), dilation, dx)
-        return dx.transpose(0, 3, 1, 2)
+        return _nchw(dx)
     # general stride: dcols = gy @ W^T (one GEMM per block), then col2im.
     wmat_t = _weight_matrix(w, groups).astype(dtype, copy=False).transpose(0, 2, 1)
     G, kk = groups, kh * kw
@@ -196,15 +242,17 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     nb = _block(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
     dcols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
     dxpad = np.empty((nb, Hp, Wp, C), dtype)
+    gbuf = np.empty((nb, Ho, Wo, K), dtype)
     gy_t = _nhwc(gy)
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
-        g = np.ascontiguousarray(gy_t[n0:n0 + n]).reshape(n * Ho * Wo, G, K // G)
+        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        g = gbuf[:n].reshape(n * Ho * Wo, G, K // G)
         _gemm(g, wmat_t, dcols[:n].reshape(n * Ho * Wo, G, kk * Cg), G)
         dxpad[:n] = 0
         _col2im_block(dcols[:n], dxpad[:n], stride, dilation)
         _crop_into(dx[n0:n0 + n], dxpad[:n], pads)
-    return dx.transpose(0, 3, 1, 2)
+    return _nchw(dx)
 
 
 def _crop_into(dst: np.ndarray, padded: np.ndarray, pads: Pads) -> None:
@@ -235,16 +283,21 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
     cols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
     acc = np.zeros((G, kk * Cg, Kg), dtype)
     part = np.empty_like(acc)
+    gbuf = np.empty((nb, Ho, Wo, K), dtype)
     x_t, gy_t = _nhwc(x), _nhwc(gy)
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
         _fill_padded(xpad[:n], x_t[n0:n0 + n], pads)
         np.copyto(cols[:n], _windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo, G))
         a = cols[:n].reshape(n * Ho * Wo, G, kk * Cg).transpose(1, 2, 0)      # (G, kkCg, M)
-        g = np.ascontiguousarray(gy_t[n0:n0 + n]).reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
+        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        g = gbuf[:n].reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
         np.matmul(a, g, out=part)
         acc += part
-    return acc.reshape(G, kh, kw, Cg, Kg).transpose(0, 4, 3, 1, 2).reshape(K, Cg, kh, kw)
+    gw = np.empty((K, Cg, kh, kw), dtype)
+    np.copyto(gw.reshape(G, Kg, Cg, kh, kw),
+              acc.reshape(G, kh, kw, Cg, Kg).transpose(0, 4, 3, 1, 2))
+    return gw
 
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
@@ -274,26 +327,67 @@ def col2im(cols: np.ndarray, in_hw: tuple[int, int], stride: tuple[int, int], pa
     Wp = max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
     dxpad = np.zeros((N, Hp, Wp, C), cols.dtype)
     _col2im_block(cols.reshape(N, Ho, Wo, 1, kh, kw, C), dxpad, stride, dilation)
-    dx = np.empty((N, H, W, C), cols.dtype)
+    dx = _nhwc(_new((N, C, H, W), cols.dtype))
     _crop_into(dx, dxpad, pads)
-    return dx.transpose(0, 3, 1, 2)
+    return _nchw(dx)
 
 
 # ---------------------------------------------------------------------------------------------
-# pooling windows. The loops below run over the kh*kw kernel offsets only; each step is one
-# vectorised op over the whole (N, Ho, Wo, C) output.
+# pooling. The loops below run over the kh*kw kernel offsets only; each step is one vectorised
+# op over the part of the (N, Ho, Wo, C) output where that offset falls inside the input, so
+# padding is never materialised (no padded copy of the input, no crop of the gradient).
+# Pooling is memory-bound: it runs in whatever layout (NCHW or channels-last) its input has.
 
-def _offset_view(xpad: np.ndarray, i: int, j: int, s: tuple[int, int], Ho: int,
-                 Wo: int) -> np.ndarray:
-    """The (n, Ho, Wo, C) strided view of the padded block seen by kernel offset (i, j)."""
-    return xpad[:, i:i + (Ho - 1) * s[0] + 1:s[0], j:j + (Wo - 1) * s[1] + 1:s[1], :]
+def _channels_last(x: np.ndarray) -> bool:
+    """Whether an (N, C, H, W) array is stored channels-last (C varies fastest)."""
+    return x.strides[1] < x.strides[3]
 
 
-def _padded_nhwc(x: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
-    N, C, H, W = x.shape
-    xpad = np.full((N, H + pads[0] + pads[1], W + pads[2] + pads[3], C), fill, x.dtype)
-    _fill_padded(xpad, _nhwc(x), pads)
-    return xpad
+def _alloc_nhwc(shape: tuple[int, int, int, int], dtype: np.dtype, channels_last: bool,
+                fill: float | None = None) -> np.ndarray:
+    """An (N, H, W, C)-shaped view of a new array stored channels-last or NCHW, as asked."""
+    N, H, W, C = shape
+    return _nhwc(_new((N, C, H, W), dtype, channels_last, fill))
+
+
+def _taps(size: int, k: int, s: int, p: int, out: int) -> list[tuple[slice, slice] | None]:
+    """For each kernel offset i along one axis: (input slice, output slice) of the outputs
+    whose tap i lands inside the input (``out_pos*s + i - p`` in [0, size)), or None."""
+    taps: list[tuple[slice, slice] | None] = []
+    for i in range(k):
+        lo = max(0, -((i - p) // s))              # ceil((p - i) / s)
+        hi = min(out - 1, (size - 1 + p - i) // s)
+        if hi < lo:
+            taps.append(None)
+            continue
+        start = lo * s + i - p
+        taps.append((slice(start, start + (hi - lo) * s + 1, s), slice(lo, hi + 1)))
+    return taps
+
+
+def _offsets(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
+             stride: tuple[int, int], pads: Pads):
+    """Yield (offset i*kw + j, input index, output index) for every kernel offset in use."""
+    th = _taps(in_hw[0], kernel[0], stride[0], pads[0], out_hw[0])
+    tw = _taps(in_hw[1], kernel[1], stride[1], pads[2], out_hw[1])
+    for i, a in enumerate(th):
+        for j, b in enumerate(tw):
+            if a is not None and b is not None:
+                yield (i * kernel[1] + j, (slice(None), a[0], b[0]), (slice(None), a[1], b[1]))
+
+
+# Input bytes per batch block of a pooling op: every kernel offset makes a pass over the block,
+# so it should stay in the L2 cache (32x64x32x32 2x2 max pool: 1 MiB blocks are ~2x faster
+# than one pass over the whole batch).
+POOL_BLOCK_BYTES = 1 * 2**20
+
+
+def _pool_blocks(big: np.ndarray, *arrays: np.ndarray):
+    """Yield the same batch block of every array; blocks sized by ``big`` (N, C, H, W)."""
+    N = big.shape[0]
+    nb = max(1, min(N, POOL_BLOCK_BYTES // max(1, big[:1].nbytes)))
+    for n0 in range(0, N, nb):
+        yield tuple(a[n0:n0 + nb] for a in arrays)
 
 
 def _index_dtype(kk: int) -> np.dtype:
@@ -304,21 +398,24 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
                        pads: Pads, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Max over windows; x (N, C, H, W) -> y (N, C, Ho, Wo) and the argmax offsets.
 
-    The offsets (N, Ho, Wo, C) hold i*kw + j of the winning element of each window; a strict
-    ``>`` while scanning offsets in row-major order makes ties go to the first maximum.
+    The offsets (N, Ho, Wo, C) hold i*kw + j of the winning element of each window. The
+    maxima come first (one ``np.maximum`` per offset); the offsets are then found by scanning
+    offsets from last to first, so that of equal values the first one is written last: ties
+    go to the first maximum in row-major window order. (Two plain passes per offset are
+    measured 3x faster than one pass of masked updates.)
     """
-    kh, kw = kernel
-    Ho, Wo = out_hw
-    xpad = _padded_nhwc(x, pads, -np.inf)
-    best = _offset_view(xpad, 0, 0, stride, Ho, Wo).copy()
-    idx = np.zeros(best.shape, _index_dtype(kh * kw))
-    mask = np.empty(best.shape, bool)
-    for o in range(1, kh * kw):
-        v = _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo)
-        np.greater(v, best, out=mask)
-        np.copyto(best, v, where=mask)
-        np.copyto(idx, o, where=mask)
-    return best.transpose(0, 3, 1, 2), idx
+    N, C, H, W = x.shape
+    best = _alloc_nhwc((N, *out_hw, C), x.dtype, _channels_last(x), -np.inf)
+    idx = np.zeros_like(best, dtype=_index_dtype(kernel[0] * kernel[1]))
+    mask = np.empty_like(best, dtype=bool)
+    offsets = list(_offsets((H, W), out_hw, kernel, stride, pads))
+    for xt, b, i, m in _pool_blocks(x, _nhwc(x), best, idx, mask):
+        for _, src, dst in offsets:
+            np.maximum(b[dst], xt[src], out=b[dst])
+        for o, src, dst in reversed(offsets):
+            np.equal(xt[src], b[dst], out=m[dst])
+            np.copyto(i[dst], o, where=m[dst])
+    return _nchw(best), idx
 
 
 def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
@@ -326,19 +423,26 @@ def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
                         pads: Pads) -> np.ndarray:
     """Route gy (N, C, Ho, Wo) to the argmax of each window -> dx (N, C, H, W)."""
     N, C, Ho, Wo = gy.shape
-    kh, kw = kernel
-    H, W = in_hw
+    (kh, kw), (sh, sw) = kernel, stride
     g = _nhwc(gy)
-    dxpad = np.zeros((N, max(H + pads[0] + pads[1], (Ho - 1) * stride[0] + kh),
-                      max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + kw), C), gy.dtype)
-    mask = np.empty(idx.shape, bool)
-    for o in range(kh * kw):
-        np.equal(idx, o, out=mask)
-        view = _offset_view(dxpad, o // kw, o % kw, stride, Ho, Wo)
-        np.add(view, g, out=view, where=mask)
-    dx = np.empty((N, H, W, C), gy.dtype)
-    _crop_into(dx, dxpad, pads)
-    return dx.transpose(0, 3, 1, 2)
+    # Windows that cannot overlap (kernel <= stride) write each input position at most once,
+    # so the gradient is written, not added; if they also tile the input exactly, nothing
+    # needs zeroing first.
+    disjoint = kh <= sh and kw <= sw
+    tiles = disjoint and kh == sh and kw == sw and not any(pads) and in_hw == (Ho * sh, Wo * sw)
+    dx = _alloc_nhwc((N, *in_hw, C), gy.dtype, _channels_last(gy), None if tiles else 0)
+    mask = np.empty_like(idx, dtype=bool)
+    tmp = np.empty_like(g)
+    offsets = list(_offsets(in_hw, (Ho, Wo), kernel, stride, pads))
+    for d, gb, ib, m, t in _pool_blocks(dx, dx, g, idx, mask, tmp):
+        for o, src, dst in offsets:
+            np.equal(ib[dst], o, out=m[dst])
+            if disjoint:
+                np.multiply(gb[dst], m[dst], out=d[src])
+            else:
+                np.multiply(gb[dst], m[dst], out=t[dst])
+                d[src] += t[dst]
+    return _nchw(dx)
 
 
 def max_pool2d_gather(x: np.ndarray, idx: np.ndarray, kernel: tuple[int, int],
@@ -347,42 +451,34 @@ def max_pool2d_gather(x: np.ndarray, idx: np.ndarray, kernel: tuple[int, int],
 
     This is the adjoint of :func:`max_pool2d_backward` (used for double backward).
     """
-    kh, kw = kernel
-    N, Ho, Wo, C = idx.shape
-    xpad = _padded_nhwc(x, pads, 0)
-    out = np.empty((N, Ho, Wo, C), x.dtype)
-    mask = np.empty(idx.shape, bool)
-    for o in range(kh * kw):
-        np.equal(idx, o, out=mask)
-        np.copyto(out, _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo), where=mask)
-    return out.transpose(0, 3, 1, 2)
+    N, C, H, W = x.shape
+    xt = _nhwc(x)
+    out = _alloc_nhwc(idx.shape, x.dtype, _channels_last(x), 0)
+    mask = np.empty_like(idx, dtype=bool)
+    for o, src, dst in _offsets((H, W), idx.shape[1:3], kernel, stride, pads):
+        np.equal(idx[dst], o, out=mask[dst])
+        np.copyto(out[dst], xt[src], where=mask[dst])
+    return _nchw(out)
 
 
 def avg_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                        pads: Pads, out_hw: tuple[int, int], inv_div: np.ndarray) -> np.ndarray:
     """Window sums times ``inv_div`` (Ho, Wo); x (N, C, H, W) -> (N, C, Ho, Wo)."""
-    kh, kw = kernel
-    Ho, Wo = out_hw
-    xpad = _padded_nhwc(x, pads, 0)
-    acc = _offset_view(xpad, 0, 0, stride, Ho, Wo).copy()
-    for o in range(1, kh * kw):
-        acc += _offset_view(xpad, o // kw, o % kw, stride, Ho, Wo)
+    N, C, H, W = x.shape
+    xt = _nhwc(x)
+    acc = _alloc_nhwc((N, *out_hw, C), x.dtype, _channels_last(x), 0)
+    for _, src, dst in _offsets((H, W), out_hw, kernel, stride, pads):
+        acc[dst] += xt[src]
     acc *= inv_div[None, :, :, None]
-    return acc.transpose(0, 3, 1, 2)
+    return _nchw(acc)
 
 
 def avg_pool2d_backward(gy: np.ndarray, in_hw: tuple[int, int], kernel: tuple[int, int],
                         stride: tuple[int, int], pads: Pads, inv_div: np.ndarray) -> np.ndarray:
-    """Adjoint of :func:`avg_pool2d_forward`: spread gy * inv_div over each window (col2im)."""
+    """Adjoint of :func:`avg_pool2d_forward`: spread gy * inv_div over each window."""
     N, C, Ho, Wo = gy.shape
-    kh, kw = kernel
     g = _nhwc(gy) * inv_div[None, :, :, None]
-    # every kernel offset receives the same value: a zero-stride (broadcast) column array
-    cols = np.broadcast_to(g[:, :, :, None, None, None, :], (N, Ho, Wo, 1, kh, kw, C))
-    H, W = in_hw
-    dxpad = np.zeros((N, max(H + pads[0] + pads[1], (Ho - 1) * stride[0] + kh),
-                      max(W + pads[2] + pads[3], (Wo - 1) * stride[1] + kw), C), gy.dtype)
-    _col2im_block(cols, dxpad, stride, (1, 1))
-    dx = np.empty((N, H, W, C), gy.dtype)
-    _crop_into(dx, dxpad, pads)
-    return dx.transpose(0, 3, 1, 2)
+    dx = _alloc_nhwc((N, *in_hw, C), gy.dtype, _channels_last(gy), 0)
+    for _, src, dst in _offsets(in_hw, (Ho, Wo), kernel, stride, pads):
+        dx[src] += g[dst]
+    return _nchw(dx)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -652,13 +650,17 @@ def _batches(n: int, batch_size: int, shuffle: bool) -> Iterator[np.ndarray]:
 def fit_module(module: Module, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
                validation_data: tuple | None = None, shuffle: bool = True, verbose: int = 1,
                validation_split: float = 0.0) -> History:
-    """Train ``module`` on NumPy data, Keras-style; return a :class:`History`.
+    """Train ``module`` on NumPy data, Keras-style, with :class:`minidl.train.Trainer`.
 
-    x: an array (N, ...) or a list with one per input; y: one per output. Each epoch
-    shuffles (minidl's generator, ``md.manual_seed``), runs :func:`train_step` per batch and
-    records the mean loss (and metrics, and ``val_`` versions with ``validation_data``).
+    x: an array (N, ...) or a list with one per input; y: one per output. Calling fit again
+    continues training; shuffling follows minidl's generator (``md.manual_seed``). Returns a
+    :class:`History` with per-epoch loss, metrics and their ``val_`` versions.
     """
-    _compiled(module)
+    # data and train sit above nn in the layering: import them when fit runs
+    from ..data import DataLoader  # noqa: PLC0415
+    from ..train import FunctionMetric, Trainer  # noqa: PLC0415
+
+    c = _compiled(module)
     xs = _as_list(x, _n_inputs(module), "x", module)
     ys = _as_list(y, _n_outputs(module), "y", module)
     if len(xs[0]) != len(ys[0]):
@@ -669,29 +671,49 @@ def fit_module(module: Module, x: Any, y: Any, epochs: int = 1, batch_size: int 
         cut = int(len(xs[0]) * (1.0 - validation_split))
         validation_data = ([a[cut:] for a in xs], [a[cut:] for a in ys])
         xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
+    dt = _param_dtype(module)
+
+    def fields(xs_, ys_):  # Keras semantics: floats to the parameter dtype, no 1/255 scaling
+        return tuple([a.astype(dt) if a.dtype.kind in "fu" else a for a in xs_]
+                     + [a.astype(dt) if a.dtype.kind == "f" else a for a in ys_])
+
+    def as_list(v):
+        return list(v) if isinstance(v, (tuple, list)) else [v]
+
+    def loss(preds, targets):  # weighted sum over outputs + regularisation
+        return compute_losses(module, as_list(preds), as_list(targets))[0]
+
+    n_out, names = _n_outputs(module), _output_names(module)
+    metrics = []
+    for i, oname in enumerate(names):
+        out = i if n_out > 1 else None
+        if n_out > 1:
+            metrics.append(FunctionMetric(
+                lambda p, t, fn=c.losses[i], ln=c.loss_names[i]: fn(p, _match_target(p, t, ln)),
+                name=f"{oname}_loss", output=out))
+        for mname, fn in c.metrics:
+            metrics.append(FunctionMetric(lambda p, t, fn=fn: fn(p.numpy(), t.numpy()),
+                                          name=f"{oname}_{mname}" if oname else mname,
+                                          output=out))
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None or trainer.optimizer is not c.optimizer:  # recompiled: start afresh
+        trainer = Trainer(module, c.optimizer, loss, metrics=metrics,
+                          verbose=2 if verbose else 0, num_inputs=len(xs),
+                          regularization=False)  # compute_losses already adds it
+        object.__setattr__(module, "_trainer", trainer)
+    seed = int(rng().integers(2**62))  # from minidl's generator: md.manual_seed reproduces
+    train = DataLoader(fields(xs, ys), batch_size=batch_size, shuffle=shuffle, seed=seed)
+    val = None
+    if validation_data is not None:
+        vx = _as_list(validation_data[0], _n_inputs(module), "x", module)
+        vy = _as_list(validation_data[1], n_out, "y", module)
+        val = DataLoader(fields(vx, vy), batch_size=batch_size)
+    logs = trainer.fit(train, epochs=trainer.epoch + epochs, val_loader=val)
     history = History()
-    n = len(xs[0])
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        meter = _Meter()
-        for idx in _batches(n, batch_size, shuffle):
-            bx, by = _to_tensors(xs, idx, module), _to_tensors(ys, idx, module)
-            total, per, preds = train_step(module, bx, by)
-            if not math.isfinite(total):
-                raise FloatingPointError(f"fit: loss became {total} in epoch {epoch + 1}; "
-                                         "lower the learning rate or use md.detect_anomaly()")
-            meter.add(_batch_logs(module, total, per, preds, by), len(idx))
-        logs = meter.means()
-        if validation_data is not None:
-            vx, vy = validation_data
-            val = evaluate_module(module, vx, vy, batch_size, return_dict=True)
-            logs.update({f"val_{k}": v for k, v in val.items()})
-        history.epoch.append(epoch)
-        history._add(logs)
-        if verbose:
-            body = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - {body}",
-                  file=sys.stdout)
+    history.epoch = [e - 1 for e in logs["epoch"][-epochs:]]
+    for k, v in logs.items():  # lists are aligned by epoch, NaN where a key was absent
+        if k not in ("epoch", "lr", "time") and not all(math.isnan(e) for e in v[-epochs:]):
+            history.history[k] = list(v[-epochs:])
     module.history = history
     return history
 

@@ -5,6 +5,11 @@ holds the parameter), skips parameters whose ``grad`` is None (frozen or unused 
 after the update applies each parameter's ``constraint`` (set by a layer's
 ``weight_constraint=``), as Keras does.
 
+Updates allocate nothing as large as a parameter: each rule is written with in-place ops
+(``out=``) into a few scratch arrays, and on the CPU a large parameter is updated one
+cache-sized slice at a time (:meth:`Optimizer._slices`), so the scratch stays small and hot.
+The arithmetic, and so every rounding, is that of the plain expressions in the docstrings.
+
     opt = optim.SGD([{"params": backbone.parameters(), "lr": 1e-4},   # fine-tune gently
                      {"params": head.parameters()}], lr=1e-2, momentum=0.9)
 """
@@ -12,8 +17,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import numpy as np
 
 from ..autograd import Tensor
 from ..backend import device_of, get_array_module, to_device, to_numpy
@@ -51,6 +58,7 @@ class Optimizer:
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
+        self._scratch: dict[Any, list[Any]] = {}  # dtype -> CPU scratch arrays of _slices
 
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a group of parameters with its own hyper-parameters (e.g. a smaller lr)."""
@@ -89,12 +97,18 @@ class Optimizer:
                              f"{group['weight_decay']}")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear the gradients of every parameter (None by default, as torch does)."""
+        """Clear the gradients of every parameter (None by default, as torch does).
+
+        ``set_to_none=False`` zeroes the existing gradient arrays in place instead, so that
+        the next backward accumulates into them without allocating.
+        """
         for g in self.param_groups:
             for p in g["params"]:
                 if set_to_none or p.grad is None:
                     p.grad = None
-                else:
+                elif p.grad.data.base is None and getattr(p.grad.data.flags, "writeable", True):
+                    p.grad.data.fill(0)
+                else:  # a view or a read-only array: do not write through it
                     p.grad = Tensor(get_array_module(p.data).zeros_like(p.data))
 
     def step(self) -> None:
@@ -116,6 +130,30 @@ class Optimizer:
     def _update(self, p: Tensor, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _slices(self, arrays: list[Any], n_tmp: int) -> Iterator[list[Any]]:
+        """Yield ``[slice of each array..., tmp_1, ..., tmp_n]`` covering ``arrays`` (the
+        parameter data first, then same-shaped gradient and state arrays, or None).
+
+        On the CPU with contiguous arrays these are matching flat slices of ``_SLICE``
+        elements and scratch arrays reused across steps, so a rule run on each slice touches
+        cache-resident memory and allocates nothing. Otherwise (the GPU, where CuPy's pool
+        recycles the scratch, or unusual layouts) there is one "slice": the whole arrays.
+        """
+        p = arrays[0]
+        xp = get_array_module(p)
+        if xp is np and all(a is None or (a.flags.c_contiguous and a.dtype == p.dtype)
+                            for a in arrays):
+            flat = [None if a is None else a.reshape(-1) for a in arrays]
+            scratch = self.__dict__.setdefault("_scratch", {}).setdefault(p.dtype, [])
+            while len(scratch) < n_tmp:
+                scratch.append(np.empty(_SLICE, p.dtype))
+            for i in range(0, p.size, _SLICE):
+                j = min(p.size, i + _SLICE)
+                yield ([None if a is None else a[i:j] for a in flat]
+                       + [t[:j - i] for t in scratch[:n_tmp]])
+        else:
+            yield list(arrays) + [xp.empty_like(p) for _ in range(n_tmp)]
+
     # ---- state dict ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """A snapshot for exact resumption: ``{'state': {index: {...}}, 'param_groups': [...]}``.
@@ -135,8 +173,8 @@ class Optimizer:
         state = {}
         for p, s in self.state.items():
             if id(p) in index:
-                state[index[id(p)]] = {k: (to_numpy(v).copy() if hasattr(v, "shape")
-                                           and getattr(v, "ndim", 0) > 0 else v)
+                # every array is copied (0-d ones too: a scalar parameter's momentum)
+                state[index[id(p)]] = {k: (to_numpy(v).copy() if hasattr(v, "shape") else v)
                                        for k, v in s.items()}
         return {"state": state, "param_groups": groups}
 
@@ -178,6 +216,11 @@ class Optimizer:
                                          f"{p.shape}")
                     arr = to_device(to_numpy(v), p.device)
                     restored[key] = get_array_module(p.data).array(arr, dtype=p.dtype)
+                elif hasattr(v, "shape") and p.ndim == 0 and key in _ARRAY_STATE:
+                    # the state array of a 0-d parameter
+                    restored[key] = get_array_module(p.data).array(to_device(to_numpy(v),
+                                                                             p.device),
+                                                                   dtype=p.dtype)
                 elif hasattr(v, "shape"):  # 0-d array (e.g. a step count after save/load)
                     restored[key] = v.item()
                 else:
@@ -199,9 +242,26 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _with_weight_decay(p: Tensor, g: Any, wd: float) -> Any:
-    # A new array: the gradient may be shared, so never add into it in place.
-    return g + p.data * wd if wd else g
+# Per-parameter state entries that are arrays shaped like the parameter (the rest are counts
+# and products); needed to restore the state of 0-d parameters, whose arrays look like scalars.
+_ARRAY_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
+                          "square_avg", "grad_avg", "sum"})
+
+# Elements per slice of a CPU update: 128K float32 = 512 KB per array, a few of which stay in
+# L2/L3 while a rule makes its passes over them.
+_SLICE = 1 << 17
+
+
+def _decayed(p: Any, g: Any, wd: float, t1: Any, t2: Any) -> Any:
+    """``g + wd * p`` (L2 weight decay) in ``t1``, or ``g`` itself when ``wd`` is 0.
+
+    The gradient may be shared with the user, so it is never modified in place.
+    """
+    if not wd:
+        return g
+    xp = get_array_module(p)
+    xp.multiply(p, wd, out=t2)
+    return xp.add(g, t2, out=t1)
 
 
 class SGD(Optimizer):
@@ -224,19 +284,32 @@ class SGD(Optimizer):
                                       maximize=maximize))
 
     def _update(self, p, g, state, group):
-        if group["maximize"]:
-            g = -g
-        g = _with_weight_decay(p, g, group["weight_decay"])
-        momentum = group["momentum"]
+        lr, momentum, damp = group["lr"], group["momentum"], group["dampening"]
+        buf = first = None
         if momentum:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += (1.0 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+            first = buf is None
+            if first:
+                buf = state["momentum_buffer"] = get_array_module(p.data).empty_like(p.data)
+        for pd, gd, bd, t1, t2 in self._slices([p.data, g, buf], 2):
+            xp = get_array_module(pd)
+            if group["maximize"]:
+                gd = xp.negative(gd, out=t1)
+            d = _decayed(pd, gd, group["weight_decay"], t1, t2)
+            if momentum:
+                if first:
+                    xp.copyto(bd, d)
+                else:
+                    bd *= momentum
+                    if damp:
+                        bd += xp.multiply(d, 1.0 - damp, out=t2)
+                    else:
+                        bd += d
+                if group["nesterov"]:
+                    d = xp.add(d, xp.multiply(bd, momentum, out=t2), out=t1)
+                else:
+                    d = bd
+            pd -= xp.multiply(d, lr, out=t2)
 
 
 class Adam(Optimizer):
@@ -259,10 +332,6 @@ class Adam(Optimizer):
     def _update(self, p, g, state, group):
         xp = get_array_module(p.data)
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if self._decoupled:
-            p.data *= 1.0 - lr * wd
-        else:
-            g = _with_weight_decay(p, g, wd)
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
@@ -271,18 +340,30 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        v += (1.0 - b2) * (g * g)
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"]
-            xp.maximum(vmax, v, out=vmax)
-            v = vmax
         step_size = lr / (1.0 - b1 ** t)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - b2 ** t) + eps
-        p.data -= step_size * (m / denom)
+        bias2 = math.sqrt(1.0 - b2 ** t)
+        arrays = [p.data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")]
+        for pd, gd, m, v, vmax, t1, t2 in self._slices(arrays, 2):
+            if self._decoupled:
+                pd *= 1.0 - lr * wd
+                d = gd
+            else:
+                d = _decayed(pd, gd, wd, t1, t2)
+            m *= b1
+            m += xp.multiply(d, 1.0 - b1, out=t2)
+            v *= b2
+            t2 = xp.multiply(d, d, out=t2)
+            t2 *= 1.0 - b2
+            v += t2
+            if vmax is not None:
+                xp.maximum(vmax, v, out=vmax)
+                v = vmax
+            denom = xp.sqrt(v, out=t2)          # sqrt(v) / sqrt(1 - b2^t) + eps
+            denom /= bias2
+            denom += eps
+            step = xp.divide(m, denom, out=t2)  # step_size * (m / denom)
+            step *= step_size
+            pd -= step
 
 
 class AdamW(Adam):
@@ -323,23 +404,36 @@ class Nadam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        if group["decoupled_weight_decay"]:
-            p.data *= 1.0 - lr * wd
-        else:
-            g = _with_weight_decay(p, g, wd)
         decay = group["momentum_decay"]
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * decay))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * decay))
         state["mu_product"] *= mu
         mu_product = state["mu_product"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        v += (1.0 - b2) * (g * g)
-        denom = xp.sqrt(v / (1.0 - b2 ** t)) + eps
-        p.data -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (g / denom)
-        p.data -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (m / denom)
+        coef_g = lr * (1.0 - mu) / (1.0 - mu_product)
+        coef_m = lr * mu_next / (1.0 - mu_product * mu_next)
+        bias2 = 1.0 - b2 ** t
+        arrays = [p.data, g, state["exp_avg"], state["exp_avg_sq"]]
+        for pd, gd, m, v, t1, t2, t3 in self._slices(arrays, 3):
+            if group["decoupled_weight_decay"]:
+                pd *= 1.0 - lr * wd
+                d = gd
+            else:
+                d = _decayed(pd, gd, wd, t1, t2)
+            m *= b1
+            m += xp.multiply(d, 1.0 - b1, out=t2)
+            v *= b2
+            t2 = xp.multiply(d, d, out=t2)
+            t2 *= 1.0 - b2
+            v += t2
+            denom = xp.divide(v, bias2, out=t3)  # sqrt(v / (1 - b2^t)) + eps
+            xp.sqrt(denom, out=denom)
+            denom += eps
+            step = xp.divide(d, denom, out=t2)
+            step *= coef_g
+            pd -= step
+            step = xp.divide(m, denom, out=t2)
+            step *= coef_m
+            pd -= step
 
 
 NAdam = Nadam  # torch's spelling
@@ -364,7 +458,6 @@ class RMSprop(Optimizer):
     def _update(self, p, g, state, group):
         xp = get_array_module(p.data)
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
-        g = _with_weight_decay(p, g, group["weight_decay"])
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p.data)
@@ -373,23 +466,30 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(p.data)
         state["step"] += 1
-        sq = state["square_avg"]
-        sq *= alpha
-        sq += (1.0 - alpha) * (g * g)
-        if group["centered"]:
-            ga = state["grad_avg"]
-            ga *= alpha
-            ga += (1.0 - alpha) * g
-            avg = xp.sqrt(sq - ga * ga) + eps
-        else:
-            avg = xp.sqrt(sq) + eps
-        if momentum > 0:
-            buf = state["momentum_buffer"]
-            buf *= momentum
-            buf += g / avg
-            p.data -= group["lr"] * buf
-        else:
-            p.data -= group["lr"] * (g / avg)
+        arrays = [p.data, g, state["square_avg"], state.get("momentum_buffer"),
+                  state.get("grad_avg")]
+        for pd, gd, sq, buf, ga, t1, t2, t3 in self._slices(arrays, 3):
+            d = _decayed(pd, gd, group["weight_decay"], t1, t2)
+            sq *= alpha
+            t2 = xp.multiply(d, d, out=t2)
+            t2 *= 1.0 - alpha
+            sq += t2
+            if ga is not None:              # centered: avg = sqrt(sq - ga^2) + eps
+                ga *= alpha
+                ga += xp.multiply(d, 1.0 - alpha, out=t2)
+                avg = xp.subtract(sq, xp.multiply(ga, ga, out=t2), out=t3)
+                xp.sqrt(avg, out=avg)
+            else:                           # avg = sqrt(sq) + eps
+                avg = xp.sqrt(sq, out=t3)
+            avg += eps
+            if buf is not None:
+                buf *= momentum
+                buf += xp.divide(d, avg, out=t2)
+                pd -= xp.multiply(buf, group["lr"], out=t2)
+            else:
+                step = xp.divide(d, avg, out=t2)
+                step *= group["lr"]
+                pd -= step
 
 
 class Adagrad(Optimizer):
@@ -412,11 +512,15 @@ class Adagrad(Optimizer):
             state["step"] = 0
             state["sum"] = xp.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
         state["step"] += 1
-        g = _with_weight_decay(p, g, group["weight_decay"])
         clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
-        s = state["sum"]
-        s += g * g
-        p.data -= clr * (g / (xp.sqrt(s) + group["eps"]))
+        for pd, gd, s, t1, t2, t3 in self._slices([p.data, g, state["sum"]], 3):
+            d = _decayed(pd, gd, group["weight_decay"], t1, t2)
+            s += xp.multiply(d, d, out=t2)
+            denom = xp.sqrt(s, out=t3)      # clr * (g / (sqrt(sum) + eps))
+            denom += group["eps"]
+            step = xp.divide(d, denom, out=t3)
+            step *= clr
+            pd -= step
 
 
 def _check_betas(name: str, betas: Any, eps: float) -> None:

@@ -1,0 +1,153 @@
+"""The lectures' transfer-learning experiment, offline, on the bundled MNIST subset.
+
+Pretrain LeNet-5 on digits 0-4, then learn digits 5-9 from a few labelled examples per
+class three ways: (1) frozen features + a new head (a linear classifier on the CNN codes),
+(2) fine-tuning everything with a small learning rate for the pretrained body, (3) the same
+network trained from scratch. :func:`lenet_transfer_experiment` returns the accuracies and
+the training times; ``docs/transfer.md`` shows a full run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import no_grad, tensor
+from ..backend import manual_seed
+from .lenet import LeNet5, lenet5
+
+__all__ = ["TransferResult", "lenet_transfer_experiment", "accuracy"]
+
+
+@dataclass
+class TransferResult:
+    """One row of the experiment: test accuracy on digits 5-9 and training time."""
+
+    method: str
+    accuracy: float
+    seconds: float
+    trainable_params: int
+
+
+def _prepare(x: np.ndarray) -> np.ndarray:
+    return ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+
+
+def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """Fraction of ``x`` (N, 1, 28, 28) classified as ``y`` (eval mode, no graph)."""
+    was = model.training
+    model.eval()
+    correct = 0
+    with no_grad():
+        for i in range(0, len(x), batch_size):
+            pred = model(tensor(x[i:i + batch_size])).numpy().argmax(axis=1)
+            correct += int((pred == y[i:i + batch_size]).sum())
+    model.train(was)
+    return correct / len(x)
+
+
+def _fit(model: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, epochs: int,
+         batch_size: int, rng: np.random.Generator) -> float:
+    """Plain minibatch training; returns the wall time in seconds."""
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            loss = F.cross_entropy(model(tensor(x[idx])), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - t0
+
+
+def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
+                              finetune_epochs: int = 30, pretrain_per_class: int | None = None,
+                              lr: float = 1e-3, head_lr: float = 1e-2, body_lr: float = 1e-3,
+                              probe_epochs: int = 100, seed: int = 0,
+                              verbose: bool = False) -> dict[str, Any]:
+    """Run the experiment; returns ``{'pretrain': {...}, 'results': [TransferResult, ...]}``.
+
+    Source task: digits 0-4 of ``mnist_subset('train')`` (400 per class, or
+    ``pretrain_per_class``), trained ``pretrain_epochs`` with Adam(lr). Target task: digits
+    5-9 from ``shots`` labelled training images per class, tested on all test images of
+    5-9 (100 per class), batch 25. ``frozen features + new head``: the CNN codes are
+    computed once and a new 84 -> 5 head is trained on them (Adam(head_lr),
+    ``probe_epochs``); ``fine-tune``: all layers for ``finetune_epochs``, the new head at
+    ``head_lr`` and the pretrained body at the smaller ``body_lr`` through parameter groups;
+    ``from scratch``: a fresh LeNet-5, Adam(lr), ``finetune_epochs``. Times are the
+    wall-clock seconds of each training.
+    """
+    from ..data import mnist_subset  # noqa: PLC0415
+    from ..optim import Adam  # noqa: PLC0415
+    from . import extract_features, freeze, param_groups, replace_head  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    xtr, ytr = mnist_subset("train")
+    xte, yte = mnist_subset("test")
+    xtr, xte = _prepare(xtr), _prepare(xte)
+
+    def take(x: np.ndarray, y: np.ndarray, digits: range, per_class: int | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.concatenate([np.flatnonzero(y == d)[:per_class] for d in digits])
+        idx = rng.permutation(idx)
+        return x[idx], (y[idx] - digits.start).astype(np.int64)
+
+    src_x, src_y = take(xtr, ytr, range(0, 5), pretrain_per_class)
+    tgt_x, tgt_y = take(xtr, ytr, range(5, 10), shots)
+    test_x, test_y = take(xte, yte, range(5, 10), None)
+    src_test_x, src_test_y = take(xte, yte, range(0, 5), None)
+
+    manual_seed(seed)
+    base = lenet5(num_classes=5)
+    secs = _fit(base, Adam(base.parameters(), lr=lr), src_x, src_y, pretrain_epochs, 32, rng)
+    pre = {"accuracy_0_4": accuracy(base, src_test_x, src_test_y), "seconds": secs,
+           "images": len(src_x)}
+    if verbose:
+        print(f"pretrained on {len(src_x)} images of 0-4: test accuracy "
+              f"{pre['accuracy_0_4']:.3f} ({secs:.1f} s)")
+    pretrained = {k: v.numpy().copy() for k, v in base.state_dict().items()}
+
+    def from_pretrained() -> LeNet5:
+        m = lenet5(num_classes=5)
+        m.load_state_dict(pretrained)
+        replace_head(m, 5)  # a new, randomly initialised head for the new classes
+        return m
+
+    results = []
+    # 1. frozen features + new head: compute the CNN codes once, then train only the
+    #    84 -> 5 linear layer on them (a frozen body needs no forward pass per epoch).
+    manual_seed(seed + 1)
+    m = from_pretrained()
+    freeze(m, depth=-1)
+    t0 = time.perf_counter()
+    codes = extract_features(m, tgt_x).numpy()
+    head = m.classifier
+    _fit(head, Adam(head.parameters(), lr=head_lr), codes, tgt_y, probe_epochs, 25, rng)
+    secs = time.perf_counter() - t0
+    results.append(TransferResult("frozen features + new head", accuracy(m, test_x, test_y),
+                                  secs, m.num_parameters(trainable_only=True)))
+    # 2. fine-tune everything, the pretrained body with a smaller learning rate
+    manual_seed(seed + 1)
+    m = from_pretrained()
+    opt = Adam(param_groups(m, lr=head_lr, body_lr=body_lr), lr=head_lr)
+    secs = _fit(m, opt, tgt_x, tgt_y, finetune_epochs, 25, rng)
+    results.append(TransferResult(f"fine-tune (body lr {body_lr:g}, head lr {head_lr:g})",
+                                  accuracy(m, test_x, test_y), secs,
+                                  m.num_parameters(trainable_only=True)))
+    # 3. from scratch on the few examples
+    manual_seed(seed + 1)
+    m = lenet5(num_classes=5)
+    secs = _fit(m, Adam(m.parameters(), lr=lr), tgt_x, tgt_y, finetune_epochs, 25, rng)
+    results.append(TransferResult("from scratch", accuracy(m, test_x, test_y), secs,
+                                  m.num_parameters(trainable_only=True)))
+    if verbose:
+        for r in results:
+            print(f"{r.method:45s} accuracy {r.accuracy:.3f}  ({r.seconds:.1f} s, "
+                  f"{r.trainable_params:,} trainable)")
+    return {"pretrain": pre, "results": results, "shots": shots,
+            "target_train": len(tgt_x), "target_test": len(test_x)}

@@ -1,0 +1,184 @@
+"""Import PyTorch / torchvision weights into minidl models.
+
+The ImageNet models of the zoo name their parameters and buffers exactly as torchvision
+does (``features.0.weight``, ``layer1.0.downsample.1.running_mean``, ...), so importing a
+torchvision checkpoint is mostly reading the file: :func:`load_torch_state_dict` reads a dict
+of arrays, an ``.npz``, a ``.safetensors`` file (read directly, the ``safetensors`` package
+is not needed) or a torch ``.pth`` (needs torch), normalises a few historical spellings of
+the keys, and hands the result to ``Module.load_state_dict``, which checks every key and
+shape before it changes anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["load_torch_state_dict", "read_state_dict", "TORCH_CONVERSION_HINT"]
+
+TORCH_CONVERSION_HINT = (
+    "torch is not installed here. Convert the checkpoint once on a machine that has torch:\n"
+    "    import torch, numpy as np\n"
+    "    np.savez('weights.npz', **{k: v.numpy() for k, v in "
+    "torch.load('weights.pth', map_location='cpu').items()})\n"
+    "then call load_torch_state_dict(model, 'weights.npz')."
+)
+
+# safetensors dtype codes -> NumPy dtypes (BF16 is widened by hand below).
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+# torchvision's old DenseNet checkpoints spell 'denselayer1.norm1' as 'denselayer1.norm.1';
+# torchvision fixes them with this same pattern when it loads them.
+_DENSENET_OLD = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|"
+    r"running_var|num_batches_tracked))$")
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Parse a .safetensors file: 8-byte little-endian header size, JSON header, raw data."""
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise ValueError(f"load_torch_state_dict: {path} is too short to be a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise ValueError(f"load_torch_state_dict: {path} has a corrupt safetensors header "
+                         f"(header size {n}, file size {len(raw)})")
+    try:
+        header = json.loads(raw[8:8 + n])
+    except ValueError as e:
+        raise ValueError(f"load_torch_state_dict: {path} has a corrupt safetensors header: "
+                         f"{e}") from None
+    data = memoryview(raw)[8 + n:]
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        dt = info["dtype"]
+        if end > len(data) or start > end:
+            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} lies outside "
+                             f"the file (offsets {start}..{end}, data size {len(data)})")
+        if dt == "BF16":  # bfloat16 = the top 16 bits of a float32
+            u16 = np.frombuffer(data[start:end], dtype="<u2").astype(np.uint32) << 16
+            arr = u16.view(np.float32)
+        elif dt in _SAFETENSORS_DTYPES:
+            arr = np.frombuffer(data[start:end],
+                                dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
+        else:
+            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} has unsupported "
+                             f"dtype {dt}")
+        if arr.size != int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} has "
+                             f"{arr.size} values but shape {shape}")
+        out[name] = arr.reshape(shape).copy()
+    return out
+
+
+def _to_numpy(value: Any) -> Any:
+    """torch tensors and minidl Tensors -> NumPy; arrays pass through."""
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy") \
+            and type(value).__module__.startswith("torch"):
+        return value.detach().cpu().numpy()
+    if hasattr(value, "data") and type(value).__module__.startswith("minidl"):
+        return value.data
+    return value
+
+
+def read_state_dict(src: Mapping[str, Any] | str | os.PathLike) -> OrderedDict[str, Any]:
+    """Read a state dict from a mapping, ``.npz``, ``.safetensors`` or torch ``.pth``/``.pt``.
+
+    Returns an ordered ``{name: array}``. A checkpoint that wraps the weights
+    (``{'state_dict': ...}`` or ``{'model': ...}``) is unwrapped.
+    """
+    if isinstance(src, Mapping):
+        sd: Mapping[str, Any] = src
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise FileNotFoundError(f"load_torch_state_dict: no such file: {path}")
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    sd = {k: z[k] for k in z.files}
+            except (ValueError, OSError, EOFError) as e:
+                raise ValueError(f"load_torch_state_dict: cannot read {path} as .npz: "
+                                 f"{e}") from None
+        elif suffix == ".safetensors":
+            sd = _read_safetensors(path)
+        elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
+            try:
+                import torch  # noqa: PLC0415 - optional dependency
+            except ImportError:
+                raise ImportError(TORCH_CONVERSION_HINT) from None
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise ValueError(f"load_torch_state_dict: unknown file type {suffix!r} for {path}; "
+                             f"use .npz, .safetensors or a torch .pth")
+    else:
+        raise TypeError(f"load_torch_state_dict: src must be a mapping or a path, got "
+                        f"{type(src).__name__}")
+    for wrapper in ("state_dict", "model"):
+        if wrapper in sd and isinstance(sd[wrapper], Mapping):
+            sd = sd[wrapper]
+    return OrderedDict((str(k), _to_numpy(v)) for k, v in sd.items())
+
+
+def _normalise_keys(sd: Mapping[str, Any], own: set[str]) -> OrderedDict[str, Any]:
+    """Undo DataParallel's 'module.' prefix and old DenseNet key spellings."""
+    out: OrderedDict[str, Any] = OrderedDict()
+    strip = bool(sd) and all(k.startswith("module.") for k in sd) and not any(
+        k.startswith("module.") for k in own)
+    for k, v in sd.items():
+        if strip:
+            k = k[len("module."):]
+        m = _DENSENET_OLD.match(k)
+        if m and k not in own:
+            k = m.group(1) + m.group(2)
+        out[k] = v
+    return out
+
+
+def load_torch_state_dict(model: Any, src: Mapping[str, Any] | str | os.PathLike,
+                          strict: bool = True,
+                          rename: Callable[[str], str | None] | None = None
+                          ) -> tuple[list[str], list[str]]:
+    """Load PyTorch/torchvision weights into ``model`` (in place).
+
+    ``src`` is a dict of arrays (NumPy arrays or torch tensors), an ``.npz`` or
+    ``.safetensors`` file, or a torch ``.pth`` (only if torch is importable; otherwise an
+    ImportError gives the two-line conversion to ``.npz``). Keys follow torchvision's names;
+    ``rename(key) -> new_key or None`` maps other spellings (None drops the key).
+    ``num_batches_tracked`` entries the model does not have are ignored, and ones the
+    checkpoint lacks (checkpoints older than torch 0.4.1) keep the model's value, as torch does.
+
+    Every key and every shape is checked first; on any mismatch a ``StateDictError`` lists all
+    of them and the model is left unchanged. Returns ``(missing_keys, unexpected_keys)``
+    (both empty when ``strict=True`` succeeds).
+    """
+    own = model.state_dict(keep_vars=True)
+    sd = read_state_dict(src)
+    if rename is not None:
+        renamed: OrderedDict[str, Any] = OrderedDict()
+        for k, v in sd.items():
+            new = rename(k)
+            if new is not None:
+                renamed[new] = v
+        sd = renamed
+    sd = _normalise_keys(sd, set(own))
+    for k in [k for k in sd if k.endswith("num_batches_tracked") and k not in own]:
+        del sd[k]
+    for k in own:
+        if k.endswith("num_batches_tracked") and k not in sd:
+            sd[k] = own[k].data.copy()
+    return model.load_state_dict(sd, strict=strict)

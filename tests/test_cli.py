@@ -1,0 +1,176 @@
+"""The `minidl` command: help texts, info, the demo end to end, train with resume, summary."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl.cli import build_parser, main
+from minidl.train import load_checkpoint
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("command, options", [
+    (None, ["demo", "train", "summary", "info", "--version"]),
+    ("demo", ["--epochs", "--batch-size", "--lr", "--device", "--out", "--seed", "--quick",
+              "--blas-threads"]),
+    ("train", ["MODEL", "--dataset", "mnist-subset", "fashion-mnist", "cifar10", "spirals",
+               "--epochs", "--batch-size", "--lr", "--optimizer", "nadam", "--schedule",
+               "onecycle", "--device", "--out", "--resume", "--data-root", "--download",
+               "--blas-threads"]),
+    ("summary", ["MODEL", "--input", "C,H,W"]),
+    ("info", []),
+])
+def test_every_help_is_complete_with_an_example(capsys, command, options):
+    with pytest.raises(SystemExit) as e:
+        main(([command] if command else []) + ["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "example" in text and f"minidl {command or ''}".strip() in text
+    for opt in options:
+        assert opt in text, opt
+    assert "(default: None)" not in text
+
+
+def test_version_and_info(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"minidl {minidl.__version__}"
+    rc, out, _ = run(capsys, "info")
+    assert rc == 0 and f"minidl {minidl.__version__}" in out and "devices: cpu" in out
+    rc, out, _ = run(capsys)  # no command: the overview
+    assert rc == 0 and "COMMAND" in out
+
+
+def test_bad_arguments_exit_with_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "lenet5", "--dataset", "imagenet"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["summary", "lenet5", "--input", "1,a"])
+    assert "--input must look like C,H,W" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_at_reduced_size(capsys, tmp_path):
+    out_dir = tmp_path / "demo"
+    rc, out, _ = run(capsys, "demo", "--quick", "--out", str(out_dir))
+    assert rc == 0
+    assert "LeNet-5 (tanh, average pooling; 61,706 parameters)" in out
+    assert "test accuracy:" in out and "/200 digits" in out
+    assert "most confused digits" in out or "no digit was misclassified" in out
+    acc = float(out.split("test accuracy:")[1].split("%")[0]) / 100
+    assert acc > 0.3                              # one short epoch already beats chance (0.1)
+    files = {p.name for p in out_dir.iterdir()}
+    assert {"report.md", "history.csv", "lenet5.npz"} <= files
+    pytest.importorskip("matplotlib")
+    assert "curves.png" in files and (out_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    report = (out_dir / "report.md").read_text()
+    assert f"**Test accuracy: {acc:.2%}**" in report and "Confusion matrix" in report
+    assert len(list(csv.DictReader(open(out_dir / "history.csv")))) == 1
+    weights = minidl.io.load(out_dir / "lenet5.npz")
+    assert sum(int(np.prod(v.shape)) for v in weights.values()) == 61706
+
+
+def test_train_resumes_exactly_from_the_command_line(capsys, tmp_path):
+    common = ["train", "mlp", "--dataset", "spirals", "--lr", "0.02", "--batch-size", "128"]
+    rc, out, _ = run(capsys, *common, "--epochs", "3", "--out", str(tmp_path / "a"))
+    assert rc == 0 and "final: test accuracy" in out
+    rc, _, _ = run(capsys, *common, "--epochs", "2", "--out", str(tmp_path / "b"))
+    rc, out, _ = run(capsys, *common, "--epochs", "3", "--out", str(tmp_path / "b"),
+                     "--resume")
+    assert rc == 0 and "resuming from" in out and "after epoch 2" in out
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.last.npz")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.last.npz")
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        np.testing.assert_array_equal(a["model"][k], b["model"][k])
+    rows = list(csv.DictReader(open(tmp_path / "b" / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+def test_train_a_zoo_model_on_the_bundled_digits(capsys, tmp_path):
+    rc, out, _ = run(capsys, "train", "lenet5", "--limit", "128", "--epochs", "1",
+                     "--optimizer", "nadam", "--schedule", "onecycle", "--lr", "3e-3",
+                     "--augment", "--out", str(tmp_path))
+    assert rc == 0 and "lenet5 (61,706 parameters) on mnist-subset (128 train / 32 test)" in out
+    assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "checkpoint.last.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way
+def test_train_reports_missing_files_and_divergence(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", "lenet5", "--dataset", "fashion-mnist", "--data-root",
+                     str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "not found" in err and "--data-root" in err
+    rc, _, err = run(capsys, "train", "mlp", "--dataset", "spirals", "--optimizer", "sgd",
+                     "--lr", "1e12", "--epochs", "2", "--out", str(tmp_path / "nan"))
+    assert rc == 1 and "loss became nan at epoch 1, step" in err
+
+
+def test_summary(capsys):
+    rc, out, _ = run(capsys, "summary", "lenet5", "--input", "1,32,32")
+    assert rc == 0 and "61,706" in out and "Conv2d" in out
+    rc, _, err = run(capsys, "summary", "no_such_net", "--input", "3,32,32")
+    assert rc == 2 and "unknown model" in err
+
+
+def test_module_entry_point():
+    res = subprocess.run([sys.executable, "-m", "minidl.cli", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == f"minidl {minidl.__version__}"
+    assert build_parser().prog == "minidl"
+
+
+@pytest.mark.skipif(minidl.cupy_available(), reason="checks the message without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys, tmp_path):
+    for command in ("demo", "train"):
+        argv = [command] + (["mlp"] if command == "train" else []) + [
+            "--device", "cuda", "--out", str(tmp_path)]
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and "cuda" in err and ("CuPy" in err or "GPU" in err)
+
+
+def write_idx(path, array):
+    """An IDX file (uint8 data) as LeCun's MNIST files are laid out, gzip-compressed."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_train_reads_fashion_mnist_files_from_data_root(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 64), ("t10k", 16)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    rc, out, err = run(capsys, "train", "lenet5", "--dataset", "fashion-mnist", "--data-root",
+                       str(tmp_path / "data"), "--epochs", "1", "--batch-size", "32",
+                       "--out", str(tmp_path / "run"))
+    assert rc == 0, err
+    assert "on fashion-mnist (64 train / 16 test)" in out
+
+
+def test_blas_threads_are_limited_and_restored():
+    from minidl.cli import _BLAS_THREAD_FUNCS, _blas_libraries, _BlasThreads
+
+    getters = [getattr(lib, g) for lib in _blas_libraries() for g, _ in _BLAS_THREAD_FUNCS
+               if hasattr(lib, g)]
+    if not getters:
+        pytest.skip("no OpenBLAS/MKL found in this process")
+    before = getters[0]()
+    with _BlasThreads(1):
+        assert getters[0]() == 1
+    assert getters[0]() == before
+    with _BlasThreads(0):  # 0: leave it alone
+        assert getters[0]() == before
