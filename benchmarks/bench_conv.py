@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    ap.add_argument("--shape", type=int, action="append", default=None,
+                    help="run only this row of SHAPES (1-based; may be repeated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--threads", type=int, default=None,
                     help="BLAS/torch threads (default: all cores)")
@@ -245,7 +247,10 @@ def main(argv: list[str] | None = None) -> None:
             "| minidl/torch |")
     print(head)
     print("|" + "---|" * 8)
-    for shape in (QUICK if args.quick else SHAPES):
+    shapes = QUICK if args.quick else SHAPES
+    if args.shape:
+        shapes = [shapes[i - 1] for i in args.shape]
+    for shape in shapes:
         for r in bench_shape(shape, args.repeat, args.device, torch):
             gf = f"{r['gflops']:.0f}" if r["gflops"] else ""
             gm = f"{r['gemm']:.0f}" if r["gemm"] else ""

@@ -587,7 +587,7 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
                 # shared with another leaf (x + y gives both the same one) would break or
                 # corrupt in-place updates such as gradient clipping.
                 if g.data.base is not None or id(g.data) in handed_out:
-                    g = Tensor(g.data.copy())
+                    g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
                 handed_out.add(id(g.data))
                 leaf.grad = g.detach()
             elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:

@@ -280,3 +280,35 @@ def test_conv_transpose2d_errors():
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), groups=3)
     with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be >= 1"):
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), stride=(1, 0))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(padding="same", dilation=2),
+                                dict(stride=(1, 2), padding=(2, 0), groups=2),
+                                dict(padding="valid", groups=4)])
+def test_conv2d_matches_torch(kw):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(10)
+    x, w, b = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((4, 4 // kw.get("groups", 1), 3, 2)), rng.standard_normal(4)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    mx, mw, mb = (md.tensor(a, requires_grad=True) for a in (x, w, b))
+    my = conv2d(mx, mw, mb, **kw)
+    np.testing.assert_allclose(my.numpy(), ty.detach().numpy(), atol=1e-10)
+    gy = rng.standard_normal(ty.shape)
+    ty.backward(torch.tensor(gy))
+    my.backward(md.tensor(gy))
+    for m, t in ((mx, tx), (mw, tw), (mb, tb)):
+        np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), atol=1e-10)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1),
+                                dict(stride=(3, 2), padding=(0, 1), dilation=(2, 1), groups=2)])
+def test_conv_transpose2d_matches_torch(kw):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal((2, 4, 3, 4)), rng.standard_normal((4, 3, 3, 4)), rng.standard_normal(3 * kw.get("groups", 1))
+    ty = torch.nn.functional.conv_transpose2d(*(torch.tensor(a) for a in (x, w, b)), **kw)
+    np.testing.assert_allclose(conv_transpose2d(md.tensor(x), md.tensor(w), md.tensor(b), **kw).numpy(),
+                               ty.numpy(), atol=1e-10)

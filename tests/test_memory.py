@@ -342,6 +342,34 @@ def test_conv_bias_gradient_through_the_fast_path_matches_gradcheck():
     assert md.gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1) ** 2, x, w, b)
 
 
+# ---- feature maps keep their memory layout --------------------------------------------------
+
+def _channels_last(a) -> bool:
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_pad_cat_and_indexing_gradient_keep_channels_last_layout():
+    """The CPU convs return channels-last maps; an op that builds a new map from one (option-A
+    shortcut padding, DenseNet/GoogLeNet concatenation, the gradient of subsampling) must not
+    turn it NCHW, or every later conv and elementwise op pays a transposing copy."""
+    rng = np.random.default_rng(8)
+    data = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    cl = np.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for arr, keeps in ((cl, _channels_last), (data, lambda a: a.flags.c_contiguous)):
+        x = Tensor(arr.copy(order="K"), requires_grad=True)
+        padded = F.pad(x, (0, 0, 1, 0, 2, 1), value=0.5)
+        np.testing.assert_array_equal(
+            padded.data, np.pad(data, [(0, 0), (2, 1), (1, 0), (0, 0)], constant_values=0.5))
+        joined = F.cat([x, x * 2.0], axis=1)
+        np.testing.assert_array_equal(joined.data, np.concatenate([data, 2 * data], axis=1))
+        sub = x[:, :, ::2, ::2]
+        (sub * sub).sum().backward()
+        want = np.zeros_like(data)
+        want[:, :, ::2, ::2] = 2 * data[:, :, ::2, ::2]
+        np.testing.assert_array_equal(x.grad.data, want)
+        assert keeps(padded.data) and keeps(joined.data) and keeps(x.grad.data)
+
+
 # ---- no host-device sync in cross_entropy --------------------------------------------------
 
 def test_cross_entropy_label_range(device):

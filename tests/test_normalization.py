@@ -143,7 +143,7 @@ def naive_lrn(x, size, alpha, beta, k):
     return y
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 9])
 def test_local_response_norm(device, size):
     rng = np.random.default_rng(7)
     x = _t(device, rng.standard_normal((2, 6, 3, 3)), grad=True)
@@ -160,3 +160,28 @@ def test_local_response_norm_gradgradcheck_and_errors(device):
         local_response_norm(md.zeros(4, 3), 2)
     with pytest.raises(ValueError, match=r"local_response_norm: size must be a positive int"):
         local_response_norm(md.zeros(1, 4, 2, 2), 0)
+
+
+@pytest.mark.torch
+def test_batch_norm_and_lrn_match_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(13)
+    x, g, b = rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(3), rng.standard_normal(3)
+    trm, trv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, g, b))
+    ty = F.batch_norm(tx, trm, trv, tg, tb, training=True, momentum=0.3)
+    rm, rv = md.zeros(3, dtype="float64"), md.ones(3, dtype="float64")
+    mx, mg, mb = (md.tensor(a, requires_grad=True) for a in (x, g, b))
+    my = batch_norm(mx, rm, rv, mg, mb, training=True, momentum=0.3)
+    np.testing.assert_allclose(my.numpy(), ty.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(rm.numpy(), trm.numpy(), atol=1e-12)
+    np.testing.assert_allclose(rv.numpy(), trv.numpy(), atol=1e-12)
+    gy = rng.standard_normal(x.shape)
+    ty.backward(torch.tensor(gy))
+    my.backward(md.tensor(gy))
+    for m, t in ((mx, tx), (mg, tg), (mb, tb)):
+        np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(local_response_norm(md.tensor(x), 4, 0.2, 0.6, 1.3).numpy(),
+                               F.local_response_norm(torch.tensor(x), 4, 0.2, 0.6, 1.3).numpy(),
+                               atol=1e-12)

@@ -168,3 +168,20 @@ def test_pooling_errors():
         adaptive_avg_pool2d(md.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
         adaptive_avg_pool2d(md.zeros(4, 4), 2)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("args", [(3, 2, 1, True), (2, None, 0, False), ((3, 2), (2, 3), (1, 1), True)])
+def test_pooling_matches_torch(args):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    k, s, p, ceil_mode = args
+    x = np.random.default_rng(12).standard_normal((2, 3, 9, 8))
+    tx = torch.tensor(x)
+    np.testing.assert_array_equal(max_pool2d(md.tensor(x), k, s, p, ceil_mode).numpy(),
+                                  F.max_pool2d(tx, k, s, p, ceil_mode=ceil_mode).numpy())
+    for cip in (True, False):
+        np.testing.assert_allclose(avg_pool2d(md.tensor(x), k, s, p, ceil_mode, cip).numpy(),
+                                   F.avg_pool2d(tx, k, s, p, ceil_mode, cip).numpy(), atol=1e-12)
+    np.testing.assert_allclose(adaptive_avg_pool2d(md.tensor(x), (4, 5)).numpy(),
+                               F.adaptive_avg_pool2d(tx, (4, 5)).numpy(), atol=1e-12)

@@ -112,36 +112,30 @@ class Pow(_Binary):
         return ga, gb
 
 
-class Maximum(_Binary):
-    """Elementwise max; at ties the gradient is split evenly between both inputs."""
+class _Pick(_Binary):
+    """Elementwise max or min; at ties the gradient is split evenly between both inputs."""
 
     keep_inputs = (0, 1)
+    picks = "maximum"
 
     def compute(self, a, b):
-        return get_array_module(a).maximum(a, b)
+        return getattr(get_array_module(a), self.picks)(a, b)
 
     def backward(self, gy):
         a, b = self.inputs
-        wa = (a.data > b.data) + 0.5 * (a.data == b.data)
+        a_wins = a.data > b.data if self.picks == "maximum" else a.data < b.data
+        wa = a_wins + 0.5 * (a.data == b.data)
         ga = sum_to(gy * Tensor(wa.astype(gy.dtype)), self.input_shapes[0])
         gb = sum_to(gy * Tensor((1 - wa).astype(gy.dtype)), self.input_shapes[1])
         return ga, gb
 
 
-class Minimum(_Binary):
-    """Elementwise min; at ties the gradient is split evenly between both inputs."""
+class Maximum(_Pick):
+    picks = "maximum"
 
-    keep_inputs = (0, 1)
 
-    def compute(self, a, b):
-        return get_array_module(a).minimum(a, b)
-
-    def backward(self, gy):
-        a, b = self.inputs
-        wa = (a.data < b.data) + 0.5 * (a.data == b.data)
-        ga = sum_to(gy * Tensor(wa.astype(gy.dtype)), self.input_shapes[0])
-        gb = sum_to(gy * Tensor((1 - wa).astype(gy.dtype)), self.input_shapes[1])
-        return ga, gb
+class Minimum(_Pick):
+    picks = "minimum"
 
 
 class Neg(Function):
@@ -301,6 +295,29 @@ class BroadcastTo(Function):
 
     def backward(self, gy):
         return sum_to(gy, self.input_shapes[0])
+
+
+def memory_order(a: Any) -> tuple[int, ...]:
+    """The axes of array ``a`` from the outermost in memory to the innermost.
+
+    (0, 1, 2, 3) for a C-ordered NCHW array; (0, 2, 3, 1) for the channels-last feature
+    maps the CPU conv kernels return.
+    """
+    return tuple(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
+
+
+def empty_in_order(xp: Any, shape: tuple[int, ...], dtype: Any,
+                   order: tuple[int, ...] | None) -> Any:
+    """An uninitialised array of ``shape`` whose axes lie in memory in ``order``.
+
+    Ops that build a new array from a feature map (padding, concatenation, the gradient of
+    indexing) use it to keep that map's layout: NumPy would otherwise hand back C order,
+    and a channels-last map turned NCHW costs a transposing copy in the next conv.
+    """
+    if order is None or len(order) != len(shape) or list(order) == sorted(order):
+        return xp.empty(shape, dtype)
+    stored = xp.empty(tuple(shape[i] for i in order), dtype)
+    return stored.transpose(tuple(int(i) for i in np.argsort(order)))
 
 
 # Below this many elements NumPy's own reduction is as fast as anything else.
@@ -527,23 +544,31 @@ class GetItem(Function):
 
     def forward(self, x):
         try:
-            return get_array_module(x).asarray(x[self.index])
+            y = get_array_module(x).asarray(x[self.index])
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor shape {tuple(x.shape)})") from None
+        self.order = memory_order(x)
+        return y
 
     def backward(self, gy):
-        return GetItemGrad(self.index, self.input_shapes[0])(gy)
+        return GetItemGrad(self.index, self.input_shapes[0], self.order)(gy)
 
 
 class GetItemGrad(Function):
-    """Scatter-add ``gy`` into zeros of the source shape; repeated indices accumulate."""
+    """Scatter-add ``gy`` into zeros of the source shape; repeated indices accumulate.
 
-    def __init__(self, index: Any, shape: tuple[int, ...]) -> None:
-        self.index, self.shape = index, shape
+    ``order`` is the memory order of the source's axes (see :func:`memory_order`): the
+    gradient is laid out like the tensor it is the gradient of.
+    """
+
+    def __init__(self, index: Any, shape: tuple[int, ...],
+                 order: tuple[int, ...] | None = None) -> None:
+        self.index, self.shape, self.order = index, shape, order
 
     def forward(self, gy):
         xp = get_array_module(gy)
-        gx = xp.zeros(self.shape, dtype=gy.dtype)
+        gx = empty_in_order(xp, self.shape, gy.dtype, self.order)
+        gx.fill(0)
         if _is_basic(self.index):
             gx[self.index] = gy
         else:
@@ -568,7 +593,13 @@ class Concat(Function):
                 raise ValueError(f"cat: shapes {[tuple(x.shape) for x in xs]} differ outside "
                                  f"axis {self.axis}")
         self.axis = axis
-        return xp.concatenate(xs, axis=axis)
+        shape = list(ref.shape)
+        shape[axis] = builtins.sum(x.shape[axis] for x in xs)
+        # keep the inputs' memory layout (NumPy would return C order, i.e. NCHW for
+        # channels-last feature maps, and every later conv would transpose it back)
+        out = empty_in_order(xp, tuple(shape), np.result_type(*[x.dtype for x in xs]),
+                             memory_order(ref))
+        return xp.concatenate(xs, axis=axis, out=out)
 
     def backward(self, gy):
         sizes = [s[self.axis] for s in self.input_shapes]
@@ -599,7 +630,12 @@ class Pad(Function):
         self.widths, self.value = widths, value
 
     def forward(self, x):
-        return get_array_module(x).pad(x, self.widths, mode="constant", constant_values=self.value)
+        xp = get_array_module(x)
+        shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.widths))
+        y = empty_in_order(xp, shape, x.dtype, memory_order(x))  # x's layout, not C order
+        y.fill(self.value)
+        y[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, self.widths))] = x
+        return y
 
     def backward(self, gy):
         index = tuple(slice(b, n + b) for (b, _), n in zip(self.widths, self.input_shapes[0]))

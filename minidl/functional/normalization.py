@@ -181,9 +181,9 @@ class _ChannelWindowSum(Function):
     def forward(self, x):
         C = x.shape[1]
         y = x.copy()
-        for o in range(1, self.before + 1):   # window sizes are small (AlexNet: 5)
+        for o in range(1, min(self.before, C - 1) + 1):   # windows are small (AlexNet: 5)
             y[:, o:] += x[:, :C - o]
-        for o in range(1, self.after + 1):
+        for o in range(1, min(self.after, C - 1) + 1):
             y[:, :C - o] += x[:, o:]
         return y
 
