@@ -64,7 +64,8 @@ _global_default: str | None = None
 
 
 def get_default_device() -> str:
-    """The device new tensors go to: set_default_device/device(), else $MINIDL_DEVICE, else 'cpu'."""
+    """The device new tensors go to: ``device()``/``set_default_device``, else
+    $MINIDL_DEVICE, else 'cpu'."""
     global _global_default
     local = _default_device.get()
     if local is not None:

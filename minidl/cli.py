@@ -579,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train-gan", formatter_class=_Formatter,
         help="train a DCGAN on the bundled digits; a PNG grid of samples each epoch",
         description="Train dcgan_generator/dcgan_discriminator with the non-saturating loss "
-                    "(minidl.models.gan.GANTrainer) and write OUT/samples_epoch_K.png sample grids.",
+                    "(minidl.models.gan.GANTrainer) and write OUT/samples_epoch_K.png "
+                    "sample grids.",
         epilog="example:\n  minidl train-gan --epochs 10 --out gan_out")
     p.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset"],
                    help="training images")
