@@ -13,11 +13,14 @@ so each process holds one framework only and its peak memory is its own:
 The two frameworks are run alternately for ``--rounds`` rounds and the best round of each is
 kept, so that load from other processes hits both alike; the load average is printed with
 each row. On the CPU both use ``--threads`` threads (OpenBLAS/OpenMP and torch's intra-op
-pool); on the GPU torch runs cuDNN with TF32 off. Without torch, minidl's own figures are
+pool); on the GPU torch runs cuDNN with TF32 off. On a shared machine,
+``--threads 1 --cpu-time`` times each step by the process's CPU time, which other jobs barely
+change (wall time with two threads can swing 2-3x). Without torch, minidl's own figures are
 printed with the GEMM-rate context.
 
     python benchmarks/bench_models.py --device cpu
     python benchmarks/bench_models.py --device cpu --cases lenet5-b64,cifar_resnet20-b64
+    python benchmarks/bench_models.py --device cpu --threads 1 --cpu-time
     python benchmarks/bench_models.py --device cuda --cases resnet18-cifar-b128
 """
 from __future__ import annotations
@@ -238,8 +241,12 @@ def _import_framework(framework: str, threads: int) -> None:
 
 
 def measure(framework: str, case: str, device: str, repeats: int, warmup: int,
-            threads: int) -> dict:
-    """Time ``repeats`` steps after ``warmup`` ones; memory as described in the module doc."""
+            threads: int, cpu_time: bool = False) -> dict:
+    """Time ``repeats`` steps after ``warmup`` ones; memory as described in the module doc.
+
+    ``cpu_time`` times by ``time.process_time`` (meaningful with one thread: it sums them).
+    """
+    clock = time.process_time if cpu_time else time.perf_counter
     key, batch, c, size = CASES[case]
     _import_framework(framework, threads)
     base_rss = rss_mb()
@@ -253,10 +260,10 @@ def measure(framework: str, case: str, device: str, repeats: int, warmup: int,
     sync()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     out = {"framework": framework, "case": case, "step_ms": 1e3 * float(np.median(times)),
            "min_ms": 1e3 * float(min(times)), "peak_rss_mb": peak_rss_mb(),
            "import_rss_mb": base_rss}
@@ -324,7 +331,7 @@ def _child_env(threads: int) -> dict[str, str]:
 def run_child(framework: str, case: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", framework, "--cases", case, "--device",
            args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads)] + (["--cpu-time"] if args.cpu_time else [])
     res = subprocess.run(cmd, capture_output=True, text=True, check=False,
                          env=_child_env(args.threads))
     if res.returncode:
@@ -376,6 +383,8 @@ def main() -> None:
                     help="alternate minidl/torch this many times per case, keep the best")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="CPU threads for both frameworks (default: all cores)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time steps by process CPU time (needs --threads 1; robust to load)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--child", choices=["minidl", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -383,9 +392,11 @@ def main() -> None:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")
+    if args.cpu_time and (args.threads != 1 or args.device != "cpu"):
+        ap.error("--cpu-time needs --device cpu --threads 1 (process time sums all threads)")
     if args.child:
         print(json.dumps(measure(args.child, cases[0], args.device, args.repeats, args.warmup,
-                                 args.threads)))
+                                 args.threads, args.cpu_time)))
         return
     torch_version = None if args.no_torch else _probe(
         "torch-cuda" if args.device == "cuda" else "torch", args.threads)
@@ -401,7 +412,8 @@ def main() -> None:
         print(f"# torch {torch_version}, {args.threads} threads"
               + (", cuDNN, TF32 off" if args.device == "cuda" else ""))
     print(f"# median of {args.repeats} steps after {args.warmup} warm-up, best of "
-          f"{args.rounds} alternating rounds")
+          f"{args.rounds} alternating rounds, "
+          + ("process CPU time" if args.cpu_time else "wall time"))
     if args.device == "cpu":
         head = ("| case | minidl ms/step | torch ms/step | ratio | minidl peak RSS MB | "
                 "torch peak RSS MB | ratio | minidl above import MB | torch above import MB "

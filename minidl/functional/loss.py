@@ -61,7 +61,8 @@ def _check_targets(op: str, logits: Any, target: Any) -> Any:
 
 def _poison(xp: Any, losses: Any, bad: Any) -> Any:
     """Per-sample losses with NaN where ``bad`` (the GPU's out-of-range labels) is set."""
-    return losses if bad is None else xp.where(bad, xp.asarray(np.nan, losses.dtype), losses)
+    # a NumPy scalar of the loss dtype goes to the kernel as an argument: no host-to-device copy
+    return losses if bad is None else xp.where(bad, losses.dtype.type(np.nan), losses)
 
 
 class CrossEntropy(Function):
