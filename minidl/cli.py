@@ -709,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command == "flow":  # small MLP GEMMs: one BLAS thread is faster (_BlasThreads)
+            with _BlasThreads(1):
+                return args.func(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
