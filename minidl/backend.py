@@ -46,6 +46,18 @@ def cupy_available() -> bool:
         return False
 
 
+def cupy_info() -> tuple[str | None, list[str]]:
+    """CuPy's version (None when it does not import) and the names of the GPUs it sees."""
+    cp = _import_cupy()
+    if cp is None:
+        return None, []
+    names = []
+    if cupy_available():
+        for i in range(cp.cuda.runtime.getDeviceCount()):
+            names.append(cp.cuda.runtime.getDeviceProperties(i)["name"].decode())
+    return cp.__version__, names
+
+
 def _check_device(name: str) -> str:
     if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; expected one of {DEVICES}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .backend import blas_info, cupy_available, get_default_device, xp_for
+from .backend import blas_info, cupy_available, cupy_info, get_default_device, xp_for
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
 # one-cycle schedule and +-2 pixel shifts. Measured on 2 CPU cores: see docs/training.md.
@@ -41,17 +41,11 @@ def _info(args: argparse.Namespace) -> int:
     print(f"python {platform.python_version()} on {platform.platform()}")
     print(f"numpy {np.__version__} (BLAS: {blas_info()})")
     print(f"default device: {get_default_device()}")
-    try:
-        import cupy  # noqa: PLC0415 - optional
-
-        gpu = cupy_available()
-        names = []
-        if gpu:
-            for i in range(cupy.cuda.runtime.getDeviceCount()):
-                names.append(cupy.cuda.runtime.getDeviceProperties(i)["name"].decode())
-        print(f"cupy {cupy.__version__}; GPUs: {', '.join(names) if names else 'none'}")
-    except Exception:
+    version, names = cupy_info()
+    if version is None:
         print("cupy: not installed (pip install 'minidl[gpu]' for the 'cuda' device)")
+    else:
+        print(f"cupy {version}; GPUs: {', '.join(names) if names else 'none'}")
     print("devices: cpu" + (", cuda" if cupy_available() else ""))
     return 0
 
