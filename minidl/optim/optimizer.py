@@ -264,6 +264,25 @@ def _decayed(p: Any, g: Any, wd: float, t1: Any, t2: Any) -> Any:
     return xp.add(g, t2, out=t1)
 
 
+def _adam_moments(pd: Any, gd: Any, m: Any, v: Any, lr: float, wd: float, decoupled: bool,
+                  b1: float, b2: float, t1: Any, t2: Any) -> Any:
+    """Shared by Adam/AdamW and Nadam: apply weight decay, then update the first moment ``m``
+    and second moment ``v`` in place. Returns the decayed gradient (``t2`` is scratch)."""
+    xp = get_array_module(pd)
+    if decoupled:
+        pd *= 1.0 - lr * wd
+        d = gd
+    else:
+        d = _decayed(pd, gd, wd, t1, t2)
+    m *= b1
+    m += xp.multiply(d, 1.0 - b1, out=t2)
+    v *= b2
+    t2 = xp.multiply(d, d, out=t2)
+    t2 *= 1.0 - b2
+    v += t2
+    return d
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum (torch's formulation).
 
@@ -344,17 +363,7 @@ class Adam(Optimizer):
         bias2 = math.sqrt(1.0 - b2 ** t)
         arrays = [p.data, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")]
         for pd, gd, m, v, vmax, t1, t2 in self._slices(arrays, 2):
-            if self._decoupled:
-                pd *= 1.0 - lr * wd
-                d = gd
-            else:
-                d = _decayed(pd, gd, wd, t1, t2)
-            m *= b1
-            m += xp.multiply(d, 1.0 - b1, out=t2)
-            v *= b2
-            t2 = xp.multiply(d, d, out=t2)
-            t2 *= 1.0 - b2
-            v += t2
+            _adam_moments(pd, gd, m, v, lr, wd, self._decoupled, b1, b2, t1, t2)
             if vmax is not None:
                 xp.maximum(vmax, v, out=vmax)
                 v = vmax
@@ -414,17 +423,8 @@ class Nadam(Optimizer):
         bias2 = 1.0 - b2 ** t
         arrays = [p.data, g, state["exp_avg"], state["exp_avg_sq"]]
         for pd, gd, m, v, t1, t2, t3 in self._slices(arrays, 3):
-            if group["decoupled_weight_decay"]:
-                pd *= 1.0 - lr * wd
-                d = gd
-            else:
-                d = _decayed(pd, gd, wd, t1, t2)
-            m *= b1
-            m += xp.multiply(d, 1.0 - b1, out=t2)
-            v *= b2
-            t2 = xp.multiply(d, d, out=t2)
-            t2 *= 1.0 - b2
-            v += t2
+            d = _adam_moments(pd, gd, m, v, lr, wd, group["decoupled_weight_decay"], b1, b2,
+                              t1, t2)
             denom = xp.divide(v, bias2, out=t3)  # sqrt(v / (1 - b2^t)) + eps
             xp.sqrt(denom, out=denom)
             denom += eps
