@@ -6,7 +6,7 @@ NumPy call it wraps, measured in the same run on tiny arrays (where overhead dom
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
