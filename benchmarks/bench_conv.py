@@ -132,7 +132,9 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     def gemm() -> None:
         xp.matmul(a, bm, out=out)
 
-    y_np = gy_np                                     # pool and BN run on a conv-output shape
+    # pool and BN run on a conv output: its shape, and on CPU its channels-last memory
+    y_np = gy_np if device == "cuda" else \
+        np.ascontiguousarray(gy_np.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     yp = md.tensor(y_np, device=device, requires_grad=True)
     Hp = (Ho + 2 * pp - pk) // ps + 1
     gp = md.tensor(rng.standard_normal((N, K, Hp, Hp), dtype=np.float32), device=device)

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 import minidl as md
-from minidl.functional.normalization import BatchNormGrad, batch_norm, local_response_norm
+from minidl.functional.normalization import (
+    BatchNormGrad,
+    _Channels,
+    batch_norm,
+    local_response_norm,
+)
 
 SHAPES = [(6, 3), (4, 3, 3, 2)]
 
@@ -107,6 +112,31 @@ def test_batch_norm_train_and_eval_agree_after_running_stats_converge(device):
     np.testing.assert_allclose(y_eval.numpy(), b + (y_train.numpy() - b) * np.sqrt((m - 1) / m),
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y_eval.numpy(), y_train.numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_batch_norm_channels_last_matches_nchw_and_keeps_layout():
+    # channels-last arrays (what the conv kernels return) take the (M/r, r*C) path; an
+    # upstream gradient in another layout is copied into x's layout first
+    rng = np.random.default_rng(7)
+    x_nhwc = rng.standard_normal((4, 5, 6, 8)) * 2 + 3                # C = 8, m = 120
+    x_cl = x_nhwc.transpose(0, 3, 1, 2)
+    gy = rng.standard_normal(x_cl.shape)                               # NCHW memory
+    assert _Channels(x_cl).r == 8 and _Channels(np.ascontiguousarray(x_cl)).r == 0
+    gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
+    outs = []
+    for xa in (x_cl, np.ascontiguousarray(x_cl)):
+        x = md.tensor(xa, requires_grad=True)
+        x.data = xa                                 # md.tensor copies; keep the layout
+        g, b = md.tensor(gamma, requires_grad=True), md.tensor(beta, requires_grad=True)
+        y = batch_norm(x, None, None, g, b, training=True)
+        y.backward(md.tensor(gy))
+        outs.append((y.data, x.grad.numpy(), g.grad.numpy(), b.grad.numpy()))
+    assert outs[0][0].strides[1] < outs[0][0].strides[3]              # still channels-last
+    mean, var = x_cl.mean(axis=(0, 2, 3)), x_cl.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(outs[0][0], naive_batch_norm(x_cl, mean, var, gamma, beta, 1e-5),
+                               atol=1e-12)
+    for a, b in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_batch_norm_float32(device):
