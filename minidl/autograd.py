@@ -461,8 +461,10 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
     xp = xp_for(device)
     if hasattr(data, "dtype"):
         moved = to_device(data, device)
-        # copy like torch.tensor: an optimiser step must never write into the caller's array
-        arr = xp.array(moved, dtype=dtype, copy=moved is data)
+        # copy like torch.tensor: an optimiser step must never write into the caller's array.
+        # A moved array is already a fresh copy; asarray casts it only if dtype asks, where
+        # array(copy=False) would raise (NumPy 2 and CuPy 14 forbid any copy with it).
+        arr = xp.array(moved, dtype=dtype) if moved is data else xp.asarray(moved, dtype=dtype)
     else:
         host = np.asarray(data)
         if dtype is None and host.dtype == np.float64:
