@@ -436,7 +436,8 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
             dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, int) else np.float32
             return Tensor(xp.asarray(x, dtype=dtype))
         xa = get_array_module(x)
-        if xa is not xp and hasattr(x, "shape"):
+        # a NumPy scalar (np.float32(0.5)) is a number, as on the CPU, not a host array
+        if xa is not xp and hasattr(x, "shape") and not isinstance(x, np.generic):
             raise ValueError(f"operands are on different devices: array {tuple(x.shape)} on "
                              f"'{device_of(x)}' and tensor {like.shape} on '{like.device}'")
         return Tensor(xp.asarray(x))
