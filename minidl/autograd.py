@@ -436,7 +436,8 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
             dtype = like.dtype if like.dtype.kind == "f" or isinstance(x, int) else np.float32
             return Tensor(xp.asarray(x, dtype=dtype))
         xa = get_array_module(x)
-        if xa is not xp and hasattr(x, "shape"):
+        # a NumPy scalar (np.float32(0.5)) is a number, as on the CPU, not a host array
+        if xa is not xp and hasattr(x, "shape") and not isinstance(x, np.generic):
             raise ValueError(f"operands are on different devices: array {tuple(x.shape)} on "
                              f"'{device_of(x)}' and tensor {like.shape} on '{like.device}'")
         return Tensor(xp.asarray(x))
@@ -461,8 +462,10 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
     xp = xp_for(device)
     if hasattr(data, "dtype"):
         moved = to_device(data, device)
-        # copy like torch.tensor: an optimiser step must never write into the caller's array
-        arr = xp.array(moved, dtype=dtype, copy=moved is data)
+        # copy like torch.tensor: an optimiser step must never write into the caller's array.
+        # A moved array is already a fresh copy; asarray casts it only if dtype asks, where
+        # array(copy=False) would raise (NumPy 2 and CuPy 14 forbid any copy with it).
+        arr = xp.array(moved, dtype=dtype) if moved is data else xp.asarray(moved, dtype=dtype)
     else:
         host = np.asarray(data)
         if dtype is None and host.dtype == np.float64:

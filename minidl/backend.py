@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -116,12 +117,15 @@ def xp_for(name: str) -> ModuleType:
 
 def _is_cupy_array(a: Any) -> bool:
     cp = _cupy
+    if cp is None and not _cupy_checked and "cupy" in sys.modules:
+        # the caller imported cupy before minidl needed it: its arrays may be CuPy ones
+        cp = _import_cupy()
     return cp is not None and isinstance(a, cp.ndarray)
 
 
 def get_array_module(*xs: Any) -> ModuleType:
     """numpy or cupy, whichever owns the given arrays or Tensors (numpy when none is CuPy)."""
-    if _cupy is None:
+    if _cupy is None and (_cupy_checked or "cupy" not in sys.modules):
         return np
     for x in xs:
         data = getattr(x, "data", x)

@@ -42,6 +42,7 @@ import numpy as np
 
 from .autograd import Tensor, no_grad, tensor
 from .backend import (
+    device_of,
     get_array_module,
     get_default_device,
     get_rng_state,
@@ -264,17 +265,24 @@ def get_metric(spec: str | Metric | Callable[[Any, Any], Any]) -> Metric:
                      f"'mae', 'mse' or a minidl.train.Metric")
 
 
+def _same_device(output: Any, target: Any) -> tuple[Any, Any]:
+    """The arrays of ``output`` and ``target``, the target moved to the output's device:
+    host labels are the common case, and CuPy refuses to compare with a NumPy array."""
+    out, tgt = _array(output), _array(target)
+    return out, to_device(tgt, device_of(out))
+
+
 def accuracy(output: Any, target: Any) -> float:
     """Accuracy of (N, C) scores (argmax) or (N,) binary probabilities against labels (N,)."""
     m = Accuracy()
-    m.update(_array(output), _array(target))
+    m.update(*_same_device(output, target))
     return m.compute()
 
 
 def top_k_accuracy(output: Any, target: Any, k: int = 5) -> float:
     """Fraction of rows of (N, C) ``output`` whose label (N,) is among the k highest scores."""
     m = TopKAccuracy(k)
-    m.update(_array(output), _array(target))
+    m.update(*_same_device(output, target))
     return m.compute()
 
 

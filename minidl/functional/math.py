@@ -219,7 +219,9 @@ class Where(Function):
         if a.dtype != b.dtype:
             _check_binary(self, a, b)
         try:
-            return get_array_module(a).where(self.cond, a, b)
+            xp = get_array_module(a)
+            # cond may be a host mask (as backward allows): cupy.where takes device arrays only
+            return xp.where(xp.asarray(self.cond), a, b)
         except ValueError:
             raise ValueError(f"where: condition of shape {np.shape(self.cond)} and operands "
                              f"of shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "

@@ -4,7 +4,9 @@ Each kernel is a ``cupy.ElementwiseKernel`` built once (``functools.cache``) and
 CuPy on first use, then served from CuPy's kernel cache. One thread computes one output
 element; the scatter directions (col2im, pooling backward) are written as gathers (each
 input pixel sums the windows that contain it), so no atomics are needed and results are
-deterministic.
+deterministic. Flat offsets into the arrays are computed in ``ptrdiff_t``: a column matrix
+can pass 2**31 elements (VGG's second conv at batch 128 has 3.7e9), and an ``int`` offset
+would wrap around to an illegal address.
 
 The column matrix on the GPU is (G, C/G*kh*kw, N*Ho*Wo): channel-major rows, so that the
 forward is ONE batched GEMM ``W (G, K/G, C/G*kh*kw) @ cols`` per call and the weight gradient
@@ -42,7 +44,8 @@ def _k(name: str) -> Any:
             _INDEX + """
             const int h = ho * sy - ph + ii * dy;
             const int w = wo * sx - pw + jj * dx;
-            col = (0 <= h && h < H && 0 <= w && w < W) ? x[((n * C + c) * H + h) * W + w] : (T)0;
+            const ptrdiff_t nc = (ptrdiff_t)n * C + c;
+            col = (0 <= h && h < H && 0 <= w && w < W) ? x[(nc * H + h) * W + w] : (T)0;
             """, "minidl_im2col")
     if name == "col2im":
         # col (C, kh, kw, N, Ho, Wo) -> img (N, C, H, W): each pixel gathers its windows
@@ -66,7 +69,8 @@ def _k(name: str) -> Any:
                     if (ww < 0 || ww % sx != 0) continue;
                     const int wo = ww / sx;
                     if (wo >= Wo) continue;
-                    val += col[((((c * kh + ii) * kw + jj) * N + n) * Ho + ho) * Wo + wo];
+                    const ptrdiff_t row = ((ptrdiff_t)c * kh + ii) * kw + jj;
+                    val += col[((row * N + n) * Ho + ho) * Wo + wo];
                 }
             }
             img = val;
@@ -89,7 +93,7 @@ def _k(name: str) -> Any:
                 for (int jj = 0; jj < kw; ++jj) {
                     const int w = wo * sx - pw + jj;
                     if (w < 0 || w >= W) continue;
-                    const T v = x[(nc * H + h) * W + w];
+                    const T v = x[((ptrdiff_t)nc * H + h) * W + w];
                     if (arg < 0 || v > best) { best = v; arg = ii * kw + jj; }
                 }
             }
@@ -116,7 +120,7 @@ def _k(name: str) -> Any:
                     if (ww < 0 || ww % sx != 0) continue;
                     const int wo = ww / sx;
                     if (wo >= Wo) continue;
-                    const int k = (nc * Ho + ho) * Wo + wo;
+                    const ptrdiff_t k = ((ptrdiff_t)nc * Ho + ho) * Wo + wo;
                     if (idx[k] == ii * kw + jj) val += gy[k];
                 }
             }
@@ -133,7 +137,7 @@ def _k(name: str) -> Any:
             const int nc = i / (Wo * Ho);
             const int h = ho * sy - ph + idx / kw;
             const int w = wo * sx - pw + idx % kw;
-            y = (0 <= h && h < H && 0 <= w && w < W) ? x[(nc * H + h) * W + w] : (T)0;
+            y = (0 <= h && h < H && 0 <= w && w < W) ? x[((ptrdiff_t)nc * H + h) * W + w] : (T)0;
             """, "minidl_max_pool_gather")
     if name == "avg_fwd":
         return cp.ElementwiseKernel(
@@ -151,7 +155,7 @@ def _k(name: str) -> Any:
                 for (int jj = 0; jj < kw; ++jj) {
                     const int w = wo * sx - pw + jj;
                     if (w < 0 || w >= W) continue;
-                    acc += x[(nc * H + h) * W + w];
+                    acc += x[((ptrdiff_t)nc * H + h) * W + w];
                 }
             }
             y = acc * inv_div[ho * Wo + wo];
@@ -176,7 +180,7 @@ def _k(name: str) -> Any:
                     if (ww < 0 || ww % sx != 0) continue;
                     const int wo = ww / sx;
                     if (wo >= Wo) continue;
-                    val += gy[(nc * Ho + ho) * Wo + wo] * inv_div[ho * Wo + wo];
+                    val += gy[((ptrdiff_t)nc * Ho + ho) * Wo + wo] * inv_div[ho * Wo + wo];
                 }
             }
             dx = val;

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad, randn, tensor
+from ..backend import get_array_module
 from ..nn import (
     BatchNorm2d,
     Conv2d,
@@ -165,12 +166,14 @@ class GANTrainer:
 
     def step(self, real: Tensor | np.ndarray) -> dict[str, float]:
         """One D update and one G update on a batch of real images in [-1, 1]."""
-        real = real if isinstance(real, Tensor) else tensor(real)
-        n = real.shape[0]
         g, d = self.generator, self.discriminator
+        real = real if isinstance(real, Tensor) else tensor(real, device=d.device)
+        n = real.shape[0]
         g.train()
         d.train()
-        ones, zeros = np.ones(n, real.dtype), np.zeros(n, real.dtype)
+        # the labels live where the logits do: a loss refuses a host array for a GPU tensor
+        xp = get_array_module(real.data)
+        ones, zeros = xp.ones(n, real.dtype), xp.zeros(n, real.dtype)
         z = randn(n, self.z_dim, dtype=real.dtype, device=real.device)
         fake = g(z)
         # Discriminator: real -> 1, fake -> 0; fake.detach() keeps G out of this backward.

@@ -17,11 +17,17 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
-from ..backend import random_uniform, to_device
+from ..backend import get_default_device, random_uniform, to_device
 from ..nn import AvgPool2d, Conv2d, Flatten, Linear, Module, Parameter, Sequential, Tanh
 
 __all__ = ["lenet5", "LeNet5", "PadTo", "ScaledTanh", "Subsampling", "SparseConv2d",
            "RBFOutput", "C3_TABLE", "DIGIT_CODES"]
+
+
+def _param(values: np.ndarray, requires_grad: bool = True) -> Parameter:
+    """A Parameter on the default device, as the nn layers make theirs (the values are
+    drawn on the host), so that a model built under ``md.device('cuda')`` is all on the GPU."""
+    return Parameter(to_device(values, get_default_device()), requires_grad=requires_grad)
 
 
 class PadTo(Module):
@@ -68,8 +74,8 @@ class Subsampling(Module):
         super().__init__()
         self.channels, self.size = channels, size
         # Start as average pooling (coefficient 1/4, bias 0); training moves both.
-        self.weight = Parameter(np.full(channels, 1.0 / (size * size), np.float32))
-        self.bias = Parameter(np.zeros(channels, np.float32))
+        self.weight = _param(np.full(channels, 1.0 / (size * size), np.float32))
+        self.bias = _param(np.zeros(channels, np.float32))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
@@ -120,8 +126,8 @@ class SparseConv2d(Module):
         # The paper's init: U(-2.4/F, 2.4/F) with F the fan-in of the unit.
         fan_in = np.array([len(t) for t in table for _ in t]) * kernel_size * kernel_size
         w = random_uniform(np, (n, kernel_size, kernel_size), np.float32) * 2 - 1
-        self.weight = Parameter((w * (2.4 / fan_in)[:, None, None]).astype(np.float32))
-        self.bias = Parameter(np.zeros(len(table), np.float32))
+        self.weight = _param((w * (2.4 / fan_in)[:, None, None]).astype(np.float32))
+        self.bias = _param(np.zeros(len(table), np.float32))
 
     def dense_weight(self) -> Tensor:
         """The (out, in, k, k) kernel with zeros where the table has no connection."""
@@ -192,7 +198,7 @@ class RBFOutput(Module):
             rng = np.random.default_rng(0)
             codes = np.where(rng.random((num_classes, in_features)) < 0.5, -1.0, 1.0)
         self.in_features, self.num_classes = in_features, num_classes
-        self.weight = Parameter(codes.astype(np.float32), requires_grad=False)
+        self.weight = _param(codes.astype(np.float32), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:

@@ -58,7 +58,9 @@ def _fit(model: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, epochs: int,
         order = rng.permutation(len(x))
         for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
-            loss = F.cross_entropy(model(tensor(x[idx])), y[idx])
+            # labels go where the images go (the default device): a GPU loss refuses a
+            # host array
+            loss = F.cross_entropy(model(tensor(x[idx])), tensor(y[idx]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
