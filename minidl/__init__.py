@@ -36,6 +36,7 @@ from .autograd import (
 from .backend import cupy_available, device, get_default_device, manual_seed, set_default_device
 from .functional.math import cat, split, stack
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .parallel import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -52,7 +53,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Function", "GradcheckError", "Tensor", "arange", "cat", "cupy_available", "detect_anomaly",
     "device", "enable_grad", "full", "functional", "get_default_device", "grad", "gradcheck",
-    "gradgradcheck", "is_grad_enabled", "manual_seed", "no_grad", "ones", "ones_like", "rand",
-    "randn", "set_default_device", "set_grad_enabled", "split", "stack", "tensor", "zeros",
+    "get_num_threads", "gradgradcheck", "is_grad_enabled", "manual_seed", "no_grad", "ones",
+    "ones_like", "rand", "randn", "set_default_device", "set_grad_enabled", "set_num_threads",
+    "split", "stack", "tensor", "zeros",
     "zeros_like", "__version__",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from .backend import blas_info, cupy_available, cupy_info, get_default_device, xp_for
+from .parallel import blas_threads
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
 # one-cycle schedule and +-2 pixel shifts. Measured on 2 CPU cores: see docs/training.md.
@@ -153,78 +154,6 @@ def _device_or_none(name: str | None, command: str) -> str | None:
         return None
 
 
-_BLAS_THREAD_FUNCS = (  # (get, set) in OpenBLAS builds: numpy's wheels, system, 64-bit ints
-    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-    ("openblas_get_num_threads", "openblas_set_num_threads"),
-    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
-)
-
-
-def _blas_libraries() -> list[Any]:
-    """ctypes handles of the OpenBLAS/MKL libraries NumPy has loaded (best effort)."""
-    import ctypes  # noqa: PLC0415
-    import os  # noqa: PLC0415
-
-    paths: list[str] = []
-    try:  # Linux: every mapped shared object
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = [line.split()[-1] for line in f if "blas" in line or "mkl" in line]
-    except OSError:  # elsewhere: the libraries bundled with NumPy's wheel
-        libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-        if libs.is_dir():
-            paths = [str(p) for p in libs.iterdir() if "blas" in p.name or "mkl" in p.name]
-    handles = []
-    for path in dict.fromkeys(p for p in paths if os.path.isfile(p)):
-        try:
-            handles.append(ctypes.CDLL(path))
-        except OSError:
-            continue
-    return handles
-
-
-class _BlasThreads:
-    """Context manager: run BLAS with ``n`` threads, then restore the previous count.
-
-    Why: the demo's matrix products are small, and OpenBLAS threads that wait for each other
-    make it several times slower on a busy two-core machine (measured: 187 s with two
-    threads, 34 s with one, under the same load). Uses threadpoolctl when installed, else
-    the BLAS library's own ``*_set_num_threads``; silently does nothing where neither works.
-    """
-
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-        self._restore: list[Any] = []
-
-    def __enter__(self) -> _BlasThreads:
-        if not self.n:
-            return self
-        try:
-            from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional
-
-            limiter = threadpool_limits(self.n, user_api="blas")
-            self._restore.append(limiter.restore_original_limits)
-            return self
-        except ImportError:
-            pass
-        for lib in _blas_libraries():
-            for get_name, set_name in _BLAS_THREAD_FUNCS:
-                getter, setter = getattr(lib, get_name, None), getattr(lib, set_name, None)
-                if getter is None or setter is None:
-                    continue
-                old = int(getter())
-                setter(int(self.n))
-                self._restore.append(lambda setter=setter, old=old: setter(old))
-                break
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for restore in reversed(self._restore):
-            restore()
-        self._restore.clear()
-
-
 def _fmt_time(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -279,7 +208,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"{len(x_train):,} MNIST digits, testing on {len(x_test):,} held-out ones; "
           f"{epochs} epoch{plural} of Adam + one-cycle (max lr {args.lr:g}), batch "
           f"{args.batch_size}, on {device}")
-    with _BlasThreads(args.blas_threads):
+    with blas_threads(args.blas_threads):
         history = trainer.fit(train_loader, epochs=epochs, val_loader=test_loader)
         logits = trainer.predict(test_loader)
     train_time = sum(history["time"])
@@ -487,7 +416,7 @@ def _train(args: argparse.Namespace) -> int:
         else:
             print(f"--resume: no checkpoint at {resume} yet; starting afresh")
     try:
-        with _BlasThreads(args.blas_threads):
+        with blas_threads(args.blas_threads):
             history = trainer.fit(train_loader, epochs=args.epochs, val_loader=test_loader)
     except NonFiniteLossError as e:
         print(f"minidl train: {e} (see --lr and --grad-clip)", file=sys.stderr)
@@ -703,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if args.command == "flow":  # small MLP GEMMs: one BLAS thread is faster (_BlasThreads)
-            with _BlasThreads(1):
+        if args.command == "flow":  # small MLP GEMMs: one BLAS thread is faster (blas_threads)
+            with blas_threads(1):
                 return args.func(args)
         return args.func(args)
     except KeyboardInterrupt:

@@ -160,17 +160,3 @@ def test_train_reads_fashion_mnist_files_from_data_root(capsys, tmp_path):
     assert rc == 0, err
     assert "on fashion-mnist (64 train / 16 test)" in out
 
-
-def test_blas_threads_are_limited_and_restored():
-    from minidl.cli import _BLAS_THREAD_FUNCS, _blas_libraries, _BlasThreads
-
-    getters = [getattr(lib, g) for lib in _blas_libraries() for g, _ in _BLAS_THREAD_FUNCS
-               if hasattr(lib, g)]
-    if not getters:
-        pytest.skip("no OpenBLAS/MKL found in this process")
-    before = getters[0]()
-    with _BlasThreads(1):
-        assert getters[0]() == 1
-    assert getters[0]() == before
-    with _BlasThreads(0):  # 0: leave it alone
-        assert getters[0]() == before

@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 import minidl as md
 from minidl import kernels
-from minidl.functional.conv import Conv2dGradInput, Conv2dGradWeight, conv2d, conv_transpose2d
+from minidl.functional.conv import (
+    Conv2dGradInput,
+    Conv2dGradWeight,
+    _conv_pads,
+    _pair,
+    conv2d,
+    conv_transpose2d,
+)
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -67,7 +74,9 @@ def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dil
 @st.composite
 def conv_case(draw):
     groups = draw(st.integers(1, 3))
-    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    # 5 input / 6 output channels per group reach every CPU kernel path (FEW_CHANNELS,
+    # offset-major dx when 2C <= K, channels-last columns)
+    cg, kg = draw(st.sampled_from([1, 2, 3, 5])), draw(st.sampled_from([1, 2, 3, 6]))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -108,6 +117,34 @@ def test_conv2d_gradcheck_all_inputs(device, case):
                             x, w, b)
     else:
         assert md.gradcheck(lambda x, w: conv2d(x, w, None, stride, padding, dilation, G), x, w)
+
+
+PATH_CASES = [  # C, K, kernel, stride, padding, dilation: the CPU kernel path each one takes
+    (2, 3, (3, 2), (2, 1), (1, 2), (1, 2), "_conv_few_channels"),
+    (2, 6, (3, 3), 1, (2, 0), (2, 1), "_grad_input_offset_major"),
+    (3, 6, (4, 2), 1, "same", 1, "_grad_input_offset_major"),
+    (5, 3, (3, 3), 1, 1, 1, "_conv_nhwc"),
+    (5, 4, (2, 3), (2, 2), (0, 1), 1, "_col2im_block"),
+]
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_conv2d_every_cpu_kernel_path(monkeypatch, case):
+    from minidl.kernels import _numpy
+
+    C, K, k, stride, padding, dilation, path = case
+    calls = []
+    original = getattr(_numpy, path)
+    monkeypatch.setattr(_numpy, path, lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    rng = np.random.default_rng(2)
+    x, w, b = _tensors("cpu", rng, (2, C, 7, 6), (K, C, *k), (K,))
+    y = conv2d(x, w, b, stride, padding, dilation)
+    s2, d2 = _pair(stride, "stride", "t", 1), _pair(dilation, "dilation", "t", 1)
+    pads = _conv_pads(padding, k, s2, d2, "t")
+    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+    assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride, padding, dilation), x, w, b)
+    assert calls, f"{path} was not used"
 
 
 def test_conv2d_float32_close_to_float64(device):

@@ -17,13 +17,21 @@ The batch is processed in blocks of a few images so that the column matrix of a 
 the CPU cache: im2col, the GEMM and col2im then move cache-resident data, and the GEMM itself
 runs faster on a block than on the whole column matrix (measured in benchmarks/bench_conv.py,
 see docs/benchmarks.md). The loop over blocks is cache blocking, not a loop over images.
+The blocks are shared out among :func:`minidl.parallel.get_num_threads` threads, each with
+its own workspace and single-threaded BLAS, so copies and GEMMs all use every core.
 
 Padding is given as four numbers ``(top, bottom, left, right)``; a negative value crops.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from ..parallel import get_num_threads, run_workers
 
 Pads = tuple[int, int, int, int]
 
@@ -40,8 +48,42 @@ def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
     return (size + p_lo + p_hi - d * (k - 1) - 1) // s + 1
 
 
-def _block(n: int, bytes_per_image: int) -> int:
-    return max(1, min(n, BLOCK_BYTES // max(1, bytes_per_image)))
+# Below this many bytes of column matrix a conv runs on the calling thread alone: handing
+# blocks to worker threads costs tens of microseconds.
+PARALLEL_MIN_BYTES = 2 * 2**20
+
+
+def _plan(n: int, bytes_per_image: int) -> tuple[int, int]:
+    """(images per batch block, threads) for a kernel over n images."""
+    nb = max(1, min(n, BLOCK_BYTES // max(1, bytes_per_image)))
+    threads = get_num_threads()
+    if threads <= 1 or n * bytes_per_image < PARALLEL_MIN_BYTES:
+        return nb, 1
+    # at least two blocks per thread, so that a thread slowed by other work takes fewer
+    nb = min(nb, -(-n // (2 * threads)))
+    return nb, min(threads, -(-n // nb))
+
+
+def _run_blocks(n: int, nb: int, threads: int, workspace: Callable[[], Any],
+                body: Callable[[Any, int, int], None]) -> list[Any]:
+    """Call ``body(ws, n0, size)`` for every batch block ``[n0, n0 + size)`` of n images.
+
+    Each of the ``threads`` threads makes its own ``workspace()`` and pulls blocks until none
+    are left; the workspaces are returned (one per thread), e.g. to sum partial results.
+    """
+    starts = iter(range(0, n, nb))
+    lock = threading.Lock()
+
+    def work() -> Any:
+        ws = workspace()
+        while True:
+            with lock:
+                n0 = next(starts, None)
+            if n0 is None:
+                return ws
+            body(ws, n0, min(nb, n - n0))
+
+    return run_workers(work, threads)
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:
@@ -157,15 +199,20 @@ def _conv_nhwc(src: np.ndarray, pads: Pads, wmat: np.ndarray, kh: int, kw: int,
     _, Ho, Wo, K = out.shape
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     kk = kh * kw
-    nb = _block(N, Ho * Wo * kk * C * src.itemsize)
-    xpad = np.zeros((nb, Hp, Wp, C), src.dtype)
-    cols = np.empty((nb, Ho, Wo, G, kh, kw, C // G), src.dtype)
-    for n0 in range(0, N, nb):
-        n = min(nb, N - n0)
+    nb, threads = _plan(N, Ho * Wo * kk * C * src.itemsize)
+
+    def workspace() -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros((nb, Hp, Wp, C), src.dtype),
+                np.empty((nb, Ho, Wo, G, kh, kw, C // G), src.dtype))
+
+    def block(ws: tuple[np.ndarray, np.ndarray], n0: int, n: int) -> None:
+        xpad, cols = ws
         _fill_padded(xpad[:n], src[n0:n0 + n], pads)
         np.copyto(cols[:n], _windows(xpad[:n], kh, kw, s, d, Ho, Wo, G))
         _gemm(cols[:n].reshape(n * Ho * Wo, G, kk * C // G), wmat,
               out[n0:n0 + n].reshape(n * Ho * Wo, G, K // G), G)
+
+    _run_blocks(N, nb, threads, workspace, block)
 
 
 def _overlap_free_groups(k: int, s: int, d: int) -> list[tuple[int, int]]:
@@ -196,6 +243,51 @@ def _col2im_block(dcols: np.ndarray, dxpad: np.ndarray, s: tuple[int, int],
             view += dcols[:, :, :, :, i0:i0 + li, j0:j0 + lj, :]
 
 
+# Inputs with at most this many channels per group (images: 1-3) use an offset-major column
+# matrix. Channels-last columns of such an input are runs of only kw*C numbers, so im2col
+# copies short pieces; offset-major columns are whole shifted images (runs of Wo numbers).
+# Measured, one thread (docs/benchmarks.md): LeNet's 1->6 5x5 conv at batch 64, forward
+# 1.98 -> 0.92 ms and weight gradient 1.94 -> 0.82 ms; ResNet's 3->16 3x3 stem 2.35 -> 1.41 and
+# 2.79 -> 1.40 ms. At 6 channels the channels-last columns are already faster.
+FEW_CHANNELS = 4
+
+
+def _offset_windows(xpad: np.ndarray, kh: int, kw: int, s: tuple[int, int],
+                    d: tuple[int, int], Ho: int, Wo: int) -> np.ndarray:
+    """Read-only view (kh, kw, C, n, Ho, Wo) of all windows of a padded NCHW block."""
+    n, C = xpad.shape[:2]
+    sn, sc, sh, sw = xpad.strides
+    return as_strided(xpad, (kh, kw, C, n, Ho, Wo),
+                      (sh * d[0], sw * d[1], sc, sn, sh * s[0], sw * s[1]), writeable=False)
+
+
+def _offset_major(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                  pads: Pads, dilation: tuple[int, int], out_hw: tuple[int, int],
+                  nb: int) -> tuple[Callable[[], Any], Callable[[Any, int, int], np.ndarray]]:
+    """(workspace, columns) for offset-major im2col of x (N, C, H, W) in batch blocks.
+
+    ``columns(ws, n0, n)`` returns the (kh*kw*C, n*Ho*Wo) column matrix of images
+    [n0, n0 + n): row (i, j, c) holds channel c of every window's tap (i, j).
+    """
+    _, C, H, W = x.shape
+    (kh, kw), (Ho, Wo) = kernel, out_hw
+    rows = kh * kw * C
+
+    def workspace() -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros((nb, C, H + pads[0] + pads[1], W + pads[2] + pads[3]), x.dtype),
+                np.empty(rows * nb * Ho * Wo, x.dtype))
+
+    def columns(ws: tuple[np.ndarray, np.ndarray], n0: int, n: int) -> np.ndarray:
+        xpad, flat = ws
+        _fill_padded(_nhwc(xpad[:n]), _nhwc(x[n0:n0 + n]), pads)
+        cols = flat[:rows * n * Ho * Wo].reshape(rows, n * Ho * Wo)
+        np.copyto(cols.reshape(kh, kw, C, n, Ho, Wo),
+                  _offset_windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo))
+        return cols
+
+    return workspace, columns
+
+
 # ---------------------------------------------------------------------------------------------
 # public kernels (NCHW shapes in, any memory layout; NCHW shapes out, stored channels-last)
 
@@ -207,11 +299,31 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
     out = _nhwc(_new((N, K, Ho, Wo), np.result_type(x, w)))
-    _conv_nhwc(_nhwc(x), pads, _weight_matrix(w, groups).astype(out.dtype, copy=False),
-               kh, kw, stride, dilation, out)
+    wmat = _weight_matrix(w, groups).astype(out.dtype, copy=False)
+    if groups == 1 and C <= FEW_CHANNELS:
+        _conv_few_channels(x.astype(out.dtype, copy=False), wmat[0], (kh, kw), stride, pads,
+                           dilation, out)
+    else:
+        _conv_nhwc(_nhwc(x), pads, wmat, kh, kw, stride, dilation, out)
     if b is not None:
         out += b
     return _nchw(out)
+
+
+def _conv_few_channels(x: np.ndarray, wmat: np.ndarray, kernel: tuple[int, int],
+                       stride: tuple[int, int], pads: Pads, dilation: tuple[int, int],
+                       out: np.ndarray) -> None:
+    """conv of a few-channel x (N, C, H, W) with wmat (kh*kw*C, K) into out (N, Ho, Wo, K):
+    offset-major columns, and a GEMM with the transposed column matrix."""
+    N, C = x.shape[:2]
+    _, Ho, Wo, K = out.shape
+    nb, threads = _plan(N, Ho * Wo * kernel[0] * kernel[1] * C * x.itemsize)
+    workspace, columns = _offset_major(x, kernel, stride, pads, dilation, (Ho, Wo), nb)
+
+    def block(ws: Any, n0: int, n: int) -> None:
+        np.matmul(columns(ws, n0, n).T, wmat, out=out[n0:n0 + n].reshape(n * Ho * Wo, K))
+
+    _run_blocks(N, nb, threads, workspace, block)
 
 
 def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
@@ -225,6 +337,8 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     dtype = np.result_type(gy, w)
     dx = _nhwc(_new((N, C, H, W), dtype))
     (sh, sw), (dh, dw) = stride, dilation
+    if sh == 1 and sw == 1 and groups == 1 and 2 * C <= K:
+        return _grad_input_offset_major(gy, w, in_hw, pads, dilation)
     # stride 1: dx is the correlation of gy with the flipped kernel, so it is an im2col and
     # one GEMM; no scatter-add at all.
     if sh == 1 and sw == 1:
@@ -239,20 +353,66 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
     # rows/cols of the padded input that no window reaches (floor in out_size) stay zero
     Hp, Wp = max(Hp, (Ho - 1) * sh + dh * (kh - 1) + 1), max(Wp, (Wo - 1) * sw + dw * (kw - 1) + 1)
-    nb = _block(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
-    dcols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
-    dxpad = np.empty((nb, Hp, Wp, C), dtype)
-    gbuf = np.empty((nb, Ho, Wo, K), dtype)
+    nb, threads = _plan(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
     gy_t = _nhwc(gy)
-    for n0 in range(0, N, nb):
-        n = min(nb, N - n0)
+
+    def workspace() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype), np.empty((nb, Hp, Wp, C), dtype),
+                np.empty((nb, Ho, Wo, K), dtype))
+
+    def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
+        dcols, dxpad, gbuf = ws
         _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
         g = gbuf[:n].reshape(n * Ho * Wo, G, K // G)
         _gemm(g, wmat_t, dcols[:n].reshape(n * Ho * Wo, G, kk * Cg), G)
         dxpad[:n] = 0
         _col2im_block(dcols[:n], dxpad[:n], stride, dilation)
         _crop_into(dx[n0:n0 + n], dxpad[:n], pads)
+
+    _run_blocks(N, nb, threads, workspace, block)
     return _nchw(dx)
+
+
+def _grad_input_offset_major(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
+                             pads: Pads, dilation: tuple[int, int]) -> np.ndarray:
+    """dx of a stride-1, groups-1 conv with fewer input than output channels.
+
+    The flipped-kernel correlation would im2col gy, whose K channels outnumber x's C; here
+    the GEMM W (kh*kw*C, K) @ gy^T makes the smaller offset-major columns of dx instead, and
+    col2im adds each tap's (C, n, Ho, Wo) slab into an NCHW buffer: kh*kw adds with runs of
+    Wo numbers. Measured (one thread): LeNet's 6->16 5x5 conv at batch 64, 2.98 -> 1.95 ms.
+    """
+    N, K, Ho, Wo = gy.shape
+    _, C, kh, kw = w.shape
+    H, W = in_hw
+    dh, dw = dilation
+    dtype = np.result_type(gy, w)
+    wmat = _weight_matrix(w, 1)[0].astype(dtype, copy=False)              # (kh*kw*C, K)
+    dx = _new((N, C, H, W), dtype, channels_last=False)
+    nb, threads = _plan(N, Ho * Wo * kh * kw * C * np.dtype(dtype).itemsize)
+    gy_t = _nhwc(gy)
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+
+    def workspace() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.empty((nb, Ho, Wo, K), dtype), np.empty(kh * kw * C * nb * Ho * Wo, dtype),
+                np.empty((nb, C, Hp, Wp), dtype))
+
+    def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
+        gbuf, flat, dxpad = ws
+        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        cols = flat[:kh * kw * C * n * Ho * Wo].reshape(kh * kw * C, n * Ho * Wo)
+        np.matmul(wmat, gbuf[:n].reshape(n * Ho * Wo, K).T, out=cols)
+        taps = cols.reshape(kh, kw, C, n, Ho, Wo)
+        pad = dxpad[:n]
+        pad[...] = 0
+        for i in range(kh):
+            for j in range(kw):
+                tap = taps[i, j].transpose(1, 0, 2, 3)                       # (n, C, Ho, Wo)
+                pad[:, :, i * dh:i * dh + Ho, j * dw:j * dw + Wo] += tap
+        _crop_into(_nhwc(dx[n0:n0 + n]), _nhwc(pad), pads)
+
+    _run_blocks(N, nb, threads, workspace, block)
+    return dx
 
 
 def _crop_into(dst: np.ndarray, padded: np.ndarray, pads: Pads) -> None:
@@ -277,16 +437,20 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
     kh, kw = kernel
     G, Cg, Kg, kk = groups, C // groups, K // groups, kh * kw
     dtype = np.result_type(x, gy)
+    if groups == 1 and C <= FEW_CHANNELS:
+        return _grad_weight_few_channels(x.astype(dtype, copy=False), gy, kernel, stride, pads,
+                                         dilation)
     Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
-    nb = _block(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
-    xpad = np.zeros((nb, Hp, Wp, C), dtype)
-    cols = np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype)
-    acc = np.zeros((G, kk * Cg, Kg), dtype)
-    part = np.empty_like(acc)
-    gbuf = np.empty((nb, Ho, Wo, K), dtype)
+    nb, threads = _plan(N, Ho * Wo * kk * C * np.dtype(dtype).itemsize)
     x_t, gy_t = _nhwc(x), _nhwc(gy)
-    for n0 in range(0, N, nb):
-        n = min(nb, N - n0)
+
+    def workspace() -> tuple[np.ndarray, ...]:
+        acc = np.zeros((G, kk * Cg, Kg), dtype)
+        return (np.zeros((nb, Hp, Wp, C), dtype), np.empty((nb, Ho, Wo, G, kh, kw, Cg), dtype),
+                np.empty((nb, Ho, Wo, K), dtype), acc, np.empty_like(acc))
+
+    def block(ws: tuple[np.ndarray, ...], n0: int, n: int) -> None:
+        xpad, cols, gbuf, acc, part = ws
         _fill_padded(xpad[:n], x_t[n0:n0 + n], pads)
         np.copyto(cols[:n], _windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo, G))
         a = cols[:n].reshape(n * Ho * Wo, G, kk * Cg).transpose(1, 2, 0)      # (G, kkCg, M)
@@ -294,10 +458,40 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
         g = gbuf[:n].reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
         np.matmul(a, g, out=part)
         acc += part
+
+    workspaces = _run_blocks(N, nb, threads, workspace, block)
+    acc = workspaces[0][3]
+    for ws in workspaces[1:]:
+        acc += ws[3]
     gw = np.empty((K, Cg, kh, kw), dtype)
     np.copyto(gw.reshape(G, Kg, Cg, kh, kw),
               acc.reshape(G, kh, kw, Cg, Kg).transpose(0, 4, 3, 1, 2))
     return gw
+
+
+def _grad_weight_few_channels(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
+                              stride: tuple[int, int], pads: Pads,
+                              dilation: tuple[int, int]) -> np.ndarray:
+    """dw of a conv with a few-channel x (N, C, H, W), groups 1: offset-major columns times
+    gy as an (N*Ho*Wo, K) matrix, summed over batch blocks -> (K, C, kh, kw)."""
+    N, C = x.shape[:2]
+    _, K, Ho, Wo = gy.shape
+    kh, kw = kernel
+    nb, threads = _plan(N, Ho * Wo * kh * kw * C * x.itemsize)
+    make_columns, columns = _offset_major(x, kernel, stride, pads, dilation, (Ho, Wo), nb)
+    gy_t = _nhwc(gy)
+
+    def workspace() -> tuple[Any, np.ndarray, np.ndarray]:
+        return make_columns(), np.empty((nb, Ho, Wo, K), x.dtype), \
+            np.zeros((kh * kw * C, K), x.dtype)
+
+    def block(ws: tuple[Any, np.ndarray, np.ndarray], n0: int, n: int) -> None:
+        col_ws, gbuf, acc = ws
+        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        acc += columns(col_ws, n0, n) @ gbuf[:n].reshape(n * Ho * Wo, K)
+
+    acc = sum(ws[2] for ws in _run_blocks(N, nb, threads, workspace, block))
+    return np.ascontiguousarray(acc.reshape(kh, kw, C, K).transpose(3, 2, 0, 1))
 
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,

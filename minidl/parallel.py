@@ -1,0 +1,171 @@
+"""CPU threads: minidl's own worker threads, and the thread count of NumPy's BLAS.
+
+NumPy runs element-wise ops and copies on one core, and only BLAS uses more. The CPU
+convolution kernels therefore split the batch into blocks and hand the blocks to
+:func:`get_num_threads` worker threads, each running single-threaded BLAS on its block (NumPy
+releases the GIL in copies, ufuncs and matrix products). That uses every core for im2col and
+col2im too, and small GEMMs run faster whole on one core than split by BLAS across several.
+
+    >>> import minidl as md
+    >>> md.set_num_threads(1)          # like torch.set_num_threads: 1 = no worker threads
+    >>> md.get_num_threads()
+    1
+
+The default is the number of cores this process may use, or ``MINIDL_NUM_THREADS``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+__all__ = ["blas_threads", "get_num_threads", "run_workers", "set_num_threads"]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _from_env() -> int:
+    value = os.environ.get("MINIDL_NUM_THREADS", "")
+    try:
+        return max(1, int(value)) if value else _cores()
+    except ValueError:
+        raise ValueError(f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}") \
+            from None
+
+
+_num_threads = _from_env()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels use (1: everything runs on the calling thread)."""
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in the CPU kernels, as ``torch.set_num_threads``."""
+    global _num_threads, _pool, _pool_size
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    with _pool_lock:
+        _num_threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool, _pool_size = None, 0
+
+
+def run_workers(work: Callable[[], T], n: int) -> list[T]:
+    """Run ``work()`` on ``n`` threads at once (the caller being one of them); its results.
+
+    ``work`` should pull its share of a job from a shared queue, so that a thread that gets
+    less CPU (a busy machine) simply takes fewer pieces. BLAS runs single-threaded meanwhile.
+    """
+    global _pool, _pool_size
+    if n <= 1:
+        return [work()]
+    with _pool_lock:
+        if _pool is None or _pool_size < n - 1:
+            _pool_size = max(n, _num_threads) - 1
+            _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minidl-worker")
+        pool = _pool
+    with blas_threads(1):
+        futures = [pool.submit(work) for _ in range(n - 1)]
+        results = [work()]
+        results += [f.result() for f in futures]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# BLAS threads
+
+_BLAS_THREAD_FUNCS = (  # (get, set) in OpenBLAS builds: numpy's wheels, system, 64-bit ints
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+)
+
+
+def _blas_libraries() -> list[Any]:
+    """ctypes handles of the OpenBLAS/MKL libraries NumPy has loaded (best effort)."""
+    paths: list[str] = []
+    try:  # Linux: every mapped shared object
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = [line.split()[-1] for line in f if "blas" in line or "mkl" in line]
+    except OSError:  # elsewhere: the libraries bundled with NumPy's wheel
+        libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+        if libs.is_dir():
+            paths = [str(p) for p in libs.iterdir() if "blas" in p.name or "mkl" in p.name]
+    handles = []
+    for path in dict.fromkeys(p for p in paths if os.path.isfile(p)):
+        try:
+            handles.append(ctypes.CDLL(path))
+        except OSError:
+            continue
+    return handles
+
+
+_blas_controls: list[tuple[Any, Any]] | None = None
+_blas_lock = threading.Lock()
+_blas_depth = 0           # nesting of blas_threads() across threads
+_blas_saved: list[int] = []
+
+
+def _controls() -> list[tuple[Any, Any]]:
+    """(getter, setter) of each BLAS library found, looked up once."""
+    global _blas_controls
+    if _blas_controls is None:
+        found = []
+        for lib in _blas_libraries():
+            for get_name, set_name in _BLAS_THREAD_FUNCS:
+                getter, setter = getattr(lib, get_name, None), getattr(lib, set_name, None)
+                if getter is not None and setter is not None:
+                    found.append((getter, setter))
+                    break
+        _blas_controls = found
+    return _blas_controls
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Run NumPy's BLAS with ``n`` threads inside the block, then restore the count.
+
+    The count is process-wide; nested or concurrent uses keep the outermost setting until
+    the last one exits. ``None`` or 0 leaves BLAS alone, as does a BLAS whose thread count
+    cannot be found (OpenBLAS and MKL can).
+    """
+    global _blas_depth, _blas_saved
+    if not n:
+        yield
+        return
+    with _blas_lock:
+        if _blas_depth == 0:
+            _blas_saved = [int(get()) for get, _ in _controls()]
+            for _, set_ in _controls():
+                set_(int(n))
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for (_, set_), old in zip(_controls(), _blas_saved):
+                    set_(old)

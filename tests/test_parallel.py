@@ -1,0 +1,109 @@
+"""minidl.parallel: thread counts, BLAS thread control, and the threaded CPU conv kernels
+agreeing with the single-threaded ones."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl import parallel
+from minidl.kernels import _numpy as K
+
+
+@pytest.fixture
+def threads():
+    """Set minidl's thread count inside a test; restored afterwards."""
+    before = md.get_num_threads()
+    yield md.set_num_threads
+    md.set_num_threads(before)
+
+
+def _blas_getter():
+    controls = parallel._controls()
+    if not controls:
+        pytest.skip("no OpenBLAS/MKL found in this process")
+    return controls[0][0]
+
+
+def test_set_num_threads_round_trip_and_errors(threads):
+    threads(3)
+    assert md.get_num_threads() == 3
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads: expected a positive int"):
+            md.set_num_threads(bad)
+    assert md.get_num_threads() == 3
+
+
+def test_blas_threads_are_limited_nested_and_restored():
+    get = _blas_getter()
+    before = get()
+    with parallel.blas_threads(1):
+        assert get() == 1
+        with parallel.blas_threads(1):
+            assert get() == 1
+        assert get() == 1                     # the inner exit keeps the outer setting
+    assert get() == before
+    with parallel.blas_threads(0):            # 0: leave it alone
+        assert get() == before
+
+
+def test_run_workers_runs_every_worker_with_one_blas_thread(threads):
+    get = _blas_getter()
+    threads(3)
+    seen, lock = [], threading.Lock()
+
+    def work():
+        with lock:
+            seen.append((threading.get_ident(), get()))
+        return len(seen)
+
+    results = parallel.run_workers(work, 3)
+    assert sorted(results) == [1, 2, 3]
+    assert all(n == 1 for _, n in seen)
+
+
+def test_run_workers_propagates_errors(threads):
+    threads(2)
+
+    def work():
+        raise RuntimeError("boom in a worker")
+
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        parallel.run_workers(work, 2)
+
+
+CONFIGS = [  # N, C, H, W, K, kernel, stride, pads, dilation, groups
+    (7, 3, 9, 8, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (5, 4, 8, 9, 6, (3, 2), (2, 2), (1, 0, 2, 1), (1, 1), 2),
+    (6, 2, 10, 7, 5, (2, 3), (1, 2), (0, 1, 1, 0), (2, 1), 1),
+    (9, 6, 7, 7, 6, (3, 3), (2, 1), (2, 2, 2, 2), (1, 2), 6),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_threaded_conv_kernels_match_single_thread(threads, monkeypatch, cfg):
+    N, C, H, W, Kout, kernel, stride, pads, dilation, groups = cfg
+    # tiny blocks and no size threshold: several blocks per thread even on small inputs
+    monkeypatch.setattr(K, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(K, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((Kout, C // groups, *kernel))
+    Ho = K.out_size(H, kernel[0], stride[0], pads[0], pads[1], dilation[0])
+    Wo = K.out_size(W, kernel[1], stride[1], pads[2], pads[3], dilation[1])
+    gy = rng.standard_normal((N, Kout, Ho, Wo))
+
+    def run():
+        return (K.conv2d_forward(x, w, None, stride, pads, dilation, groups),
+                K.conv2d_grad_input(gy, w, (H, W), stride, pads, dilation, groups),
+                K.conv2d_grad_weight(x, gy, kernel, stride, pads, dilation, groups))
+
+    threads(1)
+    assert K._plan(N, 100) == (1, 1)
+    serial = run()
+    threads(3)
+    assert K._plan(N, 100)[1] == 3
+    for a, b in zip(run(), serial):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
