@@ -44,7 +44,8 @@ def _threads_from_argv() -> int | None:
 
 THREADS = _threads_from_argv() if __name__ == "__main__" else None
 if THREADS:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "MINIDL_NUM_THREADS"):
         os.environ[var] = str(THREADS)
 
 import numpy as np  # noqa: E402

@@ -12,8 +12,8 @@ so each process holds one framework only and its peak memory is its own:
 
 The two frameworks are run alternately for ``--rounds`` rounds and the best round of each is
 kept, so that load from other processes hits both alike; the load average is printed with
-each row. On the CPU both use ``--threads`` threads (OpenBLAS/OpenMP and torch's intra-op
-pool); on the GPU torch runs cuDNN with TF32 off. On a shared machine,
+each row. On the CPU both use ``--threads`` threads (minidl's conv worker threads and
+OpenBLAS; torch's intra-op pool); on the GPU torch runs cuDNN with TF32 off. On a shared machine,
 ``--threads 1 --cpu-time`` times each step by the process's CPU time, which other jobs barely
 change (wall time with two threads can swing 2-3x). Without torch, minidl's own figures are
 printed with the GEMM-rate context.
@@ -323,7 +323,8 @@ def gemm_gflops(n: int = 1024) -> float:
 
 def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "MINIDL_NUM_THREADS"):
         env[var] = str(threads)
     return env
 

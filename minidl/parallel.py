@@ -3,8 +3,15 @@
 NumPy runs element-wise ops and copies on one core, and only BLAS uses more. The CPU
 convolution kernels therefore split the batch into blocks and hand the blocks to
 :func:`get_num_threads` worker threads, each running single-threaded BLAS on its block (NumPy
-releases the GIL in copies, ufuncs and matrix products). That uses every core for im2col and
-col2im too, and small GEMMs run faster whole on one core than split by BLAS across several.
+releases the GIL in copies, ufuncs and matrix products), and :func:`matmul` splits large
+matrix products by rows the same way. That uses every core for im2col and col2im too, and
+small GEMMs run faster whole on one core than split by BLAS across several.
+
+The first time work is shared out, NumPy's BLAS is set to one thread for the rest of the
+process: OpenBLAS's idle threads spin for a while after each call, and were measured to
+take the cores from minidl's workers (cifar_resnet20 b64 step, two cores: 319 ms with BLAS
+on one thread, 506 ms when BLAS went back to two threads between convolutions). Use
+:func:`blas_threads` to give BLAS more threads for other work.
 
     >>> import minidl as md
     >>> md.set_num_threads(1)          # like torch.set_num_threads: 1 = no worker threads
@@ -28,7 +35,7 @@ import numpy as np
 
 T = TypeVar("T")
 
-__all__ = ["blas_threads", "get_num_threads", "run_workers", "set_num_threads"]
+__all__ = ["blas_threads", "get_num_threads", "matmul", "run_workers", "set_num_threads"]
 
 
 def _cores() -> int:
@@ -74,7 +81,8 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
     """Run ``work()`` on ``n`` threads at once (the caller being one of them); its results.
 
     ``work`` should pull its share of a job from a shared queue, so that a thread that gets
-    less CPU (a busy machine) simply takes fewer pieces. BLAS runs single-threaded meanwhile.
+    less CPU (a busy machine) simply takes fewer pieces. BLAS is made single-threaded first
+    (for good: see the module docstring).
     """
     global _pool, _pool_size
     if n <= 1:
@@ -84,11 +92,47 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
             _pool_size = max(n, _num_threads) - 1
             _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minidl-worker")
         pool = _pool
-    with blas_threads(1):
-        futures = [pool.submit(work) for _ in range(n - 1)]
-        results = [work()]
-        results += [f.result() for f in futures]
+    _single_threaded_blas()
+    futures = [pool.submit(work) for _ in range(n - 1)]
+    results = [work()]
+    results += [f.result() for f in futures]
     return results
+
+
+# Products below this many multiply-adds run whole on the calling thread.
+MATMUL_MIN_WORK = 2**23
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b``; a large 2-D NumPy product (m, k) @ (k, n) is split into row (or, when
+    n > m, column) blocks shared out among the worker threads. Anything else: ``a @ b``."""
+    threads = get_num_threads()
+    if (threads <= 1 or type(a) is not np.ndarray or type(b) is not np.ndarray
+            or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]
+            or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_MIN_WORK):
+        return a @ b
+    m, n = a.shape[0], b.shape[1]
+    out = np.empty((m, n), np.result_type(a, b))
+    by_rows = m >= n
+    size = m if by_rows else n
+    step = -(-size // (2 * threads))          # two pieces per thread, pulled from a queue
+    starts = iter(range(0, size, step))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(starts, None)
+            if i is None:
+                return
+            j = min(size, i + step)
+            if by_rows:
+                np.matmul(a[i:j], b, out=out[i:j])
+            else:
+                np.matmul(a, b[:, i:j], out=out[:, i:j])
+
+    run_workers(work, min(threads, -(-size // step)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +185,14 @@ def _controls() -> list[tuple[Any, Any]]:
                     break
         _blas_controls = found
     return _blas_controls
+
+
+def _single_threaded_blas() -> None:
+    with _blas_lock:
+        if _blas_depth == 0:          # inside blas_threads(n) the caller's choice stands
+            for get, set_ in _controls():
+                if get() != 1:
+                    set_(1)
 
 
 @contextlib.contextmanager

@@ -107,3 +107,34 @@ def test_threaded_conv_kernels_match_single_thread(threads, monkeypatch, cfg):
     assert K._plan(N, 100)[1] == 3
     for a, b in zip(run(), serial):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(37, 19, 5), (5, 19, 37), (64, 64, 64)])
+def test_parallel_matmul_matches_numpy_by_rows_and_columns(threads, monkeypatch, shape):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    m, k, n = shape
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T   # b: a strided view
+    threads(3)
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
+    threads(1)
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=0, atol=0)
+
+
+def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    threads(2)
+    rng = np.random.default_rng(2)
+    x = md.tensor(rng.standard_normal((6, 4)), requires_grad=True)
+    w = md.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert md.gradcheck(lambda x, w: md.functional.linear(x, w) @ w, x, w)
+
+
+def test_worker_threads_leave_blas_single_threaded_unless_inside_blas_threads(threads):
+    get = _blas_getter()
+    threads(2)
+    with parallel.blas_threads(2):
+        parallel.run_workers(lambda: None, 2)
+        assert get() == 2                     # the caller's explicit choice stands
+    parallel.run_workers(lambda: None, 2)
+    assert get() == 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module, scatter_add
 from ..backend import to_device as _array_to_device
@@ -443,7 +444,7 @@ class MatMul(Function):
         if a.dtype != b.dtype:
             _check_binary(self, a, b)
         try:
-            return get_array_module(a).matmul(a, b)
+            return parallel.matmul(a, b)
         except ValueError:
             raise _broadcast_error(self, a, b) from None
 
@@ -474,7 +475,7 @@ class Linear(Function):
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {tuple(b.shape)} does not match weight "
                              f"of shape {tuple(w.shape)}")
-        y = x @ w.T
+        y = parallel.matmul(x, w.T) if x.ndim == 2 else x @ w.T
         if b is not None:
             y += b
         return y
