@@ -35,7 +35,8 @@ import numpy as np
 
 T = TypeVar("T")
 
-__all__ = ["blas_threads", "get_num_threads", "matmul", "run_workers", "set_num_threads"]
+__all__ = ["blas_threads", "get_num_threads", "map_blocks", "matmul", "run_workers",
+           "set_num_threads"]
 
 
 def _cores() -> int:
@@ -115,24 +116,42 @@ def matmul(a: Any, b: Any) -> Any:
     out = np.empty((m, n), np.result_type(a, b))
     by_rows = m >= n
     size = m if by_rows else n
-    step = -(-size // (2 * threads))          # two pieces per thread, pulled from a queue
-    starts = iter(range(0, size, step))
+    step = -(-size // (2 * threads))
+
+    def block(_: None, i: int) -> None:
+        lo, hi = i * step, min(size, (i + 1) * step)
+        if by_rows:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+        else:
+            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+
+    map_blocks(-(-size // step), block, threads)
+    return out
+
+
+def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
+               workspace: Callable[[], Any] = lambda: None) -> list[T]:
+    """``[fn(ws, i) for i in range(count)]``, shared out among up to ``threads`` threads.
+
+    Each thread makes its own ``ws = workspace()`` and pulls the next index until none are
+    left, so a thread that gets less CPU takes fewer blocks. The results come back in index
+    order, so that summing them gives the same bits whatever thread ran which block.
+    """
+    results: list[Any] = [None] * count
+    indices = iter(range(count))
     lock = threading.Lock()
 
     def work() -> None:
+        ws = workspace()
         while True:
             with lock:
-                i = next(starts, None)
+                i = next(indices, None)
             if i is None:
                 return
-            j = min(size, i + step)
-            if by_rows:
-                np.matmul(a[i:j], b, out=out[i:j])
-            else:
-                np.matmul(a, b[:, i:j], out=out[:, i:j])
+            results[i] = fn(ws, i)
 
-    run_workers(work, min(threads, -(-size // step)))
-    return out
+    run_workers(work, max(1, min(threads, count)))
+    return results
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,3 +38,11 @@ def _seed():
     md.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def threads():
+    """``threads(n)`` sets minidl's CPU thread count inside a test; restored afterwards."""
+    before = md.get_num_threads()
+    yield md.set_num_threads
+    md.set_num_threads(before)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minidl as md
+from minidl.functional import normalization
 from minidl.functional.normalization import (
     BatchNormGrad,
     _Channels,
@@ -114,14 +115,20 @@ def test_batch_norm_train_and_eval_agree_after_running_stats_converge(device):
     np.testing.assert_allclose(y_eval.numpy(), y_train.numpy(), rtol=2e-3, atol=2e-3)
 
 
-def test_batch_norm_channels_last_matches_nchw_and_keeps_layout():
-    # channels-last arrays (what the conv kernels return) take the (M/r, r*C) path; an
-    # upstream gradient in another layout is copied into x's layout first
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_batch_norm_channels_last_matches_nchw_and_keeps_layout(monkeypatch, threads, n_threads):
+    # channels-last arrays (what the conv kernels return) take the (M/r, r*C) path, here in
+    # many row blocks, on worker threads or not; an upstream gradient in another layout is
+    # copied into x's layout first
+    monkeypatch.setattr(normalization, "_BLOCK_BYTES", 256)
+    threads(n_threads)
     rng = np.random.default_rng(7)
     x_nhwc = rng.standard_normal((4, 5, 6, 8)) * 2 + 3                # C = 8, m = 120
     x_cl = x_nhwc.transpose(0, 3, 1, 2)
     gy = rng.standard_normal(x_cl.shape)                               # NCHW memory
-    assert _Channels(x_cl).r == 8 and _Channels(np.ascontiguousarray(x_cl)).r == 0
+    ch = _Channels(x_cl)
+    assert ch.r == 8 and _Channels(np.ascontiguousarray(x_cl)).r == 0
+    assert len(ch.blocks) > 1 and ch.threads == n_threads
     gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
     outs = []
     for xa in (x_cl, np.ascontiguousarray(x_cl)):

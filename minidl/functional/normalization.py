@@ -11,14 +11,18 @@ gradients of any order still work.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..parallel import get_num_threads, map_blocks
 from .math import reshape
 from .math import sum as _sum
+
+T = TypeVar("T")
 
 
 def _stat_axes(ndim: int) -> tuple[int, ...]:
@@ -34,6 +38,9 @@ def _per_channel(v: Any, ndim: int) -> Any:
 
 # Row width (elements) that per-channel NumPy ops are given on channels-last data.
 _WIDE_ROW = 512
+# Bytes of a channels-last map per row block: each block is read by all of a pass's steps
+# while it is in the cache, and blocks are shared out among the worker threads.
+_BLOCK_BYTES = 2**20
 
 
 class _Channels:
@@ -44,8 +51,11 @@ class _Channels:
     is slow for the C = 16-64 of small nets, and reducing over the outer axes is slower still
     (measured in docs/benchmarks.md). So such arrays are viewed as (M/r, r*C) matrices with
     rows of about 512 numbers, per-channel vectors are tiled r times to match, sums are
-    BLAS matrix-vector products and sums of products an einsum, folded back to (C,). Other
-    layouts (NCHW, CuPy) use plain broadcasting and reductions over the non-channel axes.
+    BLAS matrix-vector products and sums of products an einsum. The rows are processed in
+    blocks of about 1 MiB (:meth:`each`), on minidl's worker threads when there are several;
+    per-block partial sums are added in block order and folded back to (C,). Other layouts
+    (NCHW, CuPy) use plain broadcasting and reductions over the non-channel axes, in one
+    block.
     """
 
     def __init__(self, x: Any) -> None:
@@ -53,9 +63,16 @@ class _Channels:
         self.m = x.size // self.C
         self.xp = get_array_module(x)
         self.r = 0                                     # 0: broadcasting layout
+        self.blocks, self.threads = [slice(None)], 1
         if type(x) is np.ndarray and self.m and self._rows(x).flags.c_contiguous:
             fit = 1 << max(0, (_WIDE_ROW // self.C).bit_length() - 1)
             self.r = min(fit, self.m & -self.m)        # a power of two that divides m
+            rows, threads = self.m // self.r, get_num_threads()
+            n = max(1, x.nbytes // _BLOCK_BYTES)
+            if threads > 1 and x.nbytes >= 2 * _BLOCK_BYTES:
+                n, self.threads = max(n, 4 * threads), threads
+            step = -(-rows // min(n, rows))
+            self.blocks = [slice(i, i + step) for i in range(0, rows, step)]
 
     @staticmethod
     def _rows(a: np.ndarray) -> np.ndarray:
@@ -79,17 +96,28 @@ class _Channels:
         v = v.astype(self.dtype, copy=False)
         return np.tile(v, self.r) if self.r else _per_channel(v, len(self.shape))
 
-    def sum(self, a: Any) -> Any:
-        """Per-channel sum of a view -> (C,)."""
+    def each(self, fn: Callable[[slice], T]) -> list[T]:
+        """``fn(rows)`` for every row block of the views, in order (on the worker threads)."""
+        return map_blocks(len(self.blocks), lambda _, i: fn(self.blocks[i]), self.threads)
+
+    def part_sum(self, a: Any) -> Any:
+        """Per-channel partial sum of one block of a view (fold the parts with :meth:`fold`)."""
         if not self.r:
             return a.sum(axis=_stat_axes(a.ndim))
-        return (np.ones(a.shape[0], a.dtype) @ a).reshape(self.r, self.C).sum(axis=0)
+        return np.ones(a.shape[0], a.dtype) @ a
 
-    def dot(self, a: Any, b: Any) -> Any:
-        """Per-channel sum of a * b of two views -> (C,)."""
+    def part_dot(self, a: Any, b: Any) -> Any:
+        """Per-channel partial sum of a * b over one block of two views."""
         if not self.r:
             return (a * b).sum(axis=_stat_axes(a.ndim))
-        return np.einsum("ij,ij->j", a, b).reshape(self.r, self.C).sum(axis=0)
+        return np.einsum("ij,ij->j", a, b)
+
+    def fold(self, parts: list[Any]) -> Any:
+        """Add partial sums in block order -> (C,)."""
+        total = parts[0].copy()
+        for p in parts[1:]:
+            total += p
+        return total.reshape(self.r, self.C).sum(axis=0) if self.r else total
 
 
 class BatchNorm(Function):
@@ -102,13 +130,24 @@ class BatchNorm(Function):
 
     def forward(self, x, gamma, beta):
         ch = _Channels(x)
-        self.mean = ch.sum(ch.view(x)) / ch.m
+        xv = ch.view(x)
+        self.mean = ch.fold(ch.each(lambda rows: ch.part_sum(xv[rows]))) / ch.m
         y, yv = ch.empty(x)
-        ch.xp.subtract(ch.view(x), ch.vector(self.mean), out=yv)
-        self.var = ch.dot(yv, yv) / ch.m                 # biased, used to normalise
+        mean = ch.vector(self.mean)
+
+        def center(rows: slice) -> Any:
+            ch.xp.subtract(xv[rows], mean, out=yv[rows])
+            return ch.part_dot(yv[rows], yv[rows])
+
+        self.var = ch.fold(ch.each(center)) / ch.m       # biased, used to normalise
         self.inv_std = 1.0 / ch.xp.sqrt(self.var + self.eps)
-        yv *= ch.vector(gamma * self.inv_std)
-        yv += ch.vector(beta)
+        scale, shift = ch.vector(gamma * self.inv_std), ch.vector(beta)
+
+        def affine(rows: slice) -> None:
+            yv[rows] *= scale
+            yv[rows] += shift
+
+        ch.each(affine)
         return y
 
     def backward(self, gy):
@@ -126,16 +165,28 @@ class BatchNormGrad(Function):
 
     def forward(self, x, gamma, gy):
         ch = _Channels(x)
-        g = ch.view(gy)
+        xv, g = ch.view(x), ch.view(gy)
         dx, xc = ch.empty(x)
-        ch.xp.subtract(ch.view(x), ch.vector(self.mean), out=xc)
-        gbeta = ch.sum(g)
-        ggamma = ch.dot(g, xc) * self.inv_std
+        mean = ch.vector(self.mean)
+
+        def center(rows: slice) -> tuple[Any, Any]:
+            ch.xp.subtract(xv[rows], mean, out=xc[rows])
+            return ch.part_sum(g[rows]), ch.part_dot(g[rows], xc[rows])
+
+        parts = ch.each(center)
+        gbeta = ch.fold([p[0] for p in parts])
+        ggamma = ch.fold([p[1] for p in parts]) * self.inv_std
         k = gamma * self.inv_std
         # dx = k*gy - (k*ggamma/m)*xhat - k*gbeta/m, assembled in place on xc = xhat/inv_std
-        xc *= ch.vector(-k * ggamma * self.inv_std / ch.m)
-        xc += g * ch.vector(k)
-        xc -= ch.vector(k * gbeta / ch.m)
+        c_xc = ch.vector(-k * ggamma * self.inv_std / ch.m)
+        c_gy, c_0 = ch.vector(k), ch.vector(k * gbeta / ch.m)
+
+        def assemble(rows: slice) -> None:
+            xc[rows] *= c_xc
+            xc[rows] += g[rows] * c_gy
+            xc[rows] -= c_0
+
+        ch.each(assemble)
         return dx, ggamma, gbeta
 
     def backward(self, a, b_gamma, b_beta):
