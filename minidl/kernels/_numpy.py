@@ -34,12 +34,14 @@ from ..parallel import get_num_threads, map_blocks
 
 Pads = tuple[int, int, int, int]
 
-# Bytes of column matrix per batch block. Measured on a 2-core EPYC (32 MiB L3) for the
-# 32x64x32x32 / 64 filters 3x3 conv, forward + backward: with one thread 4-8 MiB blocks are
-# best (12 MiB: 15% slower, one block for the whole batch: 60% slower, its column matrix no
-# longer fits the cache); on a busy machine every BLAS call pays a thread hand-over and 4 MiB
-# blocks (many short calls) were up to 2x slower than 8-16 MiB ones. 8 MiB serves both.
-BLOCK_BYTES = 8 * 2**20
+# Bytes of column matrix per batch block. Measured on a 2-core EPYC (32 MiB L3, shared with
+# other jobs), one thread, forward + both gradients: the 32x64x32x32 / 64 filters 3x3 conv
+# takes 117 / 92 / 92 ms with 8 / 4 / 2 MiB blocks, the 128x256x14x14 one 1099 / 1190 /
+# 1253 ms; a whole cifar_resnet20 b64 training step 590-604 / 369-452 / 373-409 ms (the
+# step's activations compete for the cache). One block for the whole batch was 60% slower.
+# (The hand-over cost that once favoured big blocks on a busy machine was OpenBLAS's own
+# threads; BLAS now runs single-threaded under minidl's workers.)
+BLOCK_BYTES = 4 * 2**20
 
 
 def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
