@@ -57,6 +57,7 @@ from minidl.backend import blas_info, xp_for  # noqa: E402
 from minidl.functional.conv import conv2d  # noqa: E402
 from minidl.functional.normalization import batch_norm  # noqa: E402
 from minidl.functional.pooling import max_pool2d  # noqa: E402
+from minidl.parallel import blas_threads  # noqa: E402
 
 CLOCK = time.perf_counter
 
@@ -131,7 +132,10 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     out = xp.empty((N * Ho * Ho, K), np.float32)
 
     def gemm() -> None:
-        xp.matmul(a, bm, out=out)
+        # the machine's rate with every thread: minidl leaves BLAS single-threaded once its
+        # own worker threads have run, so the reference asks for the threads explicitly
+        with blas_threads(THREADS or os.cpu_count() or 1):
+            xp.matmul(a, bm, out=out)
 
     # pool and BN run on a conv output: its shape, and on CPU its channels-last memory
     y_np = gy_np if device == "cuda" else \

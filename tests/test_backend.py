@@ -240,3 +240,16 @@ def test_to_round_trip_keeps_values_dtype_and_gradient():
     assert c.device == "cuda"  # a CuPy array stays on the GPU
     assert md.tensor(c.data, device="cpu").device == "cpu"
     assert md.gradcheck(lambda t: (t.to("cuda") * 2).to("cpu"), x)
+
+
+def test_host_allocator_tuning_is_applied_on_glibc_and_can_be_turned_off():
+    import subprocess
+    import sys
+
+    code = "import minidl.backend as b; print(b.HOST_ALLOCATOR_TUNED)"
+    glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+    for value, expected in (("1", glibc), ("0", False)):
+        env = dict(os.environ, MINIDL_MALLOC=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == str(expected)
