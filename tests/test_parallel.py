@@ -132,3 +132,25 @@ def test_worker_threads_leave_blas_single_threaded_unless_inside_blas_threads(th
         assert get() == 2                     # the caller's explicit choice stands
     parallel.run_workers(lambda: None, 2)
     assert get() == 1
+
+
+@pytest.mark.parametrize("kernel, stride, pads", [((2, 2), (2, 2), (0, 0, 0, 0)),
+                                                  ((3, 3), (2, 2), (1, 1, 1, 1))])
+def test_threaded_max_pool_matches_single_thread(threads, monkeypatch, kernel, stride, pads):
+    monkeypatch.setattr(K, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(K, "POOL_BLOCK_BYTES", 1)              # one image per block
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 3, 9, 8))
+    out_hw = (K.out_size(9, kernel[0], stride[0], pads[0], pads[1], 1),
+              K.out_size(8, kernel[1], stride[1], pads[2], pads[3], 1))
+    gy = rng.standard_normal((7, 3, *out_hw))
+
+    def run():
+        y, idx = K.max_pool2d_forward(x, kernel, stride, pads, out_hw)
+        return y, idx, K.max_pool2d_backward(gy, idx, (9, 8), kernel, stride, pads)
+
+    threads(1)
+    serial = run()
+    threads(3)
+    for a, b in zip(run(), serial):
+        np.testing.assert_array_equal(a, b)

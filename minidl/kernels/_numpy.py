@@ -57,6 +57,8 @@ PARALLEL_MIN_BYTES = 2 * 2**20
 # cifar_resnet20's 64x16x32x32 conv (forward + both gradients): 2 blocks per thread 23.7 ms,
 # 4 blocks 14.2 ms, 8 blocks 13.4 ms (one thread: 25-30 ms).
 BLOCKS_PER_THREAD = 4
+# ... but not below this many bytes of columns: each block costs a few Python-level calls.
+MIN_BLOCK_BYTES = 2**20
 
 
 def _plan(n: int, bytes_per_image: int) -> tuple[int, int]:
@@ -65,7 +67,7 @@ def _plan(n: int, bytes_per_image: int) -> tuple[int, int]:
     threads = get_num_threads()
     if threads <= 1 or n * bytes_per_image < PARALLEL_MIN_BYTES:
         return nb, 1
-    nb = min(nb, -(-n // (BLOCKS_PER_THREAD * threads)))
+    nb = min(nb, max(-(-n // (BLOCKS_PER_THREAD * threads)), MIN_BLOCK_BYTES // bytes_per_image))
     return nb, min(threads, -(-n // nb))
 
 
@@ -567,12 +569,14 @@ def _offsets(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int,
 POOL_BLOCK_BYTES = 1 * 2**20
 
 
-def _pool_blocks(big: np.ndarray, *arrays: np.ndarray):
-    """Yield the same batch block of every array; blocks sized by ``big`` (N, C, H, W)."""
+def _pool_blocks(big: np.ndarray, body: Callable[..., None], *arrays: np.ndarray) -> None:
+    """``body(*blocks)`` for the same batch block of every array, blocks sized by ``big``
+    (N, C, H, W); the blocks are shared out among the worker threads."""
     N = big.shape[0]
     nb = max(1, min(N, POOL_BLOCK_BYTES // max(1, big[:1].nbytes)))
-    for n0 in range(0, N, nb):
-        yield tuple(a[n0:n0 + nb] for a in arrays)
+    threads = get_num_threads() if big.nbytes >= PARALLEL_MIN_BYTES else 1
+    map_blocks(-(-N // nb), lambda _, i: body(*(a[i * nb:(i + 1) * nb] for a in arrays)),
+               threads)
 
 
 def _index_dtype(kk: int) -> np.dtype:
@@ -594,12 +598,14 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
     idx = np.zeros_like(best, dtype=_index_dtype(kernel[0] * kernel[1]))
     mask = np.empty_like(best, dtype=bool)
     offsets = list(_offsets((H, W), out_hw, kernel, stride, pads))
-    for xt, b, i, m in _pool_blocks(x, _nhwc(x), best, idx, mask):
+    def block(xt: np.ndarray, b: np.ndarray, i: np.ndarray, m: np.ndarray) -> None:
         for _, src, dst in offsets:
             np.maximum(b[dst], xt[src], out=b[dst])
         for o, src, dst in reversed(offsets):
             np.equal(xt[src], b[dst], out=m[dst])
             np.copyto(i[dst], o, where=m[dst])
+
+    _pool_blocks(x, block, _nhwc(x), best, idx, mask)
     return _nchw(best), idx
 
 
@@ -619,7 +625,8 @@ def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
     mask = np.empty_like(idx, dtype=bool)
     tmp = np.empty_like(g)
     offsets = list(_offsets(in_hw, (Ho, Wo), kernel, stride, pads))
-    for d, gb, ib, m, t in _pool_blocks(dx, dx, g, idx, mask, tmp):
+    def block(d: np.ndarray, gb: np.ndarray, ib: np.ndarray, m: np.ndarray,
+              t: np.ndarray) -> None:
         for o, src, dst in offsets:
             np.equal(ib[dst], o, out=m[dst])
             if disjoint:
@@ -627,6 +634,8 @@ def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
             else:
                 np.multiply(gb[dst], m[dst], out=t[dst])
                 d[src] += t[dst]
+
+    _pool_blocks(dx, block, dx, g, idx, mask, tmp)
     return _nchw(dx)
 
 
