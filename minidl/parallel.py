@@ -72,10 +72,10 @@ def set_num_threads(n: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
     with _pool_lock:
+        # a new pool is made on next use; the old one is not shut down, since another thread
+        # may be submitting to it right now (its idle threads exit once it is collected)
         _num_threads = n
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-            _pool, _pool_size = None, 0
+        _pool, _pool_size = None, 0
 
 
 def run_workers(work: Callable[[], T], n: int) -> list[T]:
@@ -86,18 +86,29 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
     (for good: see the module docstring).
     """
     global _pool, _pool_size
-    if n <= 1:
-        return [work()]
+    if n <= 1 or getattr(_worker, "busy", False):
+        return [work()]     # nested inside a worker: waiting on the pool could deadlock
     with _pool_lock:
         if _pool is None or _pool_size < n - 1:
             _pool_size = max(n, _num_threads) - 1
             _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minidl-worker")
         pool = _pool
     _single_threaded_blas()
-    futures = [pool.submit(work) for _ in range(n - 1)]
+    futures = [pool.submit(_as_worker, work) for _ in range(n - 1)]
     results = [work()]
     results += [f.result() for f in futures]
     return results
+
+
+_worker = threading.local()
+
+
+def _as_worker(work: Callable[[], T]) -> T:
+    _worker.busy = True
+    try:
+        return work()
+    finally:
+        _worker.busy = False
 
 
 # Products below this many multiply-adds run whole on the calling thread.

@@ -154,3 +154,14 @@ def test_threaded_max_pool_matches_single_thread(threads, monkeypatch, kernel, s
     threads(3)
     for a, b in zip(run(), serial):
         np.testing.assert_array_equal(a, b)
+
+
+def test_nested_run_workers_inside_a_worker_runs_inline(threads):
+    threads(2)
+    inner = []
+
+    def work():
+        inner.append(len(parallel.run_workers(lambda: threading.get_ident(), 2)))
+
+    parallel.run_workers(work, 2)                     # would deadlock if nested calls waited
+    assert sorted(inner) == [1, 2]                    # the pool thread ran its inner call inline
