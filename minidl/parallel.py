@@ -22,6 +22,7 @@ The default is the number of cores this process may use, or ``MINIDL_NUM_THREADS
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import os
@@ -48,11 +49,11 @@ def _cores() -> int:
 
 def _from_env() -> int:
     value = os.environ.get("MINIDL_NUM_THREADS", "")
-    try:
-        return max(1, int(value)) if value else _cores()
-    except ValueError:
-        raise ValueError(f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}") \
-            from None
+    if not value:
+        return _cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}")
+    return int(value)
 
 
 _num_threads = _from_env()
@@ -95,12 +96,23 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
         pool = _pool
     _single_threaded_blas()
     futures = [pool.submit(_as_worker, work) for _ in range(n - 1)]
-    results = [work()]
+    try:
+        results = [work()]
+    finally:  # never return (or raise) while workers still write into the caller's arrays
+        concurrent.futures.wait(futures)
     results += [f.result() for f in futures]
     return results
 
 
 _worker = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has the parent's pool object but none of its threads, and a lock held
+    by another thread at the fork stays locked: start afresh (multiprocessing uses fork)."""
+    global _pool, _pool_size, _pool_lock, _blas_lock, _blas_depth
+    _pool, _pool_size = None, 0
+    _pool_lock, _blas_lock, _blas_depth = threading.Lock(), threading.Lock(), 0
 
 
 def _as_worker(work: Callable[[], T]) -> T:
@@ -146,20 +158,28 @@ def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
 
     Each thread makes its own ``ws = workspace()`` and pulls the next index until none are
     left, so a thread that gets less CPU takes fewer blocks. The results come back in index
-    order, so that summing them gives the same bits whatever thread ran which block.
+    order, so that summing them gives the same bits whichever thread ran which block (for a
+    given thread count: the callers size their blocks by it). After an error in one block
+    the other threads take no new blocks, and the error is raised once all have stopped.
     """
     results: list[Any] = [None] * count
     indices = iter(range(count))
     lock = threading.Lock()
+    failed = False
 
     def work() -> None:
+        nonlocal failed
         ws = workspace()
         while True:
             with lock:
-                i = next(indices, None)
+                i = None if failed else next(indices, None)
             if i is None:
                 return
-            results[i] = fn(ws, i)
+            try:
+                results[i] = fn(ws, i)
+            except BaseException:
+                failed = True
+                raise
 
     run_workers(work, max(1, min(threads, count)))
     return results
@@ -251,3 +271,7 @@ def blas_threads(n: int | None) -> Iterator[None]:
             if _blas_depth == 0:
                 for (_, set_), old in zip(_controls(), _blas_saved):
                     set_(old)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

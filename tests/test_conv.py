@@ -349,3 +349,14 @@ def test_conv_transpose2d_matches_torch(kw):
     ty = torch.nn.functional.conv_transpose2d(*(torch.tensor(a) for a in (x, w, b)), **kw)
     np.testing.assert_allclose(conv_transpose2d(md.tensor(x), md.tensor(w), md.tensor(b), **kw).numpy(),
                                ty.numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("channels", [3, 6])      # few-channel and channels-last paths
+def test_conv2d_empty_batch_gives_empty_output_and_zero_weight_grad(channels):
+    x = md.tensor(np.zeros((0, channels, 8, 8)), requires_grad=True)
+    w = md.tensor(np.ones((4, channels, 3, 3)), requires_grad=True)
+    y = conv2d(x, w, None, 1, 1)
+    assert y.shape == (0, 4, 8, 8)
+    y.sum().backward()
+    assert x.grad.shape == (0, channels, 8, 8)
+    np.testing.assert_array_equal(w.grad.numpy(), np.zeros((4, channels, 3, 3)))

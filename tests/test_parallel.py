@@ -2,7 +2,9 @@
 agreeing with the single-threaded ones."""
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -31,11 +33,11 @@ def test_set_num_threads_round_trip_and_errors(threads):
 def test_blas_threads_are_limited_nested_and_restored():
     get = _blas_getter()
     before = get()
-    with parallel.blas_threads(1):
-        assert get() == 1
-        with parallel.blas_threads(1):
-            assert get() == 1
-        assert get() == 1                     # the inner exit keeps the outer setting
+    with parallel.blas_threads(3):
+        assert get() == 3
+        with parallel.blas_threads(2):
+            assert get() == 3                 # the outermost setting holds while nested
+        assert get() == 3
     assert get() == before
     with parallel.blas_threads(0):            # 0: leave it alone
         assert get() == before
@@ -68,6 +70,8 @@ def test_run_workers_propagates_errors(threads):
 
 CONFIGS = [  # N, C, H, W, K, kernel, stride, pads, dilation, groups
     (7, 3, 9, 8, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (6, 2, 8, 7, 6, (3, 2), (1, 1), (1, 2, 0, 1), (1, 2), 1),     # offset-major dx
+    (5, 6, 7, 8, 5, (2, 2), (1, 1), (0, -1, 1, 0), (1, 1), 1),    # channels-last, cropping
     (5, 4, 8, 9, 6, (3, 2), (2, 2), (1, 0, 2, 1), (1, 1), 2),
     (6, 2, 10, 7, 5, (2, 3), (1, 2), (0, 1, 1, 0), (2, 1), 1),
     (9, 6, 7, 7, 6, (3, 3), (2, 1), (2, 2, 2, 2), (1, 2), 6),
@@ -81,11 +85,11 @@ def test_threaded_conv_kernels_match_single_thread(threads, monkeypatch, cfg):
     monkeypatch.setattr(K, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(K, "BLOCK_BYTES", 1)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((N, C, H, W))
-    w = rng.standard_normal((Kout, C // groups, *kernel))
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((Kout, C // groups, *kernel))        # float64: mixed dtypes
     Ho = K.out_size(H, kernel[0], stride[0], pads[0], pads[1], dilation[0])
     Wo = K.out_size(W, kernel[1], stride[1], pads[2], pads[3], dilation[1])
-    gy = rng.standard_normal((N, Kout, Ho, Wo))
+    gy = rng.standard_normal((N, Kout, Ho, 2 * Wo))[..., ::2]     # strided, NCHW
 
     def run():
         return (K.conv2d_forward(x, w, None, stride, pads, dilation, groups),
@@ -122,6 +126,8 @@ def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
     x = md.tensor(rng.standard_normal((6, 4)), requires_grad=True)
     w = md.tensor(rng.standard_normal((3, 4)), requires_grad=True)
     assert md.gradcheck(lambda x, w: md.functional.linear(x, w) @ w, x, w)
+    x3 = md.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)    # (..., in) inputs
+    assert md.gradcheck(lambda x, w: md.functional.linear(x, w), x3, w)
 
 
 def test_worker_threads_leave_blas_single_threaded_unless_inside_blas_threads(threads):
@@ -163,5 +169,53 @@ def test_nested_run_workers_inside_a_worker_runs_inline(threads):
     def work():
         inner.append(len(parallel.run_workers(lambda: threading.get_ident(), 2)))
 
-    parallel.run_workers(work, 2)                     # would deadlock if nested calls waited
+    # a deadlock (nested calls waiting on a pool whose threads wait too) fails, not hangs
+    outer = threading.Thread(target=parallel.run_workers, args=(work, 2), daemon=True)
+    outer.start()
+    outer.join(20)
+    assert not outer.is_alive(), "nested run_workers deadlocked"
     assert sorted(inner) == [1, 2]                    # the pool thread ran its inner call inline
+
+
+def test_an_error_in_one_block_stops_the_others_and_is_raised_after_all_finish(threads):
+    threads(2)
+    done = []
+
+    def block(_, i):
+        if i == 0:
+            raise RuntimeError("block 0 failed")
+        time.sleep(0.01)
+        done.append(i)
+
+    with pytest.raises(RuntimeError, match="block 0 failed"):
+        parallel.map_blocks(50, block, 2)
+    finished = len(done)
+    time.sleep(0.1)
+    assert len(done) == finished < 49     # nothing runs on after the raise, most never ran
+
+
+def _conv_in_child(_):
+    x = np.ones((64, 16, 32, 32), np.float32)
+    w = np.ones((16, 16, 3, 3), np.float32)
+    return float(K.conv2d_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1).sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threaded_kernels_work_in_a_forked_child(threads):
+    import multiprocessing
+
+    threads(2)
+    expected = _conv_in_child(None)            # the parent has used its worker pool
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_conv_in_child, (None,)).get(timeout=60) == expected
+
+
+def test_bad_minidl_num_threads_is_a_clear_error():
+    import subprocess
+    import sys
+
+    for value in ("abc", "0", "-2"):
+        res = subprocess.run([sys.executable, "-c", "import minidl"], capture_output=True,
+                             text=True, env=dict(os.environ, MINIDL_NUM_THREADS=value))
+        assert res.returncode != 0
+        assert f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}" in res.stderr

@@ -475,7 +475,10 @@ class Linear(Function):
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias of shape {tuple(b.shape)} does not match weight "
                              f"of shape {tuple(w.shape)}")
-        y = parallel.matmul(x, w.T) if x.ndim == 2 else x @ w.T
+        if x.ndim > 2:  # (..., in) as one (rows, in) matrix, so that it can be split too
+            y = parallel.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], -1)
+        else:
+            y = parallel.matmul(x, w.T)
         if b is not None:
             y += b
         return y

@@ -11,7 +11,9 @@ The public shapes are NCHW, but inside these kernels every image is handled chan
   output straight into a channels-last buffer, with no transposing copy after it;
 * outputs are (N, C, H, W) arrays stored channels-last (what PyTorch calls the channels_last
   memory format; they own their memory, they are not views). Element-wise NumPy ops keep
-  that layout, so the next conv or pool reads its input without a transposing copy.
+  that layout, so the next conv or pool reads its input without a transposing copy. (One
+  exception: the offset-major input gradient of a conv with 2C <= K is stored NCHW, the
+  layout its col2im adds into; every kernel reads either layout.)
 
 The batch is processed in blocks of a few images so that the column matrix of a block stays in
 the CPU cache: im2col, the GEMM and col2im then move cache-resident data, and the GEMM itself
@@ -328,10 +330,10 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     H, W = in_hw
     C = Cg * groups
     dtype = np.result_type(gy, w)
-    dx = _nhwc(_new((N, C, H, W), dtype))
     (sh, sw), (dh, dw) = stride, dilation
     if sh == 1 and sw == 1 and groups == 1 and 2 * C <= K:
         return _grad_input_offset_major(gy, w, in_hw, pads, dilation)
+    dx = _nhwc(_new((N, C, H, W), dtype))
     # stride 1: dx is the correlation of gy with the flipped kernel, so it is an im2col and
     # one GEMM; no scatter-add at all.
     if sh == 1 and sw == 1:
@@ -450,10 +452,9 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
         g = gbuf[:n].reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
         return np.matmul(a, g)
 
-    parts = _run_blocks(N, nb, threads, workspace, block)
-    acc = parts[0]
-    for part in parts[1:]:          # in block order: the same sum whichever thread ran what
-        acc += part
+    acc = np.zeros((G, kk * Cg, Kg), dtype)
+    for part in _run_blocks(N, nb, threads, workspace, block):
+        acc += part                 # in block order: the same sum whichever thread ran what
     gw = np.empty((K, Cg, kh, kw), dtype)
     np.copyto(gw.reshape(G, Kg, Cg, kh, kw),
               acc.reshape(G, kh, kw, Cg, Kg).transpose(0, 4, 3, 1, 2))
@@ -480,10 +481,9 @@ def _grad_weight_few_channels(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, 
         _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
         return columns(col_ws, n0, n) @ gbuf[:n].reshape(n * Ho * Wo, K)
 
-    parts = _run_blocks(N, nb, threads, workspace, block)
-    acc = parts[0]
-    for part in parts[1:]:          # in block order, as in conv2d_grad_weight
-        acc += part
+    acc = np.zeros((kh * kw * C, K), x.dtype)
+    for part in _run_blocks(N, nb, threads, workspace, block):
+        acc += part                 # in block order, as in conv2d_grad_weight
     return np.ascontiguousarray(acc.reshape(kh, kw, C, K).transpose(3, 2, 0, 1))
 
 
