@@ -93,14 +93,29 @@ def _torch(device: str) -> Any:
     return torch
 
 
+# After a call, OpenBLAS's and torch's OpenMP worker threads spin for up to a few hundred
+# milliseconds before they sleep; timed right after them, minidl's worker threads found one
+# core taken (the 32x64x32x32 conv, two threads: 91-101 ms interleaved with torch and the
+# GEMM reference, 46-58 ms alone). So the timing pauses whenever it switches runtimes.
+SETTLE_S = 0.3
+
+
+def _runtime(name: str) -> str:
+    return "torch" if name.startswith("t_") else "blas" if name == "gemm" else "minidl"
+
+
 def best_times(fns: dict[str, Callable[[], Any]], repeat: int, device: str) -> dict[str, float]:
     """Best wall time of each callable, repeats interleaved, after one warm-up call each."""
     best = {name: float("inf") for name in fns}
     for fn in fns.values():
         fn()
         _sync(device)
+    last = None
     for _ in range(repeat):
         for name, fn in fns.items():
+            if device == "cpu" and _runtime(name) != last:
+                time.sleep(SETTLE_S)
+                last = _runtime(name)
             t0 = CLOCK()
             fn()
             _sync(device)
