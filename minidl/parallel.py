@@ -18,7 +18,8 @@ on one thread, 506 ms when BLAS went back to two threads between convolutions). 
     >>> md.get_num_threads()
     1
 
-The default is the number of cores this process may use, or ``MINIDL_NUM_THREADS``.
+The default is the number of cores this process may use (its affinity mask, capped by a
+container's cgroup-v2 CPU quota), or ``MINIDL_NUM_THREADS``.
 """
 from __future__ import annotations
 
@@ -40,11 +41,27 @@ __all__ = ["blas_threads", "get_num_threads", "map_blocks", "matmul", "run_worke
            "set_num_threads"]
 
 
-def _cores() -> int:
+def _cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """The CPU quota of this container (cgroup v2 ``cpu.max``, rounded up), or None."""
     try:
-        return len(os.sched_getaffinity(0))
+        with open(path, encoding="ascii") as f:
+            fields = f.read().split()
+    except OSError:
+        return None
+    if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
+        return None                             # "max 100000": no quota
+    return max(1, -(-int(fields[0]) // max(1, int(fields[1]))))
+
+
+def _cores() -> int:
+    """Cores this process may use: its affinity mask, capped by a container's CPU quota
+    (a container limited to 2 CPUs on a 64-core host should not start 64 threads)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return min(cores, quota) if quota else cores
 
 
 def _from_env() -> int:

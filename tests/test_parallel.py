@@ -219,3 +219,12 @@ def test_bad_minidl_num_threads_is_a_clear_error():
                              text=True, env=dict(os.environ, MINIDL_NUM_THREADS=value))
         assert res.returncode != 0
         assert f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}" in res.stderr
+
+
+@pytest.mark.parametrize("text, expected", [("200000 100000\n", 2), ("150000 100000", 2),
+                                            ("max 100000\n", None), ("", None)])
+def test_container_cpu_quota_is_read_from_cgroup_v2(tmp_path, text, expected):
+    path = tmp_path / "cpu.max"
+    path.write_text(text)
+    assert parallel._cgroup_cpus(str(path)) == expected
+    assert parallel._cgroup_cpus(str(tmp_path / "missing")) is None
