@@ -230,8 +230,8 @@ def blas_info() -> str:
 # glibc's malloc hands arrays above its mmap threshold straight to the kernel and gives them
 # back on free, and trims the heap top once 2x that much is free: each training step then
 # page-faults its feature maps, gradients and im2col workspaces in afresh. Keeping arrays up
-# to 32 MiB on the heap and trimming only above 128 MiB of free top measured (one thread,
-# per step): LeNet-5 b64 15 -> 10 ms, cifar_resnet20 b64 400 -> 364 ms (docs/benchmarks.md).
+# to 32 MiB on the heap and trimming only above 128 MiB of free top: a LeNet-5 b64 step
+# 14.9 -> 10.4 ms (one thread, benchmarks/bench_cpu_choices.py).
 # 32 MiB is the largest threshold glibc's own adaptive rule would reach. MINIDL_MALLOC=0
 # leaves malloc alone.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3

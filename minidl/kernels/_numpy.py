@@ -36,13 +36,11 @@ from ..parallel import get_num_threads, map_blocks
 
 Pads = tuple[int, int, int, int]
 
-# Bytes of column matrix per batch block. Measured on a 2-core EPYC (32 MiB L3, shared with
-# other jobs), one thread, forward + both gradients: the 32x64x32x32 / 64 filters 3x3 conv
-# takes 117 / 92 / 92 ms with 8 / 4 / 2 MiB blocks, the 128x256x14x14 one 1099 / 1190 /
-# 1253 ms; a whole cifar_resnet20 b64 training step 590-604 / 369-452 / 373-409 ms (the
-# step's activations compete for the cache). One block for the whole batch was 60% slower.
-# (The hand-over cost that once favoured big blocks on a busy machine was OpenBLAS's own
-# threads; BLAS now runs single-threaded under minidl's workers.)
+# Bytes of column matrix per batch block. benchmarks/bench_cpu_choices.py, one thread, on a
+# 2-core EPYC whose 32 MiB L3 is shared with other jobs: the 32x64x32x32 / 64 filters 3x3 conv
+# (forward + both gradients) 113 / 90 / 90 ms with 8 / 4 / 2 MiB blocks, a whole
+# cifar_resnet20 b64 step 419 / 328 / 324 ms (the step's activations compete for the cache).
+# (bench_conv's 128x256x14x14 conv prefers 8 MiB by about 8%; the whole step decides.)
 BLOCK_BYTES = 4 * 2**20
 
 
@@ -55,9 +53,10 @@ def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
 # blocks to worker threads costs tens of microseconds.
 PARALLEL_MIN_BYTES = 2 * 2**20
 # With threads, blocks shrink to give each thread at least this many: a thread slowed by
-# other work then takes fewer, and the last block's wait is short. Measured on 2 cores,
-# cifar_resnet20's 64x16x32x32 conv (forward + both gradients): 2 blocks per thread 23.7 ms,
-# 4 blocks 14.2 ms, 8 blocks 13.4 ms (one thread: 25-30 ms).
+# other work then takes fewer, and the last block's wait is short. With 4 MiB blocks the cap
+# above usually binds first (bench_cpu_choices.py, 64x16x32x32 conv, two threads: 13.0 /
+# 13.0 / 12.3 ms with 2 / 4 / 8 blocks per thread); with 8 MiB blocks two per thread were
+# measured 1.7x slower than four while this was tuned.
 BLOCKS_PER_THREAD = 4
 # ... but not below this many bytes of columns: each block costs a few Python-level calls.
 MIN_BLOCK_BYTES = 2**20
@@ -241,10 +240,13 @@ def _col2im_block(dcols: np.ndarray, dxpad: np.ndarray, s: tuple[int, int],
 # Inputs with at most this many channels per group (images: 1-3) use an offset-major column
 # matrix. Channels-last columns of such an input are runs of only kw*C numbers, so im2col
 # copies short pieces; offset-major columns are whole shifted images (runs of Wo numbers).
-# Measured, one thread (docs/benchmarks.md): LeNet's 1->6 5x5 conv at batch 64, forward
-# 1.98 -> 0.92 ms and weight gradient 1.94 -> 0.82 ms; ResNet's 3->16 3x3 stem 2.35 -> 1.41 and
-# 2.79 -> 1.40 ms. At 6 channels the channels-last columns are already faster.
+# benchmarks/bench_cpu_choices.py, one thread, batch 64: LeNet's 1->6 5x5 conv forward
+# 2.66 -> 1.06 ms, weight gradient 3.06 -> 1.20 ms; a 3->16 3x3 stem 3.28 -> 1.81 and
+# 3.68 -> 1.84 ms.
 FEW_CHANNELS = 4
+# A stride-1 input gradient uses offset-major columns when K >= this many times C
+# (bench_cpu_choices.py: LeNet's 6 -> 16 conv 3.26 -> 2.55 ms; at 16 -> 16 it is 2.4x slower).
+OFFSET_MAJOR_DX_RATIO = 2
 
 
 def _offset_windows(xpad: np.ndarray, kh: int, kw: int, s: tuple[int, int],
@@ -331,7 +333,7 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     C = Cg * groups
     dtype = np.result_type(gy, w)
     (sh, sw), (dh, dw) = stride, dilation
-    if sh == 1 and sw == 1 and groups == 1 and 2 * C <= K:
+    if sh == 1 and sw == 1 and groups == 1 and OFFSET_MAJOR_DX_RATIO * C <= K:
         return _grad_input_offset_major(gy, w, in_hw, pads, dilation)
     dx = _nhwc(_new((N, C, H, W), dtype))
     # stride 1: dx is the correlation of gy with the flipped kernel, so it is an im2col and
@@ -375,7 +377,7 @@ def _grad_input_offset_major(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, in
     The flipped-kernel correlation would im2col gy, whose K channels outnumber x's C; here
     the GEMM W (kh*kw*C, K) @ gy^T makes the smaller offset-major columns of dx instead, and
     col2im adds each tap's (C, n, Ho, Wo) slab into an NCHW buffer: kh*kw adds with runs of
-    Wo numbers. Measured (one thread): LeNet's 6->16 5x5 conv at batch 64, 2.98 -> 1.95 ms.
+    Wo numbers. See OFFSET_MAJOR_DX_RATIO for when it pays.
     """
     N, K, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
