@@ -22,7 +22,7 @@ from minidl.models import (
     skip_init,
     unfreeze,
 )
-from minidl.models.weights import TORCH_CONVERSION_HINT
+from minidl.io.torch_weights import TORCH_CONVERSION_HINT
 from minidl.nn import StateDictError
 
 

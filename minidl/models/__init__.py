@@ -39,7 +39,7 @@ from .resnet import (
     resnet152,
 )
 from .vgg import VGG, vgg, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
-from .weights import load_torch_state_dict, read_state_dict
+from ..io import load_torch_state_dict, read_state_dict
 from .wide_deep import wide_and_deep
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Saving and loading: ``.npz`` checkpoints (``.safetensors`` when that package is installed),
-written atomically, plus import of PyTorch state dicts.
+"""Saving and loading minidl checkpoints: ``.npz`` (``.safetensors`` when that package is
+installed), written atomically.
 
 ``save(obj, path)`` takes a Module (saves its ``state_dict``), an Optimizer (its
 ``state_dict``), a Tensor/array, or any nesting of dicts, lists and tuples of those and of
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Tensor
-from .backend import to_numpy
+from ..autograd import Tensor
+from ..backend import to_numpy
 
-__all__ = ["save", "load", "CheckpointError", "load_torch_state_dict"]
+__all__ = ["save", "load", "CheckpointError"]
 
 _META = "__minidl_meta__"
 _FORMAT = 1
@@ -186,17 +186,3 @@ def load(path: str | os.PathLike) -> Any:
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"load: {path} has a damaged minidl record: {e}") from e
 
-
-def load_torch_state_dict(model: Any, path_or_dict: str | os.PathLike | Mapping[str, Any],
-                          strict: bool = True,
-                          rename: Any = None) -> tuple[list[str], list[str]]:
-    """Load PyTorch/torchvision weights into ``model``; see
-    :func:`minidl.models.weights.load_torch_state_dict` (a dict of arrays, ``.npz``,
-    ``.safetensors`` or, with torch installed, ``.pth``). Errors leave the model unchanged.
-    Returns ``(missing_keys, unexpected_keys)``.
-    """
-    # The implementation knows torchvision's key spellings, so it lives with the zoo; imported
-    # when called, which keeps ``minidl.io`` cheap and below the zoo in the layering.
-    from .models.weights import load_torch_state_dict as _load  # noqa: PLC0415
-
-    return _load(model, path_or_dict, strict=strict, rename=rename)
