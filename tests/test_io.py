@@ -160,6 +160,40 @@ def test_safetensors_round_trip(tmp_path):
         mio.load(tmp_path / "bad.safetensors")
 
 
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    import json
+    head = json.dumps(header).encode()
+    return len(head).to_bytes(8, "little") + head + data
+
+
+def test_read_safetensors_widens_bfloat16_and_keeps_metadata(tmp_path):
+    values = np.array([1.5, -2.0, 3.25], np.float32)  # exact in bfloat16
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    f32 = np.arange(4, dtype="<f4").tobytes()
+    header = {"a": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]},
+              "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [6, 22]},
+              "__metadata__": {"note": "hi"}}
+    (tmp_path / "w.safetensors").write_bytes(_safetensors_bytes(header, bf16 + f32))
+    arrays, meta = mio.read_safetensors(tmp_path / "w.safetensors")
+    assert arrays["a"].dtype == np.float32 and np.array_equal(arrays["a"], values)
+    assert np.array_equal(arrays["b"], np.arange(4, dtype=np.float32).reshape(2, 2))
+    assert meta == {"note": "hi"}
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"dtype": "F32", "shape": [2]}, "damaged header entry"),
+    ({"dtype": "F32", "shape": [2], "data_offsets": [0, 99]}, "lies outside the file"),
+    ({"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}, "unsupported dtype Q7"),
+    ({"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}, "2 values but shape"),
+])
+def test_read_safetensors_damaged_entries_name_file_and_tensor(tmp_path, entry, match):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(_safetensors_bytes({"w": entry}, bytes(8)))
+    with pytest.raises(mio.CheckpointError, match=match) as e:
+        mio.load(path)
+    assert "bad.safetensors" in str(e.value) and "'w'" in str(e.value)
+
 @pytest.mark.torch
 def test_load_torch_state_dict(tmp_path):
     torch = pytest.importorskip("torch")

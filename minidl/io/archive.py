@@ -1,5 +1,4 @@
-"""Saving and loading minidl checkpoints: ``.npz`` (``.safetensors`` when that package is
-installed), written atomically.
+"""Saving and loading minidl checkpoints: ``.npz`` or ``.safetensors``, written atomically.
 
 ``save(obj, path)`` takes a Module (saves its ``state_dict``), an Optimizer (its
 ``state_dict``), a Tensor/array, or any nesting of dicts, lists and tuples of those and of
@@ -28,7 +27,7 @@ import numpy as np
 from ..autograd import Tensor
 from ..backend import to_numpy
 
-__all__ = ["save", "load", "CheckpointError"]
+__all__ = ["save", "load", "CheckpointError", "read_safetensors"]
 
 _META = "__minidl_meta__"
 _FORMAT = 1
@@ -36,6 +35,67 @@ _FORMAT = 1
 
 class CheckpointError(ValueError):
     """A file that is not a readable minidl checkpoint (corrupt, truncated, wrong format)."""
+
+
+# safetensors dtype codes -> NumPy dtypes (BF16 is widened by hand below).
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def read_safetensors(path: Path, op: str = "load") -> tuple[dict[str, np.ndarray], dict | None]:
+    """Parse a .safetensors file into ``({name: array}, metadata or None)``.
+
+    The format is an 8-byte little-endian header size, a JSON header, then the raw data. This
+    reader needs no ``safetensors`` package and widens bfloat16 to float32, which NumPy lacks.
+    A damaged file raises :class:`CheckpointError` whose message starts with ``op``.
+    """
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise CheckpointError(f"{op}: {path} is too short to be a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise CheckpointError(f"{op}: {path} has a corrupt safetensors header "
+                              f"(header size {n}, file size {len(raw)})")
+    try:
+        header = json.loads(raw[8:8 + n])
+        if not isinstance(header, dict):
+            raise ValueError(f"the header is a {type(header).__name__}, not an object")
+    except ValueError as e:
+        raise CheckpointError(f"{op}: {path} has a corrupt safetensors header: {e}") from None
+    data = memoryview(raw)[8 + n:]
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name != "__metadata__":
+            out[name] = _safetensors_array(data, name, info, f"{op}: {path}")
+    return out, header.get("__metadata__")
+
+
+def _safetensors_array(data: memoryview, name: str, info: Any, where: str) -> np.ndarray:
+    """One tensor of a safetensors file, from its header entry ``info``."""
+    try:
+        start, end = (int(v) for v in info["data_offsets"])
+        shape = tuple(int(v) for v in info["shape"])
+        dt = info["dtype"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: tensor {name!r} has a damaged header entry "
+                              f"{info!r} ({type(e).__name__}: {e})") from None
+    if end > len(data) or not 0 <= start <= end:
+        raise CheckpointError(f"{where}: tensor {name!r} lies outside the file "
+                              f"(offsets {start}..{end}, data size {len(data)})")
+    if dt == "BF16":  # bfloat16 = the top 16 bits of a float32
+        arr = (np.frombuffer(data[start:end], dtype="<u2").astype(np.uint32) << 16).view(
+            np.float32)
+    elif dt in _SAFETENSORS_DTYPES:
+        arr = np.frombuffer(data[start:end],
+                            dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
+    else:
+        raise CheckpointError(f"{where}: tensor {name!r} has unsupported dtype {dt}")
+    if arr.size != int(np.prod(shape, dtype=np.int64)):
+        raise CheckpointError(f"{where}: tensor {name!r} has {arr.size} values but shape "
+                              f"{shape}")
+    return arr.reshape(shape).astype(arr.dtype.newbyteorder("="))
 
 
 def _is_array(x: Any) -> bool:
@@ -113,9 +173,9 @@ def _atomic_write(path: Path, write: Any) -> None:
 def save(obj: Any, path: str | os.PathLike, compress: bool = False) -> None:
     """Save ``obj`` (Module, Optimizer, state dict, arrays, nested containers) to ``path``.
 
-    ``.safetensors`` paths use the safetensors format (when installed; arrays only, the
-    rest as metadata); any other path is written as an ``.npz`` archive under exactly that
-    name. ``compress=True`` deflates the npz members.
+    ``.safetensors`` paths use the safetensors format (writing needs the safetensors
+    package; arrays as tensors, the rest as metadata); any other path is written as an
+    ``.npz`` archive under exactly that name. ``compress=True`` deflates the npz members.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
@@ -153,17 +213,8 @@ def load(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"load: no such checkpoint: {path}")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors import safe_open  # noqa: PLC0415 - optional
-        except ImportError:
-            raise ImportError("load: .safetensors needs the safetensors package") from None
-        try:
-            with safe_open(str(path), framework="numpy") as f:
-                arrays = {k: f.get_tensor(k) for k in f.keys()}
-                meta = (f.metadata() or {}).get(_META)
-        except Exception as e:
-            raise CheckpointError(f"load: {path} is not a readable safetensors file "
-                                  f"(corrupt or truncated?): {e}") from e
+        arrays, metadata = read_safetensors(path)
+        meta = (metadata or {}).get(_META)
     else:
         try:
             with np.load(path, allow_pickle=False) as z:

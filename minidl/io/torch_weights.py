@@ -3,14 +3,13 @@
 The ImageNet models of the zoo name their parameters and buffers exactly as torchvision
 does (``features.0.weight``, ``layer1.0.downsample.1.running_mean``, ...), so importing a
 torchvision checkpoint is mostly reading the file: :func:`load_torch_state_dict` reads a dict
-of arrays, an ``.npz``, a ``.safetensors`` file (read directly, the ``safetensors`` package
-is not needed) or a torch ``.pth`` (needs torch), normalises a few historical spellings of
-the keys, and hands the result to ``Module.load_state_dict``, which checks every key and
-shape before it changes anything.
+of arrays, an ``.npz``, a ``.safetensors`` file (with minidl's own reader, no package needed)
+or a torch ``.pth`` (needs torch), normalises a few historical spellings of the keys, and
+hands the result to ``Module.load_state_dict``, which checks every key and shape before it
+changes anything.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import OrderedDict
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .archive import read_safetensors
 
 __all__ = ["load_torch_state_dict", "read_state_dict", "TORCH_CONVERSION_HINT"]
 
@@ -30,58 +31,11 @@ TORCH_CONVERSION_HINT = (
     "then call load_torch_state_dict(model, 'weights.npz')."
 )
 
-# safetensors dtype codes -> NumPy dtypes (BF16 is widened by hand below).
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
-    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
-}
-
 # torchvision's old DenseNet checkpoints spell 'denselayer1.norm1' as 'denselayer1.norm.1';
 # torchvision fixes them with this same pattern when it loads them.
 _DENSENET_OLD = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|"
     r"running_var|num_batches_tracked))$")
-
-
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Parse a .safetensors file: 8-byte little-endian header size, JSON header, raw data."""
-    raw = path.read_bytes()
-    if len(raw) < 8:
-        raise ValueError(f"load_torch_state_dict: {path} is too short to be a safetensors file")
-    n = int.from_bytes(raw[:8], "little")
-    if n <= 0 or 8 + n > len(raw):
-        raise ValueError(f"load_torch_state_dict: {path} has a corrupt safetensors header "
-                         f"(header size {n}, file size {len(raw)})")
-    try:
-        header = json.loads(raw[8:8 + n])
-    except ValueError as e:
-        raise ValueError(f"load_torch_state_dict: {path} has a corrupt safetensors header: "
-                         f"{e}") from None
-    data = memoryview(raw)[8 + n:]
-    out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        dt = info["dtype"]
-        if end > len(data) or start > end:
-            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} lies outside "
-                             f"the file (offsets {start}..{end}, data size {len(data)})")
-        if dt == "BF16":  # bfloat16 = the top 16 bits of a float32
-            u16 = np.frombuffer(data[start:end], dtype="<u2").astype(np.uint32) << 16
-            arr = u16.view(np.float32)
-        elif dt in _SAFETENSORS_DTYPES:
-            arr = np.frombuffer(data[start:end],
-                                dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
-        else:
-            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} has unsupported "
-                             f"dtype {dt}")
-        if arr.size != int(np.prod(shape, dtype=np.int64)):
-            raise ValueError(f"load_torch_state_dict: {path}: tensor {name!r} has "
-                             f"{arr.size} values but shape {shape}")
-        out[name] = arr.reshape(shape).copy()
-    return out
 
 
 def _to_numpy(value: Any) -> Any:
@@ -115,7 +69,7 @@ def read_state_dict(src: Mapping[str, Any] | str | os.PathLike) -> OrderedDict[s
                 raise ValueError(f"load_torch_state_dict: cannot read {path} as .npz: "
                                  f"{e}") from None
         elif suffix == ".safetensors":
-            sd = _read_safetensors(path)
+            sd = read_safetensors(path, "load_torch_state_dict")[0]
         elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
             try:
                 import torch  # noqa: PLC0415 - optional dependency
