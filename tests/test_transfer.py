@@ -13,6 +13,7 @@ import pytest
 import minidl as md
 import minidl.functional as F
 from minidl import models as mm
+from minidl.io.torch_weights import TORCH_CONVERSION_HINT
 from minidl.models import (
     extract_features,
     freeze,
@@ -22,7 +23,6 @@ from minidl.models import (
     skip_init,
     unfreeze,
 )
-from minidl.io.torch_weights import TORCH_CONVERSION_HINT
 from minidl.nn import StateDictError
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..autograd import Tensor, no_grad
+from ..io import load_torch_state_dict, read_state_dict
 from ..nn import Linear, Module, init
 from .alexnet import AlexNet, alexnet
 from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet_cifar
@@ -39,7 +40,6 @@ from .resnet import (
     resnet152,
 )
 from .vgg import VGG, vgg, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
-from ..io import load_torch_state_dict, read_state_dict
 from .wide_deep import wide_and_deep
 
 __all__ = [
