@@ -132,12 +132,17 @@ def test_corrupt_file_raises_clear_error_and_model_untouched(tmp_path, damage):
 
 
 def test_mismatched_checkpoint_leaves_model_untouched(tmp_path):
-    mio.save(nn.Linear(3, 5), tmp_path / "lin.npz")
+    """Only the last entry (the bias) mismatches, so an early weight copy would show."""
+    source = nn.Linear(3, 4)
+    sd = {"weight": source.weight.numpy() + 1, "bias": np.zeros(5, np.float32)}
+    mio.save(sd, tmp_path / "lin.npz")
     target = nn.Linear(3, 4)
-    w = target.weight.numpy().copy()
-    with pytest.raises(nn.StateDictError, match=r"weight: checkpoint \(5, 3\) vs model \(4, 3\)"):
+    assert list(target.state_dict()) == ["weight", "bias"]
+    w, b = target.weight.numpy().copy(), target.bias.numpy().copy()
+    with pytest.raises(nn.StateDictError, match=r"bias: checkpoint \(5,\) vs model \(4,\)"):
         target.load_state_dict(mio.load(tmp_path / "lin.npz"))
     np.testing.assert_array_equal(target.weight.numpy(), w)
+    np.testing.assert_array_equal(target.bias.numpy(), b)
 
 
 def test_missing_file():

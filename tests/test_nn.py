@@ -256,13 +256,22 @@ def test_load_state_dict_non_strict():
         net.load_state_dict([1, 2])
 
 
-def test_load_state_dict_unconvertible_value_changes_nothing():
-    net = nn.Linear(2, 2)
-    w = net.weight.numpy().copy()
-    sd = {"weight": np.full((2, 2), "x"), "bias": np.zeros(2)}
-    with pytest.raises(nn.StateDictError, match="cannot convert"):
+@pytest.mark.parametrize("bad_last, match", [
+    (np.zeros((7,)), "head.bias: checkpoint \\(7,\\) vs model \\(2,\\)"),
+    (np.full((2,), "x"), "head.bias: cannot convert"),
+])
+def test_load_state_dict_bad_last_entry_changes_no_earlier_entry(bad_last, match):
+    """Every entry but the last is good and different: a loader that assigns key by key fails."""
+    net = Net()
+    keys = list(net.state_dict())
+    assert keys[-1] == "head.bias"
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    sd = {k: v + 1 for k, v in before.items()}
+    sd["head.bias"] = bad_last
+    with pytest.raises(nn.StateDictError, match=match):
         net.load_state_dict(sd)
-    np.testing.assert_array_equal(net.weight.numpy(), w)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
 
 
 def test_to_dtype_and_double():

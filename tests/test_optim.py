@@ -348,6 +348,30 @@ def test_load_state_dict_checks_before_changing():
         two.load_state_dict(sd)
 
 
+
+def test_load_state_dict_bad_last_state_changes_nothing():
+    """Only the last parameter's state is wrong: a loader that restores state per parameter,
+    or group settings before the state, would leave a trace."""
+    def make(lr):
+        params = [nn.Parameter(md.ones(2)), nn.Parameter(md.ones(3))]
+        opt = optim.Adam(params, lr=lr)
+        sum(p.sum() for p in params).backward()
+        opt.step()
+        return opt, params
+    source, _ = make(0.1)
+    sd = source.state_dict()
+    last = max(sd["state"], key=int)
+    sd["state"][last] = {**sd["state"][last], "exp_avg": np.zeros(7, np.float32)}
+    target, params = make(0.5)
+    before = {i: {k: np.array(v, copy=True) for k, v in target.state[p].items()}
+              for i, p in enumerate(params)}
+    with pytest.raises(ValueError, match=r"shape \(7,\)"):
+        target.load_state_dict(sd)
+    assert target.param_groups[0]["lr"] == 0.5
+    for i, p in enumerate(params):
+        for k, v in before[i].items():
+            np.testing.assert_array_equal(np.asarray(target.state[p][k]), v, err_msg=k)
+
 # ---- schedulers ------------------------------------------------------------------------
 
 def _lrs(sched, opt, n):
