@@ -13,7 +13,7 @@ tensor, so an activation nobody needs is freed as soon as the user drops it. Aft
 each Function drops its saved state unless ``retain_graph=True``.
 
 Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
-``minidl.functional.math``, which sits one layer above this module.
+``minidl.functional.elementwise``, which sits one layer above this module.
 """
 from __future__ import annotations
 
@@ -224,7 +224,7 @@ class Tensor:
         """This tensor on ``device`` ('cpu' or 'cuda'); differentiable across the copy."""
         if device == self.device:
             return self
-        from .functional.math import to_device as _to  # noqa: PLC0415 - op lives above
+        from .functional.elementwise import to_device as _to  # noqa: PLC0415 - op lives above
         return _to(self, device)
 
     def cpu(self) -> Tensor:

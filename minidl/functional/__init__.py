@@ -5,14 +5,7 @@ Signatures follow ``torch.nn.functional``, except that reductions take NumPy's `
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d, conv_transpose2d
 from .dropout import dropout
-from .loss import (
-                   binary_cross_entropy,
-                   binary_cross_entropy_with_logits,
-                   cross_entropy,
-                   mse_loss,
-                   nll_loss,
-)
-from .math import (
+from .elementwise import (
                    abs,
                    add,
                    argmax,
@@ -52,6 +45,13 @@ from .math import (
                    unsqueeze,
                    var,
                    where,
+)
+from .loss import (
+                   binary_cross_entropy,
+                   binary_cross_entropy_with_logits,
+                   cross_entropy,
+                   mse_loss,
+                   nll_loss,
 )
 from .normalization import batch_norm, local_response_norm
 from .pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d

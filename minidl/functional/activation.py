@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .math import clip, exp, sum, where
+from .elementwise import clip, exp, sum, where
 
 
 class ReLU(Function):
