@@ -34,7 +34,7 @@ from .autograd import (
     zeros_like,
 )
 from .backend import cupy_available, device, get_default_device, manual_seed, set_default_device
-from .functional.elementwise import cat, split, stack
+from .functional.shape import cat, split, stack
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .parallel import get_num_threads, set_num_threads
 

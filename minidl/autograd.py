@@ -13,7 +13,7 @@ tensor, so an activation nobody needs is freed as soon as the user drops it. Aft
 each Function drops its saved state unless ``retain_graph=True``.
 
 Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
-``minidl.functional.elementwise``, which sits one layer above this module.
+``minidl.functional.tensor_methods``, which sits one layer above this module.
 """
 from __future__ import annotations
 

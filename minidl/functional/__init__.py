@@ -2,59 +2,54 @@
 
 Signatures follow ``torch.nn.functional``, except that reductions take NumPy's ``axis=``.
 """
+from . import tensor_methods  # noqa: F401 - installs the Tensor operators (for now, on import)
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d, conv_transpose2d
 from .dropout import dropout
 from .elementwise import (
-                   abs,
-                   add,
-                   argmax,
-                   astype,
-                   broadcast_to,
-                   cat,
-                   clamp,
-                   clip,
-                   div,
-                   exp,
-                   flatten,
-                   getitem,
-                   linear,
-                   log,
-                   matmul,
-                   max,
-                   maximum,
-                   mean,
-                   min,
-                   minimum,
-                   mul,
-                   neg,
-                   pad,
-                   permute,
-                   pow,
-                   reshape,
-                   split,
-                   sqrt,
-                   squeeze,
-                   stack,
-                   sub,
-                   sum,
-                   sum_to,
-                   swapaxes,
-                   to_device,
-                   transpose,
-                   unsqueeze,
-                   var,
-                   where,
+    abs,
+    add,
+    astype,
+    clamp,
+    clip,
+    div,
+    exp,
+    log,
+    maximum,
+    minimum,
+    mul,
+    neg,
+    pow,
+    sqrt,
+    sub,
+    to_device,
+    where,
 )
+from .linalg import linear, matmul
 from .loss import (
-                   binary_cross_entropy,
-                   binary_cross_entropy_with_logits,
-                   cross_entropy,
-                   mse_loss,
-                   nll_loss,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
 )
 from .normalization import batch_norm, local_response_norm
 from .pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
+from .reduction import argmax, broadcast_to, max, mean, min, sum, sum_to, var
+from .shape import (
+    cat,
+    flatten,
+    getitem,
+    pad,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    swapaxes,
+    transpose,
+    unsqueeze,
+)
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
