@@ -12,8 +12,13 @@ arrays saved in ``forward``); edges hold the producing Function, not the interme
 tensor, so an activation nobody needs is freed as soon as the user drops it. After backward,
 each Function drops its saved state unless ``retain_graph=True``.
 
-Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
-``minidl.functional.tensor_methods``, which sits one layer above this module.
+The engine needs only three ops of its own, defined here so that this module stands on its
+own (it imports nothing from ``minidl.functional``): :class:`Accumulate` sums two gradients of
+one tensor, :class:`Cast` casts a gradient back to its input's dtype, and :class:`ToDevice`
+moves a tensor between devices. They are Functions like any other, so a ``create_graph``
+backward records them. Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to
+``Tensor`` by ``minidl.functional.tensor_methods.install_tensor_methods``, which
+``import minidl`` calls once.
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import numpy as np
 from .backend import device_of, get_array_module, get_default_device, to_device, to_numpy, xp_for
 
 __all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor"]
+           "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor",
+           "Accumulate", "Cast", "ToDevice"]
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_grad", default=True)
 _anomaly: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_anomaly", default=False)
@@ -224,8 +230,7 @@ class Tensor:
         """This tensor on ``device`` ('cpu' or 'cuda'); differentiable across the copy."""
         if device == self.device:
             return self
-        from .functional.elementwise import to_device as _to  # noqa: PLC0415 - op lives above
-        return _to(self, device)
+        return ToDevice(device)(self)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -395,6 +400,54 @@ class Function:
         return id(self) < id(other)
 
 
+# ---- the engine's own ops ------------------------------------------------------------------
+
+class Accumulate(Function):
+    """``a + b`` for two gradients of one tensor: how the engine sums the contributions from
+    the tensor's uses. a, b: the tensor's shape -> the same shape."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        if a.shape != b.shape:
+            raise ValueError(f"accumulate: gradients of shapes {tuple(a.shape)} and "
+                             f"{tuple(b.shape)} for one tensor")
+        return a + b
+
+    def backward(self, gy: Tensor) -> tuple[Tensor, Tensor]:
+        return gy, gy
+
+
+class Cast(Function):
+    """Differentiable dtype cast: x (any shape) -> x as ``dtype``; the gradient is cast back."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, x: Any) -> Any:
+        return x.astype(self.dtype)
+
+    def backward(self, gy: Tensor) -> Tensor:
+        return _cast(gy, self.input_dtypes[0])
+
+
+class ToDevice(Function):
+    """Differentiable copy to ``device``: x (any shape) -> the same values there; the
+    gradient is copied back."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def forward(self, x: Any) -> Any:
+        self.source = device_of(x)
+        return to_device(x, self.device)
+
+    def backward(self, gy: Tensor) -> Tensor:
+        return gy if gy.device == self.source else ToDevice(self.source)(gy)
+
+
+def _cast(x: Tensor, dtype: Any) -> Tensor:
+    return x if x.dtype == dtype else Cast(dtype)(x)
+
+
 # needs_input_grad of an op that records nothing, by number of inputs (shared, immutable)
 _NO_GRAD = tuple((False,) * n for n in range(8))
 
@@ -482,7 +535,7 @@ def _owns_writable(a: Any) -> bool:
 def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
     if old is None:
         return new
-    return old + new if create_graph else Tensor(old.data + new.data)
+    return Accumulate()(old, new) if create_graph else Tensor(old.data + new.data)
 
 
 def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
@@ -570,7 +623,7 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
                     raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
                                        f"shape {gx.shape} for an input of shape {shape}")
                 if gx.dtype != dtype:
-                    gx = gx.astype(dtype) if create_graph else Tensor(gx.data.astype(dtype))
+                    gx = Cast(dtype)(gx) if create_graph else Tensor(gx.data.astype(dtype))
                 deliver(edge, gx)
             if not retain_graph:
                 fn._release()

@@ -2,7 +2,6 @@
 
 Signatures follow ``torch.nn.functional``, except that reductions take NumPy's ``axis=``.
 """
-from . import tensor_methods  # noqa: F401 - installs the Tensor operators (for now, on import)
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d, conv_transpose2d
 from .dropout import dropout

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
-from ..backend import to_device as _array_to_device
 from .reduction import sum_to
 
 
@@ -232,29 +231,6 @@ class Where(Function):
         return ga, gb
 
 
-class Cast(Function):
-    def __init__(self, dtype: Any) -> None:
-        self.dtype = np.dtype(dtype)
-
-    def forward(self, x):
-        return x.astype(self.dtype)
-
-    def backward(self, gy):
-        return gy.astype(self.input_dtypes[0])
-
-
-class ToDevice(Function):
-    def __init__(self, device: str) -> None:
-        self.device = device
-
-    def forward(self, x):
-        self.source = "cuda" if get_array_module(x) is not np else "cpu"
-        return _array_to_device(x, self.device)
-
-    def backward(self, gy):
-        return to_device(gy, self.source)
-
-
 # ---- wrappers -----------------------------------------------------------------------------
 
 def add(a: Any, b: Any) -> Tensor:
@@ -331,14 +307,14 @@ def minimum(a: Any, b: Any) -> Tensor:
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
-    """Differentiable dtype cast."""
+    """Differentiable dtype cast (the engine's own :class:`~minidl.autograd.Cast`)."""
     if x.dtype == np.dtype(dtype):
         return x
     return Cast(dtype)(x)
 
 
 def to_device(x: Tensor, device: str) -> Tensor:
-    """Differentiable copy to another device."""
+    """Differentiable copy to ``device`` (the engine's own :class:`~minidl.autograd.ToDevice`)."""
     if x.device == device:
         return x
     return ToDevice(device)(x)

@@ -20,8 +20,13 @@ def _compare(op: str) -> Any:
     return compare
 
 
-def _install_tensor_methods() -> None:
-    """Attach operators and methods to Tensor (autograd sits below this layer)."""
+def install_tensor_methods() -> None:
+    """Attach the operators and methods to :class:`~minidl.autograd.Tensor`.
+
+    ``import minidl`` calls this once. The engine in ``minidl.autograd`` sits below the ops
+    and works without them; the ops are built on it, so they are attached from up here.
+    Calling it again changes nothing.
+    """
     T = Tensor
     T.__add__ = lambda a, b: add(a, b)
     T.__radd__ = lambda a, b: add(b, a)
@@ -69,6 +74,3 @@ def _install_tensor_methods() -> None:
     T.long = lambda x: astype(x, np.int64)
     T.T = property(lambda x: transpose(x))
     T.matmul = matmul
-
-
-_install_tensor_methods()
