@@ -546,112 +546,161 @@ def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
     return g
 
 
-def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
-                  create_graph: bool, capture: dict[int, Any] | None = None) -> None:
-    """The engine. With ``capture`` (id(tensor) -> slot list), gradients of those tensors are
-    stored there instead of being accumulated into ``.grad`` (used by :func:`grad`)."""
-    token = _grad_enabled.set(create_graph)
-    anomaly = _anomaly.get()
-    pending: dict[Function, list] = {}
-    heap: list[tuple[int, int, Function]] = []
-    order = itertools.count()
-    captured_edges = {} if capture is None else capture.get("edges", {})
+# ---- the backward pass --------------------------------------------------------------------
+#
+# _run_backward (at the end) is the whole engine. It seeds the roots' gradients, then, until
+# the heap is empty: takes the newest Function off it (_Backward.pop), gives it one gradient
+# per output (_output_grads), calls its backward (_call_backward), delivers the results to
+# its inputs, summing where a tensor was used twice (_Backward.deliver_to_inputs), and frees
+# it. Last, it stores the leaves' summed gradients (_store_leaf_grads).
 
-    # A leaf's gradient is summed over all its uses first, so that its hooks run once on
-    # the total (as for non-leaves and in PyTorch), then stored after the graph is walked.
-    leaf_grads: dict[int, list] = {}
+class _Backward:
+    """The state of one backward pass.
 
-    def deliver(edge: Any, g: Tensor) -> None:
-        if isinstance(edge, Tensor):  # a leaf
-            entry = leaf_grads.get(id(edge))
+    ``heap`` holds the Functions that have received a gradient, newest generation first, and
+    ``pending`` their output gradients so far (one slot per output, summed as they arrive).
+    A leaf's gradient is summed in ``leaf_grads`` over all its uses and stored after the
+    walk, so that the leaf's hooks run once on the total (as for non-leaves, and in PyTorch).
+    """
+
+    def __init__(self, create_graph: bool, captured_edges: dict) -> None:
+        self.create_graph = create_graph
+        self.captured_edges = captured_edges
+        self.pending: dict[Function, list] = {}
+        self.heap: list[tuple[int, int, Function]] = []
+        self.order = itertools.count()  # among equal generations: first reached, first run
+        self.leaf_grads: dict[int, list] = {}
+
+    def deliver(self, edge: Any, g: Tensor) -> None:
+        """Add ``g`` to the gradient of ``edge``: a leaf, or (Function, output index)."""
+        if isinstance(edge, Tensor):
+            entry = self.leaf_grads.get(id(edge))
             if entry is None:
-                leaf_grads[id(edge)] = [edge, g]
+                self.leaf_grads[id(edge)] = [edge, g]
             else:
-                entry[1] = _accumulate(entry[1], g, create_graph)
+                entry[1] = _accumulate(entry[1], g, self.create_graph)
             return
         fn, index = edge
-        slots = pending.get(fn)
+        slots = self.pending.get(fn)
         if slots is None:
-            slots = pending[fn] = [None] * len(fn.output_meta) if hasattr(fn, "output_meta") \
-                else [None] * (index + 1)
-            heapq.heappush(heap, (-fn.generation, next(order), fn))
-        slots[index] = _accumulate(slots[index], g, create_graph)
+            slots = self.pending[fn] = [None] * len(fn.output_meta) \
+                if hasattr(fn, "output_meta") else [None] * (index + 1)
+            heapq.heappush(self.heap, (-fn.generation, next(self.order), fn))
+        slots[index] = _accumulate(slots[index], g, self.create_graph)
 
+    def pop(self) -> tuple[Function, list]:
+        """The newest waiting Function and its gradients: every consumer of its outputs has a
+        larger generation, so all of them have run and delivered."""
+        fn = heapq.heappop(self.heap)[2]
+        gys = self.pending.pop(fn)
+        if "parents" not in fn.__dict__:
+            raise RuntimeError(_release_message(fn))
+        return fn, gys
+
+    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
+        """Send each input gradient ``fn.backward`` returned to that input's producer."""
+        for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
+            if edge is None or gx is None:
+                continue
+            if not isinstance(gx, Tensor):
+                gx = Tensor(gx)
+            if gx.shape != shape:
+                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                   f"shape {gx.shape} for an input of shape {shape}")
+            if gx.dtype != dtype:
+                gx = Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
+            self.deliver(edge, gx)
+
+
+def _output_grads(fn: Function, gys: list, walk: _Backward) -> list[Tensor]:
+    """One gradient per output of ``fn``, as its backward expects: each after that output's
+    hooks (and captured, for :func:`grad` of a non-leaf), zeros for an output nobody used."""
+    output_hooks = fn.__dict__.get("_output_hooks")
+    for i, (shape, dtype) in enumerate(fn.output_meta):
+        g = gys[i]
+        if g is not None and output_hooks:
+            g = _apply_hooks(output_hooks.get(i), g)
+        if g is not None and (fn, i) in walk.captured_edges:
+            slot = walk.captured_edges[(fn, i)]
+            slot[0] = _accumulate(slot[0], g, walk.create_graph)
+        if g is None:
+            xp = get_array_module(*[y.data for y in gys if y is not None])
+            g = Tensor(xp.zeros(shape, dtype))
+        gys[i] = g
+    return gys
+
+
+def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
+    """``fn.backward(*gys)`` as a tuple of one gradient (or None) per input, checked."""
+    if anomaly:
+        # the ops inside a backward are not checked one by one: a NaN they make is
+        # reported below as this Function's backward, which is where it appeared
+        inner = _anomaly.set(False)
+        try:
+            gxs = fn.backward(*gys)
+        finally:
+            _anomaly.reset(inner)
+    else:
+        gxs = fn.backward(*gys)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    if len(gxs) != len(fn.parents):
+        raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                           f"for {len(fn.parents)} inputs")
+    if anomaly:
+        _check_finite([g.data if isinstance(g, Tensor) else g for g in gxs], fn, "backward")
+    return gxs
+
+
+def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
+                      capture: dict[str, Any] | None) -> None:
+    """Run each leaf's hooks on its total gradient, then add it to ``.grad`` (or to the
+    capture slot of :func:`grad`)."""
+    handed_out: set[int] = set()
+    for leaf, g in leaf_grads.values():
+        g = _apply_hooks(leaf._hooks, g)
+        if capture is not None:
+            slot = capture["leaves"].get(id(leaf))
+            if slot is not None:
+                slot[0] = _accumulate(slot[0], g, create_graph)
+            continue
+        old = leaf.grad
+        if create_graph:
+            leaf.grad = _accumulate(old, g, True)
+        elif old is None:
+            # .grad must own its array: a broadcast view (read-only, stride 0) or an array
+            # shared with another leaf (x + y gives both the same one) would break or
+            # corrupt in-place updates such as gradient clipping.
+            if g.data.base is not None or id(g.data) in handed_out:
+                g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
+            handed_out.add(id(g.data))
+            leaf.grad = g.detach()
+        elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
+            # Accumulating across backward calls (no zero_grad in between): add in place,
+            # as torch does, instead of allocating a new gradient every time.
+            old.data += g.data
+        else:
+            leaf.grad = Tensor(old.data + g.data)
+
+
+def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
+                  create_graph: bool, capture: dict[str, Any] | None = None) -> None:
+    """The engine. With ``capture`` ({"leaves": {id(leaf): slot}, "edges": {(fn, i): slot}}),
+    gradients of those tensors are stored in their slots instead of being accumulated into
+    ``.grad`` (used by :func:`grad`)."""
+    token = _grad_enabled.set(create_graph)  # record the backward pass only for create_graph
+    anomaly = _anomaly.get()
+    walk = _Backward(create_graph, {} if capture is None else capture.get("edges", {}))
     try:
         for root, g in zip(roots, root_grads):
-            deliver(root._edge(), g)
-        while heap:
-            fn = heapq.heappop(heap)[2]
-            gys = pending.pop(fn)
-            if "parents" not in fn.__dict__:
-                raise RuntimeError(_release_message(fn))
-            output_hooks = fn.__dict__.get("_output_hooks")
-            for i, (shape, dtype) in enumerate(fn.output_meta):
-                g = gys[i]
-                if g is not None and output_hooks:
-                    g = _apply_hooks(output_hooks.get(i), g)
-                if g is not None and (fn, i) in captured_edges:
-                    slot = captured_edges[(fn, i)]
-                    slot[0] = _accumulate(slot[0], g, create_graph)
-                if g is None:
-                    xp = get_array_module(*[y.data for y in gys if y is not None])
-                    g = Tensor(xp.zeros(shape, dtype))
-                gys[i] = g
-            if anomaly:
-                # the ops inside a backward are not checked one by one: a NaN they make is
-                # reported below as this Function's backward, which is where it appeared
-                inner = _anomaly.set(False)
-                try:
-                    gxs = fn.backward(*gys)
-                finally:
-                    _anomaly.reset(inner)
-            else:
-                gxs = fn.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            if len(gxs) != len(fn.parents):
-                raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
-                                   f"for {len(fn.parents)} inputs")
-            if anomaly:
-                _check_finite([g.data if isinstance(g, Tensor) else g for g in gxs], fn, "backward")
-            for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
-                if edge is None or gx is None:
-                    continue
-                if not isinstance(gx, Tensor):
-                    gx = Tensor(gx)
-                if gx.shape != shape:
-                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
-                                       f"shape {gx.shape} for an input of shape {shape}")
-                if gx.dtype != dtype:
-                    gx = Cast(dtype)(gx) if create_graph else Tensor(gx.data.astype(dtype))
-                deliver(edge, gx)
+            walk.deliver(root._edge(), g)
+        while walk.heap:
+            fn, gys = walk.pop()
+            gxs = _call_backward(fn, _output_grads(fn, gys, walk), anomaly)
+            walk.deliver_to_inputs(fn, gxs)
             if not retain_graph:
                 fn._release()
-        handed_out: set[int] = set()
-        for leaf, g in leaf_grads.values():
-            g = _apply_hooks(leaf._hooks, g)
-            if capture is not None:
-                slot = capture["leaves"].get(id(leaf))
-                if slot is not None:
-                    slot[0] = _accumulate(slot[0], g, create_graph)
-                continue
-            old = leaf.grad
-            if create_graph:
-                leaf.grad = _accumulate(old, g, True)
-            elif old is None:
-                # .grad must own its array: a broadcast view (read-only, stride 0) or an array
-                # shared with another leaf (x + y gives both the same one) would break or
-                # corrupt in-place updates such as gradient clipping.
-                if g.data.base is not None or id(g.data) in handed_out:
-                    g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
-                handed_out.add(id(g.data))
-                leaf.grad = g.detach()
-            elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
-                # Accumulating across backward calls (no zero_grad in between): add in place,
-                # as torch does, instead of allocating a new gradient every time.
-                old.data += g.data
-            else:
-                leaf.grad = Tensor(old.data + g.data)
+        _store_leaf_grads(walk.leaf_grads, create_graph, capture)
     finally:
         _grad_enabled.reset(token)
 
