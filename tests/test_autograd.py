@@ -531,7 +531,7 @@ def test_backward_across_devices():
     assert isinstance(y, Tensor)
 
 
-# The engine alone: minidl/autograd.py with only minidl/backend.py (and what it needs) loaded,
+# The engine alone: minidl/autograd.py (and gradcheck.py on it) with only minidl/backend.py loaded,
 # under a bare 'minidl' package whose __init__ never runs, so that nothing attaches Tensor's
 # operators and nothing of minidl.functional is there to lean on.
 _BARE_PACKAGE = r"""
@@ -576,9 +576,18 @@ y.backward(ag.ones_like(y), create_graph=True)         # adds 2x to the 6x alrea
 assert type(x.grad.creator).__name__ == "Accumulate", x.grad.creator
 assert np.allclose(x.grad.numpy(), 8 * x.numpy()), x.grad
 
+import minidl.gradcheck as gc                          # the checks need only the engine too
+
+
+def cube(a):
+    return Mul()(a, Mul()(a, a))
+
+
+assert gc.gradcheck(cube, x) and gc.gradgradcheck(cube, x)
+
 loaded = sorted(m for m in sys.modules if m == "minidl" or m.startswith("minidl."))
 assert "minidl.functional" not in sys.modules, loaded
-assert set(loaded) <= {"minidl", "minidl.backend", "minidl.autograd"}, loaded
+assert set(loaded) <= {"minidl", "minidl.backend", "minidl.autograd", "minidl.gradcheck"}, loaded
 print("engine alone: ok")
 """
 
@@ -608,7 +617,7 @@ def _run_on_bare_package(script: str) -> str:
     return done.stdout
 
 
-def test_engine_runs_a_create_graph_backward_on_its_own():
+def test_engine_and_gradcheck_run_a_create_graph_backward_on_their_own():
     assert "engine alone: ok" in _run_on_bare_package(_ENGINE_ALONE)
 
 
