@@ -34,11 +34,15 @@ from .autograd import (
     zeros_like,
 )
 from .backend import cupy_available, device, get_default_device, manual_seed, set_default_device
-from .functional.math import cat, split, stack
+from .functional.shape import cat, split, stack
+from .functional.tensor_methods import install_tensor_methods as _install_tensor_methods
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .parallel import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
+
+# The engine (autograd) sits below the ops, so the ops attach Tensor's operators from above.
+_install_tensor_methods()
 
 _LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "flow", "summary", "viz", "io",
                     "kernels", "cli")

@@ -12,8 +12,13 @@ arrays saved in ``forward``); edges hold the producing Function, not the interme
 tensor, so an activation nobody needs is freed as soon as the user drops it. After backward,
 each Function drops its saved state unless ``retain_graph=True``.
 
-Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to ``Tensor`` by
-``minidl.functional.math``, which sits one layer above this module.
+The engine needs only three ops of its own, defined here so that this module stands on its
+own (it imports nothing from ``minidl.functional``): :class:`Accumulate` sums two gradients of
+one tensor, :class:`Cast` casts a gradient back to its input's dtype, and :class:`ToDevice`
+moves a tensor between devices. They are Functions like any other, so a ``create_graph``
+backward records them. Operator overloads (``+``, ``@``, ``.sum()``, ...) are attached to
+``Tensor`` by ``minidl.functional.tensor_methods.install_tensor_methods``, which
+``import minidl`` calls once.
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import numpy as np
 from .backend import device_of, get_array_module, get_default_device, to_device, to_numpy, xp_for
 
 __all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
-           "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor"]
+           "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor",
+           "Accumulate", "Cast", "ToDevice"]
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_grad", default=True)
 _anomaly: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_anomaly", default=False)
@@ -224,8 +230,7 @@ class Tensor:
         """This tensor on ``device`` ('cpu' or 'cuda'); differentiable across the copy."""
         if device == self.device:
             return self
-        from .functional.math import to_device as _to  # noqa: PLC0415 - op lives above
-        return _to(self, device)
+        return ToDevice(device)(self)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -395,6 +400,54 @@ class Function:
         return id(self) < id(other)
 
 
+# ---- the engine's own ops ------------------------------------------------------------------
+
+class Accumulate(Function):
+    """``a + b`` for two gradients of one tensor: how the engine sums the contributions from
+    the tensor's uses. a, b: the tensor's shape -> the same shape."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        if a.shape != b.shape:
+            raise ValueError(f"accumulate: gradients of shapes {tuple(a.shape)} and "
+                             f"{tuple(b.shape)} for one tensor")
+        return a + b
+
+    def backward(self, gy: Tensor) -> tuple[Tensor, Tensor]:
+        return gy, gy
+
+
+class Cast(Function):
+    """Differentiable dtype cast: x (any shape) -> x as ``dtype``; the gradient is cast back."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, x: Any) -> Any:
+        return x.astype(self.dtype)
+
+    def backward(self, gy: Tensor) -> Tensor:
+        return _cast(gy, self.input_dtypes[0])
+
+
+class ToDevice(Function):
+    """Differentiable copy to ``device``: x (any shape) -> the same values there; the
+    gradient is copied back."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def forward(self, x: Any) -> Any:
+        self.source = device_of(x)
+        return to_device(x, self.device)
+
+    def backward(self, gy: Tensor) -> Tensor:
+        return gy if gy.device == self.source else ToDevice(self.source)(gy)
+
+
+def _cast(x: Tensor, dtype: Any) -> Tensor:
+    return x if x.dtype == dtype else Cast(dtype)(x)
+
+
 # needs_input_grad of an op that records nothing, by number of inputs (shared, immutable)
 _NO_GRAD = tuple((False,) * n for n in range(8))
 
@@ -482,7 +535,7 @@ def _owns_writable(a: Any) -> bool:
 def _accumulate(old: Tensor | None, new: Tensor, create_graph: bool) -> Tensor:
     if old is None:
         return new
-    return old + new if create_graph else Tensor(old.data + new.data)
+    return Accumulate()(old, new) if create_graph else Tensor(old.data + new.data)
 
 
 def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
@@ -493,112 +546,161 @@ def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
     return g
 
 
-def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
-                  create_graph: bool, capture: dict[int, Any] | None = None) -> None:
-    """The engine. With ``capture`` (id(tensor) -> slot list), gradients of those tensors are
-    stored there instead of being accumulated into ``.grad`` (used by :func:`grad`)."""
-    token = _grad_enabled.set(create_graph)
-    anomaly = _anomaly.get()
-    pending: dict[Function, list] = {}
-    heap: list[tuple[int, int, Function]] = []
-    order = itertools.count()
-    captured_edges = {} if capture is None else capture.get("edges", {})
+# ---- the backward pass --------------------------------------------------------------------
+#
+# _run_backward (at the end) is the whole engine. It seeds the roots' gradients, then, until
+# the heap is empty: takes the newest Function off it (_Backward.pop), gives it one gradient
+# per output (_output_grads), calls its backward (_call_backward), delivers the results to
+# its inputs, summing where a tensor was used twice (_Backward.deliver_to_inputs), and frees
+# it. Last, it stores the leaves' summed gradients (_store_leaf_grads).
 
-    # A leaf's gradient is summed over all its uses first, so that its hooks run once on
-    # the total (as for non-leaves and in PyTorch), then stored after the graph is walked.
-    leaf_grads: dict[int, list] = {}
+class _Backward:
+    """The state of one backward pass.
 
-    def deliver(edge: Any, g: Tensor) -> None:
-        if isinstance(edge, Tensor):  # a leaf
-            entry = leaf_grads.get(id(edge))
+    ``heap`` holds the Functions that have received a gradient, newest generation first, and
+    ``pending`` their output gradients so far (one slot per output, summed as they arrive).
+    A leaf's gradient is summed in ``leaf_grads`` over all its uses and stored after the
+    walk, so that the leaf's hooks run once on the total (as for non-leaves, and in PyTorch).
+    """
+
+    def __init__(self, create_graph: bool, captured_edges: dict) -> None:
+        self.create_graph = create_graph
+        self.captured_edges = captured_edges
+        self.pending: dict[Function, list] = {}
+        self.heap: list[tuple[int, int, Function]] = []
+        self.order = itertools.count()  # among equal generations: first reached, first run
+        self.leaf_grads: dict[int, list] = {}
+
+    def deliver(self, edge: Any, g: Tensor) -> None:
+        """Add ``g`` to the gradient of ``edge``: a leaf, or (Function, output index)."""
+        if isinstance(edge, Tensor):
+            entry = self.leaf_grads.get(id(edge))
             if entry is None:
-                leaf_grads[id(edge)] = [edge, g]
+                self.leaf_grads[id(edge)] = [edge, g]
             else:
-                entry[1] = _accumulate(entry[1], g, create_graph)
+                entry[1] = _accumulate(entry[1], g, self.create_graph)
             return
         fn, index = edge
-        slots = pending.get(fn)
+        slots = self.pending.get(fn)
         if slots is None:
-            slots = pending[fn] = [None] * len(fn.output_meta) if hasattr(fn, "output_meta") \
-                else [None] * (index + 1)
-            heapq.heappush(heap, (-fn.generation, next(order), fn))
-        slots[index] = _accumulate(slots[index], g, create_graph)
+            slots = self.pending[fn] = [None] * len(fn.output_meta) \
+                if hasattr(fn, "output_meta") else [None] * (index + 1)
+            heapq.heappush(self.heap, (-fn.generation, next(self.order), fn))
+        slots[index] = _accumulate(slots[index], g, self.create_graph)
 
+    def pop(self) -> tuple[Function, list]:
+        """The newest waiting Function and its gradients: every consumer of its outputs has a
+        larger generation, so all of them have run and delivered."""
+        fn = heapq.heappop(self.heap)[2]
+        gys = self.pending.pop(fn)
+        if "parents" not in fn.__dict__:
+            raise RuntimeError(_release_message(fn))
+        return fn, gys
+
+    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
+        """Send each input gradient ``fn.backward`` returned to that input's producer."""
+        for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
+            if edge is None or gx is None:
+                continue
+            if not isinstance(gx, Tensor):
+                gx = Tensor(gx)
+            if gx.shape != shape:
+                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                   f"shape {gx.shape} for an input of shape {shape}")
+            if gx.dtype != dtype:
+                gx = Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
+            self.deliver(edge, gx)
+
+
+def _output_grads(fn: Function, gys: list, walk: _Backward) -> list[Tensor]:
+    """One gradient per output of ``fn``, as its backward expects: each after that output's
+    hooks (and captured, for :func:`grad` of a non-leaf), zeros for an output nobody used."""
+    output_hooks = fn.__dict__.get("_output_hooks")
+    for i, (shape, dtype) in enumerate(fn.output_meta):
+        g = gys[i]
+        if g is not None and output_hooks:
+            g = _apply_hooks(output_hooks.get(i), g)
+        if g is not None and (fn, i) in walk.captured_edges:
+            slot = walk.captured_edges[(fn, i)]
+            slot[0] = _accumulate(slot[0], g, walk.create_graph)
+        if g is None:
+            xp = get_array_module(*[y.data for y in gys if y is not None])
+            g = Tensor(xp.zeros(shape, dtype))
+        gys[i] = g
+    return gys
+
+
+def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
+    """``fn.backward(*gys)`` as a tuple of one gradient (or None) per input, checked."""
+    if anomaly:
+        # the ops inside a backward are not checked one by one: a NaN they make is
+        # reported below as this Function's backward, which is where it appeared
+        inner = _anomaly.set(False)
+        try:
+            gxs = fn.backward(*gys)
+        finally:
+            _anomaly.reset(inner)
+    else:
+        gxs = fn.backward(*gys)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    if len(gxs) != len(fn.parents):
+        raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                           f"for {len(fn.parents)} inputs")
+    if anomaly:
+        _check_finite([g.data if isinstance(g, Tensor) else g for g in gxs], fn, "backward")
+    return gxs
+
+
+def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
+                      capture: dict[str, Any] | None) -> None:
+    """Run each leaf's hooks on its total gradient, then add it to ``.grad`` (or to the
+    capture slot of :func:`grad`)."""
+    handed_out: set[int] = set()
+    for leaf, g in leaf_grads.values():
+        g = _apply_hooks(leaf._hooks, g)
+        if capture is not None:
+            slot = capture["leaves"].get(id(leaf))
+            if slot is not None:
+                slot[0] = _accumulate(slot[0], g, create_graph)
+            continue
+        old = leaf.grad
+        if create_graph:
+            leaf.grad = _accumulate(old, g, True)
+        elif old is None:
+            # .grad must own its array: a broadcast view (read-only, stride 0) or an array
+            # shared with another leaf (x + y gives both the same one) would break or
+            # corrupt in-place updates such as gradient clipping.
+            if g.data.base is not None or id(g.data) in handed_out:
+                g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
+            handed_out.add(id(g.data))
+            leaf.grad = g.detach()
+        elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
+            # Accumulating across backward calls (no zero_grad in between): add in place,
+            # as torch does, instead of allocating a new gradient every time.
+            old.data += g.data
+        else:
+            leaf.grad = Tensor(old.data + g.data)
+
+
+def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
+                  create_graph: bool, capture: dict[str, Any] | None = None) -> None:
+    """The engine. With ``capture`` ({"leaves": {id(leaf): slot}, "edges": {(fn, i): slot}}),
+    gradients of those tensors are stored in their slots instead of being accumulated into
+    ``.grad`` (used by :func:`grad`)."""
+    token = _grad_enabled.set(create_graph)  # record the backward pass only for create_graph
+    anomaly = _anomaly.get()
+    walk = _Backward(create_graph, {} if capture is None else capture.get("edges", {}))
     try:
         for root, g in zip(roots, root_grads):
-            deliver(root._edge(), g)
-        while heap:
-            fn = heapq.heappop(heap)[2]
-            gys = pending.pop(fn)
-            if "parents" not in fn.__dict__:
-                raise RuntimeError(_release_message(fn))
-            output_hooks = fn.__dict__.get("_output_hooks")
-            for i, (shape, dtype) in enumerate(fn.output_meta):
-                g = gys[i]
-                if g is not None and output_hooks:
-                    g = _apply_hooks(output_hooks.get(i), g)
-                if g is not None and (fn, i) in captured_edges:
-                    slot = captured_edges[(fn, i)]
-                    slot[0] = _accumulate(slot[0], g, create_graph)
-                if g is None:
-                    xp = get_array_module(*[y.data for y in gys if y is not None])
-                    g = Tensor(xp.zeros(shape, dtype))
-                gys[i] = g
-            if anomaly:
-                # the ops inside a backward are not checked one by one: a NaN they make is
-                # reported below as this Function's backward, which is where it appeared
-                inner = _anomaly.set(False)
-                try:
-                    gxs = fn.backward(*gys)
-                finally:
-                    _anomaly.reset(inner)
-            else:
-                gxs = fn.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            if len(gxs) != len(fn.parents):
-                raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
-                                   f"for {len(fn.parents)} inputs")
-            if anomaly:
-                _check_finite([g.data if isinstance(g, Tensor) else g for g in gxs], fn, "backward")
-            for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
-                if edge is None or gx is None:
-                    continue
-                if not isinstance(gx, Tensor):
-                    gx = Tensor(gx)
-                if gx.shape != shape:
-                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
-                                       f"shape {gx.shape} for an input of shape {shape}")
-                if gx.dtype != dtype:
-                    gx = gx.astype(dtype) if create_graph else Tensor(gx.data.astype(dtype))
-                deliver(edge, gx)
+            walk.deliver(root._edge(), g)
+        while walk.heap:
+            fn, gys = walk.pop()
+            gxs = _call_backward(fn, _output_grads(fn, gys, walk), anomaly)
+            walk.deliver_to_inputs(fn, gxs)
             if not retain_graph:
                 fn._release()
-        handed_out: set[int] = set()
-        for leaf, g in leaf_grads.values():
-            g = _apply_hooks(leaf._hooks, g)
-            if capture is not None:
-                slot = capture["leaves"].get(id(leaf))
-                if slot is not None:
-                    slot[0] = _accumulate(slot[0], g, create_graph)
-                continue
-            old = leaf.grad
-            if create_graph:
-                leaf.grad = _accumulate(old, g, True)
-            elif old is None:
-                # .grad must own its array: a broadcast view (read-only, stride 0) or an array
-                # shared with another leaf (x + y gives both the same one) would break or
-                # corrupt in-place updates such as gradient clipping.
-                if g.data.base is not None or id(g.data) in handed_out:
-                    g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
-                handed_out.add(id(g.data))
-                leaf.grad = g.detach()
-            elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
-                # Accumulating across backward calls (no zero_grad in between): add in place,
-                # as torch does, instead of allocating a new gradient every time.
-                old.data += g.data
-            else:
-                leaf.grad = Tensor(old.data + g.data)
+        _store_leaf_grads(walk.leaf_grads, create_graph, capture)
     finally:
         _grad_enabled.reset(token)
 

@@ -10,8 +10,9 @@ is public so that students can check their own Functions the same way::
     True
 
 The function's output is reduced to a scalar with fixed random weights ``v`` (sum(out * v)),
-so one backward pass gives the analytic gradient of every input; the numeric gradient
-perturbs each input element by +-eps.
+so one backward pass, with ``v`` as the output gradient, gives the analytic gradient of every
+input; the numeric gradient perturbs each input element by +-eps. Only the engine is used
+(no Tensor operators), so the checks sit just above ``minidl.autograd``.
 """
 from __future__ import annotations
 
@@ -41,22 +42,33 @@ def _float64_leaves(inputs: Sequence[Any]) -> list[Any]:
     return leaves
 
 
-def _as_outputs(out: Any) -> list[Tensor]:
+def _float_outputs(out: Any) -> list[Tensor]:
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     return [o for o in outs if isinstance(o, Tensor) and o.dtype.kind == "f"]
 
 
-def _projection(fn: Callable, leaves: list[Any], weights: list[Any] | None) -> tuple[Tensor, list]:
-    outs = _as_outputs(fn(*leaves))
-    if weights is None:
+def _weights_for(outs: list[Tensor], host_weights: list[Any] | None) -> list[Any]:
+    """One weight array per output, on its device: the given host arrays, or fixed random ones."""
+    if host_weights is None:
         rng = np.random.default_rng(0)
-        weights = [get_array_module(o.data).asarray(rng.standard_normal(o.shape)) for o in outs]
-    total = None
-    for o, w in zip(outs, weights):
-        term = (o * Tensor(w)).sum() if o.size else None
-        if term is not None:
-            total = term if total is None else total + term
-    return total, weights
+        host_weights = [rng.standard_normal(o.shape) for o in outs]
+    return [get_array_module(o.data).asarray(w) for o, w in zip(outs, host_weights)]
+
+
+def _vjp(outs: list[Tensor], weights: list[Any], wrt: list[Tensor],
+         create_graph: bool = False) -> list[Tensor | None]:
+    """The gradient of sum_k <outs[k], weights[k]> with respect to each of ``wrt`` (None where
+    it does not depend on it): one backward with the weights as output gradients."""
+    used = [(o, Tensor(w)) for o, w in zip(outs, weights) if o.requires_grad and o.size]
+    if not used:
+        return [None] * len(wrt)
+    return list(grad([o for o, _ in used], wrt, grad_outputs=[w for _, w in used],
+                     create_graph=create_graph, allow_unused=True))
+
+
+def _projected(outs: list[Tensor], weights: list[Any]) -> float:
+    """sum_k <outs[k], weights[k]>, on raw arrays."""
+    return float(sum(float((o.data * w).sum()) for o, w in zip(outs, weights) if o.size))
 
 
 def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: float = 1e-5,
@@ -67,21 +79,23 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
     naming the input, the worst element, the analytic and the numeric value (returns False
     instead with ``raise_exception=False``).
     """
-    leaves = _float64_leaves(inputs)
+    return _check(fn, _float64_leaves(inputs), None, eps, atol, rtol, raise_exception)
+
+
+def _check(fn: Callable[..., Any], leaves: list[Any], host_weights: list[Any] | None,
+           eps: float, atol: float, rtol: float, raise_exception: bool) -> bool:
+    """gradcheck on float64 ``leaves``, projecting fn's outputs on ``host_weights``."""
     targets = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
     if not targets:
         raise ValueError("gradcheck: no input requires grad")
-    total, weights = _projection(fn, leaves, None)
-    if total is None or not total.requires_grad:
-        analytic = [np.zeros(leaves[i].shape) for i in targets]
-    else:
-        grads = grad(total, [leaves[i] for i in targets], allow_unused=True)
-        analytic = [np.zeros(leaves[i].shape) if g is None else to_numpy(g.data)
-                    for i, g in zip(targets, grads)]
+    outs = _float_outputs(fn(*leaves))
+    weights = _weights_for(outs, host_weights)
+    grads = _vjp(outs, weights, [leaves[i] for i in targets])
+    analytic = [np.zeros(leaves[i].shape) if g is None else to_numpy(g.data)
+                for i, g in zip(targets, grads)]
 
     def value() -> float:
-        t, _ = _projection(fn, leaves, weights)
-        return 0.0 if t is None else float(t.item())
+        return _projected(_float_outputs(fn(*leaves)), weights)
 
     with no_grad():
         for k, i in enumerate(targets):
@@ -119,23 +133,16 @@ def gradgradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol:
     leaves = _float64_leaves(inputs)
     targets = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
     rng = np.random.default_rng(1)
-    directions = {i: rng.standard_normal(leaves[i].shape) for i in targets}
-    weights_box: list = [None]
+    directions = [rng.standard_normal(leaves[i].shape) for i in targets]  # u
+    first_weights: list = []  # v, drawn on the first call
 
     @enable_grad()  # the numeric pass of gradcheck runs under no_grad; this needs a graph
-    def first_derivative(*xs: Any) -> Tensor:
-        total, weights_box[0] = _projection(fn, list(xs), weights_box[0])
-        if total is None or not total.requires_grad:
-            return Tensor(np.zeros(()))
-        grads = grad(total, [xs[i] for i in targets], create_graph=True, allow_unused=True)
-        out = None
-        for i, g in zip(targets, grads):
-            if g is None:
-                continue
-            u = Tensor(get_array_module(g.data).asarray(directions[i]))
-            term = (g * u).sum()
-            out = term if out is None else out + term
-        return Tensor(np.zeros(())) if out is None else out
+    def first_derivative(*xs: Any) -> tuple[Tensor, ...]:
+        outs = _float_outputs(fn(*xs))
+        if not first_weights:
+            first_weights.extend(_weights_for(outs, None))
+        grads = _vjp(outs, first_weights, [xs[i] for i in targets], create_graph=True)
+        return tuple(Tensor(get_array_module(xs[i].data).zeros(xs[i].shape)) if g is None
+                     else g for i, g in zip(targets, grads))
 
-    return gradcheck(first_derivative, *leaves, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+    return _check(first_derivative, leaves, directions, eps, atol, rtol, raise_exception)

@@ -529,3 +529,97 @@ def test_backward_across_devices():
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
     assert get_array_module(y.data) is not np
     assert isinstance(y, Tensor)
+
+
+# The engine alone: minidl/autograd.py (and gradcheck.py on it) with only minidl/backend.py loaded,
+# under a bare 'minidl' package whose __init__ never runs, so that nothing attaches Tensor's
+# operators and nothing of minidl.functional is there to lean on.
+_BARE_PACKAGE = r"""
+import sys, types
+import numpy as np
+
+package = types.ModuleType("minidl")
+package.__path__ = [sys.argv[1]]
+sys.modules["minidl"] = package
+"""
+
+_ENGINE_ALONE = _BARE_PACKAGE + r"""
+import minidl.backend
+import minidl.autograd as ag
+
+assert not hasattr(ag.Tensor, "__add__"), "operators were installed: the test proves nothing"
+
+
+class Mul(ag.Function):
+    keep_inputs = (0, 1)
+
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):  # written with Functions, not operators
+        a, b = self.inputs
+        return Mul()(gy, b), Mul()(gy, a)
+
+
+x = ag.tensor([-1.5, 0.5, 2.0], dtype=np.float32, requires_grad=True)
+x64 = ag.ToDevice("cpu")(ag.Cast(np.float64)(x))       # the engine's own cast and move
+y = Mul()(x64, Mul()(x64, x64))                        # x^3, x used three times
+ones = ag.ones_like(y)
+(d1,) = ag.grad(y, x, grad_outputs=ones, create_graph=True)
+assert d1.dtype == np.float32 and d1.requires_grad
+assert np.allclose(d1.numpy(), 3 * x.numpy() ** 2), d1
+d1.backward(ag.ones_like(d1))                          # create_graph=False, into .grad
+assert np.allclose(x.grad.numpy(), 6 * x.numpy()), x.grad
+
+y = Mul()(x, x)
+y.backward(ag.ones_like(y), create_graph=True)         # adds 2x to the 6x already in .grad
+assert type(x.grad.creator).__name__ == "Accumulate", x.grad.creator
+assert np.allclose(x.grad.numpy(), 8 * x.numpy()), x.grad
+
+import minidl.gradcheck as gc                          # the checks need only the engine too
+
+
+def cube(a):
+    return Mul()(a, Mul()(a, a))
+
+
+assert gc.gradcheck(cube, x) and gc.gradgradcheck(cube, x)
+
+loaded = sorted(m for m in sys.modules if m == "minidl" or m.startswith("minidl."))
+assert "minidl.functional" not in sys.modules, loaded
+assert set(loaded) <= {"minidl", "minidl.backend", "minidl.autograd", "minidl.gradcheck"}, loaded
+print("engine alone: ok")
+"""
+
+
+_OPS_INSTALL_EXPLICITLY = _BARE_PACKAGE + r"""
+import minidl.functional
+import minidl.functional.tensor_methods as methods
+from minidl.autograd import Tensor
+
+assert not hasattr(Tensor, "__add__"), "importing minidl.functional installed the operators"
+methods.install_tensor_methods()
+x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+(x * x + 1).sum().backward()
+assert np.allclose(x.grad.numpy(), [2.0, 4.0]), x.grad
+print("explicit install: ok")
+"""
+
+
+def _run_on_bare_package(script: str) -> str:
+    import pathlib
+    import subprocess
+
+    package_dir = pathlib.Path(md.__file__).parent
+    done = subprocess.run([sys.executable, "-c", script, str(package_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_engine_and_gradcheck_run_a_create_graph_backward_on_their_own():
+    assert "engine alone: ok" in _run_on_bare_package(_ENGINE_ALONE)
+
+
+def test_operators_are_installed_by_an_explicit_call_not_by_an_import():
+    assert "explicit install: ok" in _run_on_bare_package(_OPS_INSTALL_EXPLICITLY)

@@ -24,7 +24,7 @@ import minidl.nn as nn
 import minidl.optim as optim
 from minidl.autograd import Function, Tensor
 from minidl.backend import get_array_module, to_numpy
-from minidl.functional.math import reduce_sum
+from minidl.functional.reduction import reduce_sum
 from minidl.optim import optimizer as optimizer_module
 
 

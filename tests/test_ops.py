@@ -1,4 +1,4 @@
-"""Math, reduction, shape, indexing and join ops (minidl/functional/math.py).
+"""Elementwise, reduction, linear-algebra, shape, indexing and join ops (minidl/functional/).
 
 Every differentiable op: forward against NumPy, float64 gradcheck over all of its inputs on
 hypothesis-generated shapes (broadcasting pairs, size-1 and, where it makes sense, empty

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .math import clip, exp, sum, where
+from .elementwise import clip, exp, where
+from .reduction import sum
 
 
 class ReLU(Function):

@@ -8,7 +8,9 @@ import numpy as np
 from ..autograd import Function, Tensor, as_tensor, is_anomaly_enabled, is_grad_enabled
 from ..backend import get_array_module
 from .activation import log_softmax, sigmoid
-from .math import clip, exp, log, mean, sum, unsqueeze
+from .elementwise import clip, exp, log
+from .reduction import mean, sum
+from .shape import unsqueeze
 
 _REDUCTIONS = ("mean", "sum", "none")
 

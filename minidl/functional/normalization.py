@@ -19,8 +19,8 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..parallel import get_num_threads, map_blocks
-from .math import reshape
-from .math import sum as _sum
+from .reduction import sum as _sum
+from .shape import reshape
 
 T = TypeVar("T")
 

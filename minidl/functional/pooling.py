@@ -14,7 +14,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import Pads
 from .conv import IntOrPair, Pair, _check_4d, _pair
-from .math import mean
+from .reduction import mean
 
 
 def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | None,

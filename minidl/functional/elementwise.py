@@ -1,0 +1,320 @@
+"""Elementwise ops: arithmetic, exp/log/sqrt/abs, clip, where, maximum/minimum, casts, device moves.
+
+Each op is one ``Function`` subclass (forward on raw arrays, backward with minidl ops on
+Tensors) and one snake_case wrapper. Binary ops broadcast like NumPy; their backward sums
+the gradient back to each input's shape with :func:`~minidl.functional.reduction.sum_to`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Cast, Function, Tensor, ToDevice
+from ..backend import get_array_module
+from .reduction import sum_to
+
+
+def _name(fn: Function) -> str:
+    return type(fn).__name__.lower()
+
+
+def _check_binary(fn: Function, a: Any, b: Any) -> None:
+    """Called only when dtypes differ: floats may promote, but float with int/bool may not."""
+    if (a.dtype.kind == "f") != (b.dtype.kind == "f"):
+        raise TypeError(f"{_name(fn)}: cannot mix dtypes {a.dtype} (shape {tuple(a.shape)}) and "
+                        f"{b.dtype} (shape {tuple(b.shape)}); cast one with .astype()/.float()")
+
+
+def _broadcast_error(fn: Function, a: Any, b: Any) -> ValueError:
+    return ValueError(f"{_name(fn)}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                      "broadcast together")
+
+
+class _Binary(Function):
+    """Shared forward: dtype check and a readable broadcasting error."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        if a.dtype != b.dtype:
+            _check_binary(self, a, b)
+        try:
+            return self.compute(a, b)
+        except ValueError:
+            raise _broadcast_error(self, a, b) from None
+
+    def compute(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+
+class Add(_Binary):
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        sa, sb = self.input_shapes
+        return sum_to(gy, sa), sum_to(gy, sb)
+
+
+class Sub(_Binary):
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        sa, sb = self.input_shapes
+        gb = -sum_to(gy, sb) if self.needs_input_grad[1] else None
+        return sum_to(gy, sa), gb
+
+
+class Mul(_Binary):
+    keep_inputs = (0, 1)
+
+    def compute(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = sum_to(gy * b, self.input_shapes[0]) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * a, self.input_shapes[1]) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(_Binary):
+    keep_inputs = (0, 1)
+
+    def compute(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = sum_to(gy / b, self.input_shapes[0]) if self.needs_input_grad[0] else None
+        gb = sum_to(-gy * a / (b * b), self.input_shapes[1]) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(_Binary):
+    keep_inputs = (0, 1)
+    keep_output = True
+
+    def compute(self, a, b):
+        return a ** b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = sum_to(gy * b * a ** (b - 1), self.input_shapes[0])
+        if self.needs_input_grad[1]:
+            gb = sum_to(gy * self.output() * log(a), self.input_shapes[1])
+        return ga, gb
+
+
+class _Pick(_Binary):
+    """Elementwise max or min; at ties the gradient is split evenly between both inputs."""
+
+    keep_inputs = (0, 1)
+    picks = "maximum"
+
+    def compute(self, a, b):
+        return getattr(get_array_module(a), self.picks)(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        a_wins = a.data > b.data if self.picks == "maximum" else a.data < b.data
+        wa = a_wins + 0.5 * (a.data == b.data)
+        ga = sum_to(gy * Tensor(wa.astype(gy.dtype)), self.input_shapes[0])
+        gb = sum_to(gy * Tensor((1 - wa).astype(gy.dtype)), self.input_shapes[1])
+        return ga, gb
+
+
+class Maximum(_Pick):
+    picks = "maximum"
+
+
+class Minimum(_Pick):
+    picks = "minimum"
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Exp(Function):
+    keep_output = True
+
+    def forward(self, x):
+        return get_array_module(x).exp(x)
+
+    def backward(self, gy):
+        return gy * self.output()
+
+
+class Log(Function):
+    keep_inputs = (0,)
+
+    def forward(self, x):
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0]
+
+
+class Sqrt(Function):
+    keep_output = True
+
+    def forward(self, x):
+        return get_array_module(x).sqrt(x)
+
+    def backward(self, gy):
+        return gy / (2 * self.output())
+
+
+class Abs(Function):
+    """|x|; the gradient at 0 is 0 (the subgradient NumPy's sign gives)."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.sign = xp.sign(x)
+        return xp.abs(x)
+
+    def backward(self, gy):
+        return gy * Tensor(self.sign)
+
+
+class Clip(Function):
+    """Clamp to [lo, hi]; the gradient passes where lo <= x <= hi."""
+
+    def __init__(self, lo: float | None, hi: float | None) -> None:
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        if self.needs_input_grad[0]:
+            inside = xp.ones(x.shape, dtype=bool)
+            if self.lo is not None:
+                inside &= x >= self.lo
+            if self.hi is not None:
+                inside &= x <= self.hi
+            self.inside = inside
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, gy):
+        return gy * Tensor(self.inside.astype(gy.dtype))
+
+
+class Where(Function):
+    """``where(cond, a, b)``; cond is a constant boolean array."""
+
+    def __init__(self, cond: Any) -> None:
+        self.cond = cond
+
+    def forward(self, a, b):
+        if a.dtype != b.dtype:
+            _check_binary(self, a, b)
+        try:
+            xp = get_array_module(a)
+            # cond may be a host mask (as backward allows): cupy.where takes device arrays only
+            return xp.where(xp.asarray(self.cond), a, b)
+        except ValueError:
+            raise ValueError(f"where: condition of shape {np.shape(self.cond)} and operands "
+                             f"of shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                             "broadcast together") from None
+
+    def backward(self, gy):
+        xp = get_array_module(gy.data)
+        mask = Tensor(xp.asarray(self.cond, dtype=gy.dtype))
+        ga = sum_to(gy * mask, self.input_shapes[0]) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * (1 - mask), self.input_shapes[1]) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+# ---- wrappers -----------------------------------------------------------------------------
+
+def add(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a + b`` with broadcasting."""
+    return Add()(a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a - b`` with broadcasting."""
+    return Sub()(a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a * b`` with broadcasting."""
+    return Mul()(a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a / b`` with broadcasting."""
+    return Div()(a, b)
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - mirrors torch.pow
+    """Elementwise ``a ** b``; either may be a tensor."""
+    return Pow()(a, b)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg()(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    """Elementwise e**x."""
+    return Exp()(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Elementwise natural logarithm."""
+    return Log()(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Elementwise square root."""
+    return Sqrt()(x)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    """Elementwise |x|."""
+    return Abs()(x)
+
+
+def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Clamp every element into [min, max]."""
+    return Clip(min, max)(x)
+
+
+clamp = clip
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """``a`` where ``cond`` holds, else ``b`` (cond: a boolean Tensor or array)."""
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    return Where(cond)(a, b)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum; ties split the gradient evenly."""
+    return Maximum()(a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum; ties split the gradient evenly."""
+    return Minimum()(a, b)
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """Differentiable dtype cast (the engine's own :class:`~minidl.autograd.Cast`)."""
+    if x.dtype == np.dtype(dtype):
+        return x
+    return Cast(dtype)(x)
+
+
+def to_device(x: Tensor, device: str) -> Tensor:
+    """Differentiable copy to ``device`` (the engine's own :class:`~minidl.autograd.ToDevice`)."""
+    if x.device == device:
+        return x
+    return ToDevice(device)(x)

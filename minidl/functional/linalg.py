@@ -1,0 +1,92 @@
+"""Matrix products: ``matmul`` (NumPy semantics) and the fused ``linear`` layer op."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import parallel
+from ..autograd import Function, Tensor
+from .elementwise import _broadcast_error, _check_binary
+from .reduction import sum_to
+from .shape import reshape, swapaxes
+
+
+class MatMul(Function):
+    """``a @ b`` with NumPy semantics: 1-D operands and broadcast batch dimensions."""
+
+    keep_inputs = (0, 1)
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands must be at least 1-D, got shapes "
+                             f"{tuple(a.shape)} and {tuple(b.shape)}")
+        inner = b.shape[-2 if b.ndim > 1 else 0]
+        if a.shape[-1] != inner:
+            raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)}: inner "
+                             f"dimensions {a.shape[-1]} and {inner} differ")
+        if a.dtype != b.dtype:
+            _check_binary(self, a, b)
+        try:
+            return parallel.matmul(a, b)
+        except ValueError:
+            raise _broadcast_error(self, a, b) from None
+
+    def backward(self, gy):
+        a, b = self.inputs
+        a2 = a if a.ndim > 1 else reshape(a, (1, a.shape[0]))
+        b2 = b if b.ndim > 1 else reshape(b, (b.shape[0], 1))
+        out_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+        gy2 = reshape(gy, out_shape)
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = reshape(sum_to(matmul(gy2, swapaxes(b2, -1, -2)), a2.shape), a.shape)
+        if self.needs_input_grad[1]:
+            gb = reshape(sum_to(matmul(swapaxes(a2, -1, -2), gy2), b2.shape), b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """``x @ w.T + b`` fused: x (..., in), w (out, in), b (out,) -> (..., out)."""
+
+    keep_inputs = (0, 1)
+
+    def forward(self, x, w, b=None):
+        if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+            fan_in = w.shape[1] if w.ndim == 2 else "?"
+            raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight "
+                             f"of shape {tuple(w.shape)} (expected input (..., {fan_in}))")
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias of shape {tuple(b.shape)} does not match weight "
+                             f"of shape {tuple(w.shape)}")
+        if x.ndim > 2:  # (..., in) as one (rows, in) matrix, so that it can be split too
+            y = parallel.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], -1)
+        else:
+            y = parallel.matmul(x, w.T)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, w = self.inputs[0], self.inputs[1]
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gx = matmul(gy, w)
+        if self.needs_input_grad[1]:
+            g2 = reshape(gy, (-1, gy.shape[-1]))
+            gw = matmul(swapaxes(g2, 0, 1), reshape(x, (-1, x.shape[-1])))
+        if len(self.input_shapes) > 2 and self.needs_input_grad[2]:
+            gb = sum_to(gy, self.input_shapes[2])
+        return (gx, gw, gb) if len(self.input_shapes) > 2 else (gx, gw)
+
+
+# ---- wrappers -----------------------------------------------------------------------------
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy semantics (1-D operands, broadcast batch dims)."""
+    return MatMul()(a, b)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x @ w.T + b``: x (..., in), w (out, in), b (out,) -> (..., out)."""
+    return Linear()(x, w) if b is None else Linear()(x, w, b)

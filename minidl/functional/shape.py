@@ -1,0 +1,291 @@
+"""Shape ops: reshape, transpose and friends, indexing, cat/stack/split and padding.
+
+Ops that build a new array from a feature map keep that map's memory layout
+(:func:`memory_order`, :func:`empty_in_order`), so channels-last data stays channels-last.
+"""
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Function, Tensor, as_tensor
+from ..backend import get_array_module, scatter_add
+
+
+def memory_order(a: Any) -> tuple[int, ...]:
+    """The axes of array ``a`` from the outermost in memory to the innermost.
+
+    (0, 1, 2, 3) for a C-ordered NCHW array; (0, 2, 3, 1) for the channels-last feature
+    maps the CPU conv kernels return.
+    """
+    return tuple(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
+
+
+def empty_in_order(xp: Any, shape: tuple[int, ...], dtype: Any,
+                   order: tuple[int, ...] | None) -> Any:
+    """An uninitialised array of ``shape`` whose axes lie in memory in ``order``.
+
+    Ops that build a new array from a feature map (padding, concatenation, the gradient of
+    indexing) use it to keep that map's layout: NumPy would otherwise hand back C order,
+    and a channels-last map turned NCHW costs a transposing copy in the next conv.
+    """
+    if order is None or len(order) != len(shape) or list(order) == sorted(order):
+        return xp.empty(shape, dtype)
+    stored = xp.empty(tuple(shape[i] for i in order), dtype)
+    return stored.transpose(tuple(int(i) for i in np.argsort(order)))
+
+
+class Reshape(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                             f"({x.size} elements) to {self.shape}") from None
+
+    def backward(self, gy):
+        return reshape(gy, self.input_shapes[0])
+
+
+class Transpose(Function):
+    def __init__(self, axes: tuple[int, ...] | None) -> None:
+        self.axes = axes
+
+    def forward(self, x):
+        axes = tuple(reversed(range(x.ndim))) if self.axes is None else self.axes
+        if sorted(a % builtins.max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: axes {axes} are not a permutation of the "
+                             f"{x.ndim} dims of shape {tuple(x.shape)}")
+        self.axes = tuple(a % x.ndim for a in axes)
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        return transpose(gy, tuple(int(i) for i in np.argsort(self.axes)))
+
+
+def _index_arrays(index: Any) -> Any:
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _is_basic(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
+               for i in items)
+
+
+class GetItem(Function):
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    def forward(self, x):
+        try:
+            y = get_array_module(x).asarray(x[self.index])
+        except IndexError as e:
+            raise IndexError(f"getitem: {e} (tensor shape {tuple(x.shape)})") from None
+        self.order = memory_order(x)
+        return y
+
+    def backward(self, gy):
+        return GetItemGrad(self.index, self.input_shapes[0], self.order)(gy)
+
+
+class GetItemGrad(Function):
+    """Scatter-add ``gy`` into zeros of the source shape; repeated indices accumulate.
+
+    ``order`` is the memory order of the source's axes (see :func:`memory_order`): the
+    gradient is laid out like the tensor it is the gradient of.
+    """
+
+    def __init__(self, index: Any, shape: tuple[int, ...],
+                 order: tuple[int, ...] | None = None) -> None:
+        self.index, self.shape, self.order = index, shape, order
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = empty_in_order(xp, self.shape, gy.dtype, self.order)
+        gx.fill(0)
+        if _is_basic(self.index):
+            gx[self.index] = gy
+        else:
+            scatter_add(gx, self.index, gy)
+        return gx
+
+    def backward(self, ggx):
+        return getitem(ggx, self.index)
+
+
+class Concat(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, *xs):
+        xp = get_array_module(*xs)
+        ref = xs[0]
+        axis = self.axis % builtins.max(ref.ndim, 1)
+        for x in xs[1:]:
+            if x.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, ref.shape))
+                                         if i != axis):
+                raise ValueError(f"cat: shapes {[tuple(x.shape) for x in xs]} differ outside "
+                                 f"axis {self.axis}")
+        self.axis = axis
+        shape = list(ref.shape)
+        shape[axis] = builtins.sum(x.shape[axis] for x in xs)
+        # keep the inputs' memory layout (NumPy would return C order, i.e. NCHW for
+        # channels-last feature maps, and every later conv would transpose it back)
+        out = empty_in_order(xp, tuple(shape), np.result_type(*[x.dtype for x in xs]),
+                             memory_order(ref))
+        return xp.concatenate(xs, axis=axis, out=out)
+
+    def backward(self, gy):
+        sizes = [s[self.axis] for s in self.input_shapes]
+        return split(gy, sizes, axis=self.axis)
+
+
+class Split(Function):
+    def __init__(self, sizes: Sequence[int], axis: int) -> None:
+        self.sizes, self.axis = list(sizes), axis
+
+    def forward(self, x):
+        axis = self.axis % x.ndim
+        if builtins.sum(self.sizes) != x.shape[axis]:
+            raise ValueError(f"split: sizes {self.sizes} do not add up to {x.shape[axis]} "
+                             f"(axis {self.axis} of shape {tuple(x.shape)})")
+        self.axis = axis
+        xp = get_array_module(x)
+        return tuple(xp.split(x, np.cumsum(self.sizes)[:-1].tolist(), axis=axis))
+
+    def backward(self, *gys):
+        return cat(list(gys), axis=self.axis)
+
+
+class Pad(Function):
+    """Constant padding; ``widths`` is a per-axis list of (before, after)."""
+
+    def __init__(self, widths: list[tuple[int, int]], value: float) -> None:
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.widths))
+        y = empty_in_order(xp, shape, x.dtype, memory_order(x))  # x's layout, not C order
+        y.fill(self.value)
+        y[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, self.widths))] = x
+        return y
+
+    def backward(self, gy):
+        index = tuple(slice(b, n + b) for (b, _), n in zip(self.widths, self.input_shapes[0]))
+        return getitem(gy, index)
+
+
+# ---- wrappers -----------------------------------------------------------------------------
+
+def reshape(x: Tensor, shape: Sequence[int] | int, *more: int) -> Tensor:
+    """The same data viewed with a new shape (one dimension may be -1)."""
+    shape = (shape, *more) if isinstance(shape, int) else tuple(shape)
+    if x.shape == shape:
+        return x
+    return Reshape(shape)(x)
+
+
+def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    """Permute the axes (reverse them when ``axes`` is None)."""
+    return Transpose(None if axes is None else tuple(axes))(x)
+
+
+def permute(x: Tensor, *axes: int) -> Tensor:
+    """``x.permute(0, 2, 3, 1)``-style axis permutation."""
+    if len(axes) == 1 and not isinstance(axes[0], int):
+        axes = tuple(axes[0])
+    return transpose(x, axes)
+
+
+def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
+    """Exchange two axes."""
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return transpose(x, axes)
+
+
+def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one (default: all but the batch dim)."""
+    nd = x.ndim
+    s, e = start_dim % nd, end_dim % nd
+    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+    return reshape(x, shape)
+
+
+def squeeze(x: Tensor, axis: int | None = None) -> Tensor:
+    """Drop size-1 dims (only ``axis`` if given)."""
+    if axis is None:
+        return reshape(x, tuple(n for n in x.shape if n != 1))
+    axis = axis % x.ndim
+    if x.shape[axis] != 1:
+        raise ValueError(f"squeeze: axis {axis} of shape {x.shape} has size {x.shape[axis]}, not 1")
+    return reshape(x, x.shape[:axis] + x.shape[axis + 1:])
+
+
+def unsqueeze(x: Tensor, axis: int) -> Tensor:
+    """Insert a size-1 dim at ``axis``."""
+    axis = axis % (x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` with basic and advanced indexing."""
+    return GetItem(_index_arrays(index))(x)
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Concatenate along an existing ``axis``."""
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    return Concat(axis)(*tensors)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join along a new ``axis``."""
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    shapes = {as_tensor(t).shape for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: all tensors must have one shape, got {sorted(shapes)}")
+    return cat([unsqueeze(as_tensor(t), axis) for t in tensors], axis=axis)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int],
+          axis: int = 0) -> tuple[Tensor, ...]:
+    """Split into chunks of one size (int) or of the given sizes (list), like torch.split."""
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        k = split_size_or_sections
+        if k <= 0:
+            raise ValueError(f"split: chunk size must be positive, got {k}")
+        sizes = [k] * (n // k) + ([n % k] if n % k else [])
+    else:
+        sizes = list(split_size_or_sections)
+    out = Split(sizes, axis)(x)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
+    """Constant padding, torch-style: ``pad=(left, right, top, bottom, ...)`` from the last dim."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for at most "
+                         f"{x.ndim} dims")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    if any(b < 0 or a < 0 for b, a in widths):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
+    return Pad(widths, value)(x)
