@@ -302,7 +302,7 @@ def test_make_mlp_shapes_and_errors():
 def test_demo_figure_and_cli(tmp_path, capsys):
     import time
 
-    from minidl.flow.cli import add_flow_subcommands
+    from minidl.cli.flow import add_flow_subcommands
 
     start = time.perf_counter()
     out = E.demo_figure(tmp_path / "demo.png", probe=64)

@@ -104,7 +104,7 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_experiment(args: argparse.Namespace) -> Any:
-    from . import experiments as E  # noqa: PLC0415 - heavy imports only when running
+    from ..flow import experiments as E  # noqa: PLC0415 - heavy imports only when running
     name = args.experiment
     if name == "neuron":
         return E.neuron(samples=args.samples, seed=args.seed)

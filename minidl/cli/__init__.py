@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .backend import blas_info, cupy_available, cupy_info, get_default_device, xp_for
-from .parallel import blas_threads
+from .. import __version__
+from ..backend import blas_info, cupy_available, cupy_info, get_default_device, xp_for
+from ..parallel import blas_threads
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
 # one-cycle schedule and +-2 pixel shifts. Measured on 2 CPU cores: see docs/training.md.
@@ -68,7 +68,7 @@ def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
 
 def _make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.9,
                     weight_decay: float = 0.0) -> Any:
-    from . import optim  # noqa: PLC0415
+    from .. import optim  # noqa: PLC0415
 
     if name == "sgd":
         return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -82,7 +82,7 @@ def _make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.9,
 
 
 def _make_scheduler(name: str, optimizer: Any, lr: float, epochs: int, steps: int) -> Any:
-    from .optim import lr_scheduler  # noqa: PLC0415
+    from ..optim import lr_scheduler  # noqa: PLC0415
 
     if name == "none":
         return None
@@ -100,7 +100,7 @@ def _build_model(name: str, **wanted: Any) -> Any:
 
     ``in_channels`` is dropped for builders without it when it is 3 (their default).
     """
-    from . import models  # noqa: PLC0415
+    from .. import models  # noqa: PLC0415
 
     try:
         return models.get_model(name, **wanted)
@@ -165,13 +165,13 @@ def _fmt_time(seconds: float) -> str:
 def _demo(args: argparse.Namespace) -> int:
     import minidl as md  # noqa: PLC0415
 
-    from .data import DataLoader, mnist_subset  # noqa: PLC0415
-    from .data.datasets import MNIST_MEAN, MNIST_STD  # noqa: PLC0415
-    from .data.transforms import Compose, Normalize, RandomCrop  # noqa: PLC0415
-    from .models import lenet5  # noqa: PLC0415
-    from .optim import Adam  # noqa: PLC0415
-    from .optim.lr_scheduler import OneCycleLR  # noqa: PLC0415
-    from .train import CSVLogger, Trainer, confusion_matrix, most_confused  # noqa: PLC0415
+    from ..data import DataLoader, mnist_subset  # noqa: PLC0415
+    from ..data.datasets import MNIST_MEAN, MNIST_STD  # noqa: PLC0415
+    from ..data.transforms import Compose, Normalize, RandomCrop  # noqa: PLC0415
+    from ..models import lenet5  # noqa: PLC0415
+    from ..optim import Adam  # noqa: PLC0415
+    from ..optim.lr_scheduler import OneCycleLR  # noqa: PLC0415
+    from ..train import CSVLogger, Trainer, confusion_matrix, most_confused  # noqa: PLC0415
 
     start = time.perf_counter()
     device = _device_or_none(args.device, "demo")
@@ -228,13 +228,13 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print("no digit was misclassified")
 
-    from . import io  # noqa: PLC0415
+    from .. import io  # noqa: PLC0415
 
     io.save(model.state_dict(), out / "lenet5.npz")
     plotted = _plot_curves(history, out / "curves.png",
                            f"LeNet-5 on the MNIST subset: test accuracy {acc:.2%}")
     if plotted:  # matplotlib is present: add the gradient-flow lab's depth-20 figure
-        from .flow.experiments import demo_figure  # noqa: PLC0415
+        from ..flow.experiments import demo_figure  # noqa: PLC0415
 
         demo_figure(out / "gradient-flow.png")
     _write_demo_report(out / "report.md", acc=acc, cm=cm, confused=confused, history=history,
@@ -307,7 +307,7 @@ DATASETS = ("mnist-subset", "mnist", "fashion-mnist", "cifar10", "spirals")
 def _load_dataset(name: str, root: str | None, download: bool
                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], int]:
     """(train arrays, test arrays, number of classes) of a dataset name."""
-    from . import data  # noqa: PLC0415
+    from .. import data  # noqa: PLC0415
 
     if name == "mnist-subset":
         return data.mnist_subset("train"), data.mnist_subset("test"), 10
@@ -325,7 +325,7 @@ def _load_dataset(name: str, root: str | None, download: bool
 
 
 def _mlp(in_features: int, classes: int, hidden: int = 64) -> Any:
-    from . import nn  # noqa: PLC0415
+    from .. import nn  # noqa: PLC0415
 
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                          nn.ReLU(), nn.Linear(hidden, classes))
@@ -334,10 +334,10 @@ def _mlp(in_features: int, classes: int, hidden: int = 64) -> Any:
 def _train(args: argparse.Namespace) -> int:
     import minidl as md  # noqa: PLC0415
 
-    from .data import DataLoader  # noqa: PLC0415
-    from .data import datasets as ds  # noqa: PLC0415
-    from .data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip  # noqa: PLC0415
-    from .train import CSVLogger, ModelCheckpoint, NonFiniteLossError, Trainer  # noqa: PLC0415
+    from ..data import DataLoader  # noqa: PLC0415
+    from ..data import datasets as ds  # noqa: PLC0415
+    from ..data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip  # noqa: PLC0415
+    from ..train import CSVLogger, ModelCheckpoint, NonFiniteLossError, Trainer  # noqa: PLC0415
 
     device = _device_or_none(args.device, "train")
     if device is None:
@@ -449,7 +449,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from .summary import summary  # noqa: PLC0415
+    from ..summary import summary  # noqa: PLC0415
 
     wanted = {}
     if args.num_classes is not None:
@@ -478,7 +478,7 @@ def _models_help() -> str:
 
 
 def _train_gan(args: argparse.Namespace) -> int:
-    from .models.gan import train_gan  # noqa: PLC0415
+    from ..models.gan import train_gan  # noqa: PLC0415
 
     train_gan(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
               out_dir=args.out, seed=args.seed)
@@ -512,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="gan_out", help="folder for the sample grids")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_train_gan)
-    from .flow.cli import add_flow_subcommands  # noqa: PLC0415 - experiments load lazily
+    from .flow import add_flow_subcommands  # noqa: PLC0415 - experiments load lazily
 
     add_flow_subcommands(sub)
 
@@ -640,6 +640,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
