@@ -302,7 +302,7 @@ def test_make_mlp_shapes_and_errors():
 def test_demo_figure_and_cli(tmp_path, capsys):
     import time
 
-    from minidl.cli.flow import add_flow_subcommands
+    from minidl.cli.flow import add_parser as add_flow_parser
 
     start = time.perf_counter()
     out = E.demo_figure(tmp_path / "demo.png", probe=64)
@@ -310,7 +310,7 @@ def test_demo_figure_and_cli(tmp_path, capsys):
     assert time.perf_counter() - start < 10
 
     parser = argparse.ArgumentParser(prog="minidl")
-    add_flow_subcommands(parser.add_subparsers(dest="command"))
+    add_flow_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["flow", "parallel", "--max-paths", "3", "--trials", "200",
                               "--out", str(tmp_path / "p.png"), "--csv", str(tmp_path / "p.csv")])
     assert args.func(args) == 0

@@ -1,7 +1,6 @@
 """``minidl flow NAME``: run one gradient-flow experiment, print its table, write its PNG.
 
-Hooked into the ``minidl`` command by :func:`add_flow_subcommands`; the experiments are
-imported only when one runs, so building the parser stays cheap.
+The experiments are imported only when one runs, so building the parser stays cheap.
 """
 from __future__ import annotations
 
@@ -9,7 +8,9 @@ import argparse
 import time
 from typing import Any
 
-__all__ = ["add_flow_subcommands", "run_flow"]
+from ..parallel import blas_threads
+
+__all__ = ["add_parser", "run"]
 
 _HELP = {
     "neuron": "the single tanh neuron tanh(x + w): dE/dw against the input shift 0..6, "
@@ -38,7 +39,7 @@ def _bn_choice(text: str) -> list[bool]:
     return choices[text]
 
 
-def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``flow`` with one sub-command per experiment to an argparse ``subparsers``.
 
     Each sub-command sets ``func`` (call ``args.func(args)``, which returns an exit code).
@@ -60,7 +61,7 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--csv", default=None, help="also write the table as CSV here")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--no-plot", action="store_true", help="print the table only")
-        p.set_defaults(func=run_flow, experiment=name)
+        p.set_defaults(func=run, experiment=name)
         return p
 
     p = add("neuron")
@@ -124,10 +125,11 @@ def _run_experiment(args: argparse.Namespace) -> Any:
     raise ValueError(f"minidl flow: unknown experiment {name!r}")
 
 
-def run_flow(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``args.experiment``, print its table, write the PNG (and CSV); exit code 0."""
     start = time.perf_counter()
-    result = _run_experiment(args)
+    with blas_threads(1):  # the lab's small MLP GEMMs run faster on one BLAS thread
+        result = _run_experiment(args)
     print(result.table())
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")
