@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     plotted = plot_curves(history, out / "curves.png",
                            f"LeNet-5 on the MNIST subset: test accuracy {acc:.2%}")
     if plotted:  # matplotlib is present: add the gradient-flow lab's depth-20 figure
-        from ..flow.experiments import demo_figure  # noqa: PLC0415
+        from ..flow import demo_figure  # noqa: PLC0415
 
         demo_figure(out / "gradient-flow.png")
     _write_report(out / "report.md", acc=acc, cm=cm, confused=confused, history=history,

@@ -105,23 +105,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_experiment(args: argparse.Namespace) -> Any:
-    from ..flow import experiments as E  # noqa: PLC0415 - heavy imports only when running
+    from ..flow import bn, depth, neuron, parallel, residual  # noqa: PLC0415 - only when running
+
     name = args.experiment
     if name == "neuron":
-        return E.neuron(samples=args.samples, seed=args.seed)
+        return neuron(samples=args.samples, seed=args.seed)
     if name == "depth":
-        return E.depth(depths=args.depths, activations=args.acts, inits=args.inits,
-                       batchnorm=args.bn, width=args.width, steps=args.steps, lr=args.lr,
-                       seed=args.seed)
+        return depth(depths=args.depths, activations=args.acts, inits=args.inits,
+                     batchnorm=args.bn, width=args.width, steps=args.steps, lr=args.lr,
+                     seed=args.seed)
     if name == "parallel":
-        return E.parallel(max_paths=args.max_paths, trials=args.trials, scale=args.scale,
-                          tol=args.tol, seed=args.seed)
+        return parallel(max_paths=args.max_paths, trials=args.trials, scale=args.scale,
+                        tol=args.tol, seed=args.seed)
     if name == "residual":
-        return E.residual(depths=args.depths, arch=args.arch, width=args.width,
-                          steps=args.steps, lr=args.lr, zero_init=not args.no_zero_init,
-                          seed=args.seed)
+        return residual(depths=args.depths, arch=args.arch, width=args.width,
+                        steps=args.steps, lr=args.lr, zero_init=not args.no_zero_init,
+                        seed=args.seed)
     if name == "bn":
-        return E.bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed)
+        return bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed)
     raise ValueError(f"minidl flow: unknown experiment {name!r}")
 
 
