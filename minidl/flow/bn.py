@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import manual_seed
 from .measure import flow_summary, measure_flow
 from .nets import heldout_accuracy, make_mlp, mnist_inputs, sgd_train
 from .plots import layer_norm_plot, new_figure, save_figure, smooth, style_for
@@ -20,7 +21,6 @@ def bn(depth: int = 20, width: int = 32, inits: Sequence[str] = ("naive", "gloro
     """A ``depth``-layer sigmoid MLP with and without BatchNorm (Linear -> BN -> sigmoid), for
     each init: weight-gradient norms per layer at init, saturation, training loss, accuracy.
     """
-    from ..backend import manual_seed  # noqa: PLC0415
     x, y = mnist_inputs("train")
     xt, yt = mnist_inputs("test")
     rows, curves = [], {}

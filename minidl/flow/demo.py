@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..backend import manual_seed
 from .measure import flow_summary, measure_flow
 from .nets import make_mlp, mnist_inputs
 from .plots import layer_norm_plot, new_figure, save_figure
@@ -18,7 +19,6 @@ def demo_figure(path: str | Path = "gradient-flow.png", depth: int = 20, width: 
     sigmoid: Glorot init; ReLU: He init; sigmoid + BN: Glorot; residual: sigmoid, Glorot,
     :func:`make_mlp` with ``residual=True``. Takes about a second. Returns the PNG path.
     """
-    from ..backend import manual_seed  # noqa: PLC0415
     x, y = mnist_inputs("train")
     nets = {"sigmoid (Glorot)": dict(activation="sigmoid", init="glorot"),
             "ReLU (He)": dict(activation="relu", init="he"),

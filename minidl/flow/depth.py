@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import manual_seed
 from .measure import flow_summary, measure_flow
 from .nets import ACTIVATIONS, INITS, make_mlp, mnist_inputs, sgd_train
 from .plots import layer_norm_plot, new_figure, save_figure, style_for
@@ -30,7 +31,6 @@ def depth(depths: Sequence[int] = (2, 5, 10, 20, 50),
     |grad at its output| (sigmoid: at most 1/4, since sigmoid' <= 1/4); the same after
     training, and the training loss at the first and last step.
     """
-    from ..backend import manual_seed  # noqa: PLC0415
     x, y = mnist_inputs("train")
     xp_, yp_ = x[:probe], y[:probe]
     rows: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from .nets import on_device
+from .recorder import Recorder
 
 __all__ = ["measure_flow", "flow_summary", "fit_decay"]
 
@@ -32,7 +33,6 @@ def _geo_mean(values: Sequence[float]) -> float:
 
 def measure_flow(model: Any, x: np.ndarray, y: np.ndarray, layers: Any = None) -> Any:
     """One forward/backward pass on (x, y) under a Recorder; returns the Recorder."""
-    from .recorder import Recorder  # noqa: PLC0415
     model.zero_grad()
     with Recorder(model, layers) as rec:
         F.cross_entropy(model(on_device(x)), on_device(y)).backward()

@@ -6,7 +6,10 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor, tensor
+from .. import nn
+from ..autograd import Tensor, no_grad, tensor
+from ..backend import get_default_device
+from ..data import mnist_subset
 
 __all__ = ["ACTIVATIONS", "INITS", "init_weights", "make_mlp", "make_resnet_mlp",
            "zero_init_residual", "mnist_inputs", "sgd_train", "heldout_accuracy", "on_device",
@@ -25,7 +28,6 @@ def init_weights(model: Any, init: str) -> Any:
     lectures), 'glorot' (Xavier normal, std sqrt(2 / (fan_in + fan_out))) or 'he'
     (Kaiming normal, std sqrt(2 / fan_in)). BatchNorm keeps scale 1 and shift 0.
     """
-    from .. import nn  # noqa: PLC0415
     fill = {"naive": lambda w: nn.init.normal_(w, 0.0, 0.01),
             "glorot": nn.init.xavier_normal_,
             "he": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")}
@@ -51,7 +53,6 @@ def make_mlp(depth: int, width: int = 32, activation: str = "sigmoid", init: str
     the head carries no activation (as in pre-activation ResNets and transformer MLPs), so a
     squashing activation cannot shrink it; both forms have ``depth`` weight layers.
     """
-    from .. import nn  # noqa: PLC0415
     if depth < 2:
         raise ValueError(f"make_mlp: depth must be at least 2, got {depth}")
     if residual and depth % 2:
@@ -86,7 +87,6 @@ def make_resnet_mlp(depth: int, width: int = 32, plain: bool = False, in_feature
     (depth - 2) / 2`` blocks ``relu(x + BN(W2 relu(BN(W1 x))))`` (plain: without ``x +``)
     and a Linear head; He initialisation. (N, in_features) -> (N, classes).
     """
-    from .. import nn  # noqa: PLC0415
     if depth < 4 or depth % 2:
         raise ValueError(f"make_resnet_mlp: depth must be even and >= 4 (2 + 2 * blocks), "
                          f"got {depth}")
@@ -106,7 +106,6 @@ def make_resnet_mlp(depth: int, width: int = 32, plain: bool = False, in_feature
 def zero_init_residual(model: Any) -> Any:
     """Set the scale of the last BatchNorm inside every ``nn.Residual`` block to 0, so each
     block starts as the identity (Goyal et al. 2017, "Accurate, large minibatch SGD")."""
-    from .. import nn  # noqa: PLC0415
     for m in model.modules():
         if isinstance(m, nn.Residual):
             norms = [b for b in m.block.modules()
@@ -123,7 +122,6 @@ def f64(a: Any, requires_grad: bool = False) -> Tensor:
 def on_device(a: np.ndarray) -> Tensor:
     """A batch on minidl's default device (``MINIDL_DEVICE=cuda`` runs the lab on a GPU;
     the models are built there too, since layers are created on the default device)."""
-    from ..backend import get_default_device  # noqa: PLC0415
     return tensor(a, device=get_default_device())
 
 
@@ -138,7 +136,6 @@ def mnist_inputs(split: str = "train", flat: bool = True) -> tuple[np.ndarray, n
     """
     key = (split, flat)
     if key not in _DATA:
-        from ..data import mnist_subset  # noqa: PLC0415
         x, y = mnist_subset(split)
         x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
         _DATA[key] = (x.reshape(len(x), -1) if flat else x, y)
@@ -174,7 +171,6 @@ def sgd_train(model: Any, x: np.ndarray, y: np.ndarray, steps: int, lr: float = 
 
 
 def heldout_accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    from ..autograd import no_grad  # noqa: PLC0415
     model.eval()
     correct = 0
     with no_grad():

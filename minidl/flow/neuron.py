@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import functional as F
+from ..nn import Normalization
 from .nets import f64
 from .plots import new_figure, save_figure
 from .result import FlowResult
@@ -26,7 +27,6 @@ def neuron(shifts: Sequence[float] | None = None, samples: int = 512, spread: fl
     - ``data, normalized``: the same data through ``nn.Normalization`` adapted to it
       (mean and std fitted on the shifted data), which brings the gradient back.
     """
-    from ..nn import Normalization  # noqa: PLC0415 - flow sits above nn
 
     shifts = list(np.linspace(0.0, 6.0, 13) if shifts is None else shifts)
     base = np.random.default_rng(seed).standard_normal((samples, 1)) * spread

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..backend import manual_seed
+from ..models import cifar_resnet
 from .nets import (
     heldout_accuracy,
     make_resnet_mlp,
@@ -17,6 +19,7 @@ from .nets import (
     zero_init_residual,
 )
 from .plots import layer_norm_plot, new_figure, save_figure, smooth, style_for
+from .recorder import Recorder
 from .result import FlowResult
 
 __all__ = ["residual"]
@@ -43,8 +46,6 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
     the training loss averaged over the first and the last 10% of steps, and the accuracy
     on the 1,000 held-out digits.
     """
-    from ..backend import manual_seed  # noqa: PLC0415
-    from .recorder import Recorder  # noqa: PLC0415
     if arch not in ("mlp", "cifar"):
         raise ValueError(f"residual: arch must be 'mlp' or 'cifar', got {arch!r}")
     flat = arch == "mlp"
@@ -60,7 +61,6 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
             if arch == "mlp":
                 model = make_resnet_mlp(d, width, plain)
             else:
-                from ..models import cifar_resnet  # noqa: PLC0415
                 model = cifar_resnet(d, plain=plain, in_channels=1,
                                      widths=(width // 4, width // 2, width))
             if kind == "resnet-zero":
