@@ -288,6 +288,37 @@ def test_residual_and_bn_experiments_small():
     assert with_bn["|g first| init"] > 1e3 * plain["|g first| init"]
 
 
+def test_sgd_train_is_plain_sgd_on_batches_drawn_with_replacement():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 8)).astype(np.float32), rng.integers(0, 4, 40)
+    nets = []
+    for _ in range(2):
+        md.manual_seed(0)
+        nets.append(flow.make_mlp(4, 8, "tanh", "he", in_features=8, classes=4))
+    trained, by_hand = nets
+    losses = flow.sgd_train(trained, x, y, steps=5, lr=0.1, batch=6, seed=3)
+    # the same five steps written out: the Trainer adds nothing to plain SGD
+    draw, expected = np.random.default_rng(3), []
+    for _ in range(5):
+        idx = draw.integers(0, 40, 6)
+        by_hand.zero_grad()
+        loss = F.cross_entropy(by_hand(md.tensor(x[idx])), md.tensor(y[idx]))
+        expected.append(loss.item())
+        loss.backward()
+        for p in by_hand.parameters():
+            p.data -= 0.1 * p.grad.data
+    assert losses == expected
+    for a, b in zip(trained.parameters(), by_hand.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    logits = by_hand(md.tensor(x)).numpy()
+    assert flow.nets.heldout_accuracy(trained, x, y, batch=16) == (logits.argmax(1) == y).mean()
+    with np.errstate(all="ignore"):   # a huge step: the weights overflow, the loss follows
+        diverged = flow.sgd_train(trained, x, y, steps=6, lr=1e38, batch=6)
+    assert len(diverged) == 6 and math.isfinite(diverged[0])
+    assert not math.isfinite(diverged[1]) and all(math.isnan(v) for v in diverged[2:])
+    assert flow.sgd_train(trained, x, y, steps=0) == []
+
+
 def test_make_mlp_shapes_and_errors():
     assert len(weight_layers(flow.make_mlp(20, 8, "relu", "he", residual=True))) == 20
     assert len(weight_layers(flow.make_mlp(5, 8, batchnorm=True))) == 5

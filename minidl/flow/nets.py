@@ -1,23 +1,24 @@
-"""What the experiments share: the MLPs, their initialisation, the data and the SGD loop."""
+"""What the experiments share: the MLPs, their initialisation, the data, SGD training."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import functional as F
 from .. import nn
-from ..autograd import Tensor, no_grad, tensor
+from ..autograd import Tensor, tensor
 from ..backend import get_default_device
 from ..data import mnist_subset
+from ..optim import SGD
+from ..train import NonFiniteLossError, Trainer, accuracy
 
 __all__ = ["ACTIVATIONS", "INITS", "init_weights", "make_mlp", "make_resnet_mlp",
            "zero_init_residual", "mnist_inputs", "sgd_train", "heldout_accuracy", "on_device",
            "f64"]
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
-
-
 INITS = ("naive", "glorot", "he")
 
 
@@ -116,6 +117,7 @@ def zero_init_residual(model: Any) -> Any:
 
 
 def f64(a: Any, requires_grad: bool = False) -> Tensor:
+    """``a`` as a float64 Tensor: the single-neuron and parallel-path nets are checked exactly."""
     return tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
 
 
@@ -123,7 +125,6 @@ def on_device(a: np.ndarray) -> Tensor:
     """A batch on minidl's default device (``MINIDL_DEVICE=cuda`` runs the lab on a GPU;
     the models are built there too, since layers are created on the default device)."""
     return tensor(a, device=get_default_device())
-
 
 
 _DATA: dict[tuple, tuple[Any, Any]] = {}
@@ -143,39 +144,42 @@ def mnist_inputs(split: str = "train", flat: bool = True) -> tuple[np.ndarray, n
 
 
 def sgd_train(model: Any, x: np.ndarray, y: np.ndarray, steps: int, lr: float = 0.05,
-              batch: int = 64, seed: int = 0, loss_every: int = 1) -> list[float]:
-    """Plain SGD (``p -= lr * grad``) with cross-entropy on random batches of (x, y).
+              batch: int = 64, seed: int = 0) -> list[float]:
+    """Exactly ``steps`` steps of plain SGD (``p -= lr * grad``) with cross-entropy.
 
-    Returns the training loss of every ``loss_every``-th step (non-finite once diverged).
-    Written out, not taken from ``minidl.optim``, so that the lab's loop is visible.
+    x (N, ...) and y (N,) are host arrays; every step draws ``batch`` rows with replacement
+    (``np.random.default_rng(seed).integers``), so the count of steps, not of epochs, is
+    what an experiment fixes. The steps run as one epoch of :class:`minidl.train.Trainer`
+    with ``minidl.optim.SGD``. Returns the loss of every step; when a loss is not finite the
+    Trainer stops before that update and the remaining steps read NaN.
     """
-    rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    losses = []
-    model.train()
-    for step in range(steps):
-        idx = rng.integers(0, len(x), batch)
-        model.zero_grad()
-        loss = F.cross_entropy(model(on_device(x[idx])), on_device(y[idx]))
-        value = float(loss.item())
-        if step % loss_every == 0:
-            losses.append(value)
-        if not np.isfinite(value):
-            losses.extend([float("nan")] * ((steps - step - 1) // loss_every))
-            break
-        loss.backward()
-        for p in params:
-            if p.grad is not None:
-                p.data -= lr * p.grad.data
+    if steps < 1:
+        return []
+    losses: list[float] = []
+
+    def loss_fn(output: Tensor, target: Tensor) -> Tensor:  # records every step's loss
+        loss = F.cross_entropy(output, target)
+        losses.append(float(loss.item()))
+        return loss
+
+    # sync_every=1: stop at the first non-finite loss on the GPU too, as on the CPU
+    trainer = Trainer(model, SGD(model.parameters(), lr=lr), loss_fn, metrics=[], verbose=0,
+                      sync_every=1)
+    try:
+        trainer.fit(_random_batches(x, y, steps, batch, seed), epochs=1)
+    except NonFiniteLossError:
+        losses += [float("nan")] * (steps - len(losses))
     return losses
 
 
+def _random_batches(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
+                    seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        idx = rng.integers(0, len(x), batch)
+        yield on_device(x[idx]), on_device(y[idx])
+
+
 def heldout_accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with no_grad():
-        for i in range(0, len(x), batch):
-            logits = model(on_device(x[i:i + batch])).numpy()
-            correct += int((logits.argmax(axis=1) == y[i:i + batch]).sum())
-    model.train()
-    return correct / len(x)
+    """:func:`minidl.train.accuracy` of ``model`` on x (N, ...), y (N,), in eval mode."""
+    return accuracy(Trainer(model, verbose=0).predict(x, batch_size=batch), y)
