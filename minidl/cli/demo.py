@@ -55,13 +55,10 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import minidl as md  # noqa: PLC0415
 
-    from ..data import DataLoader, mnist_subset  # noqa: PLC0415
-    from ..data.datasets import MNIST_MEAN, MNIST_STD  # noqa: PLC0415
-    from ..data.transforms import Compose, Normalize, RandomCrop  # noqa: PLC0415
     from ..models import lenet5  # noqa: PLC0415
     from ..optim import Adam  # noqa: PLC0415
     from ..optim.lr_scheduler import OneCycleLR  # noqa: PLC0415
-    from ..train import CSVLogger, Trainer, confusion_matrix, most_confused  # noqa: PLC0415
+    from ..train import CSVLogger, Trainer, accuracy  # noqa: PLC0415
 
     start = time.perf_counter()
     device = device_or_none(args.device, "demo")
@@ -71,6 +68,40 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     md.manual_seed(args.seed)
+    train_loader, test_loader, y_test = _loaders(args, device)
+
+    model = lenet5()
+    optimizer = Adam(model.parameters(), lr=args.lr)
+    scheduler = OneCycleLR(optimizer, max_lr=args.lr, total_steps=epochs * len(train_loader))
+    verbose = 1 if sys.stderr.isatty() else 2
+    trainer = Trainer(model, optimizer, "cross_entropy", metrics=["accuracy"], device=device,
+                      scheduler=scheduler, callbacks=[CSVLogger(out / "history.csv")],
+                      verbose=verbose)
+    facts = dict(epochs=epochs, n_train=len(train_loader.dataset), n_test=len(y_test),
+                 device=device, params=model.num_parameters(), lr=args.lr,
+                 batch=args.batch_size)
+    print(f"minidl demo: LeNet-5 (tanh, average pooling; {facts['params']:,} parameters) on "
+          f"{facts['n_train']:,} MNIST digits, testing on {facts['n_test']:,} held-out ones; "
+          f"{epochs} epoch{_plural(epochs)} of Adam + one-cycle (max lr {args.lr:g}), batch "
+          f"{args.batch_size}, on {device}")
+    with blas_threads(args.blas_threads):
+        history = trainer.fit(train_loader, epochs=epochs, val_loader=test_loader)
+        logits = trainer.predict(test_loader)
+    acc = accuracy(logits, y_test)
+    _finish(out, model, history, logits.argmax(axis=1), y_test, acc, start, facts)
+    return 0
+
+
+def _plural(n: int) -> str:
+    return "s" if n != 1 else ""
+
+
+def _loaders(args: argparse.Namespace, device: str) -> tuple[Any, Any, np.ndarray]:
+    """(train loader with +-2 pixel shifts, test loader, test labels) of the bundled digits,
+    padded to LeNet-5's 32x32 and normalised."""
+    from ..data import DataLoader, mnist_subset  # noqa: PLC0415
+    from ..data.datasets import MNIST_MEAN, MNIST_STD  # noqa: PLC0415
+    from ..data.transforms import Compose, Normalize, RandomCrop  # noqa: PLC0415
 
     x_train, y_train = mnist_subset("train")
     x_test, y_test = mnist_subset("test")
@@ -84,33 +115,23 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed, device=device, transform=augment)
     test_loader = DataLoader((x_test, y_test), batch_size=500, device=device,
                              transform=normalize)
+    return train_loader, test_loader, y_test
 
-    model = lenet5()
-    n_params = model.num_parameters()
-    optimizer = Adam(model.parameters(), lr=args.lr)
-    scheduler = OneCycleLR(optimizer, max_lr=args.lr, total_steps=epochs * len(train_loader))
-    verbose = 1 if sys.stderr.isatty() else 2
-    trainer = Trainer(model, optimizer, "cross_entropy", metrics=["accuracy"], device=device,
-                      scheduler=scheduler, callbacks=[CSVLogger(out / "history.csv")],
-                      verbose=verbose)
-    plural = "s" if epochs != 1 else ""
-    print(f"minidl demo: LeNet-5 (tanh, average pooling; {n_params:,} parameters) on "
-          f"{len(x_train):,} MNIST digits, testing on {len(x_test):,} held-out ones; "
-          f"{epochs} epoch{plural} of Adam + one-cycle (max lr {args.lr:g}), batch "
-          f"{args.batch_size}, on {device}")
-    with blas_threads(args.blas_threads):
-        history = trainer.fit(train_loader, epochs=epochs, val_loader=test_loader)
-        logits = trainer.predict(test_loader)
-    train_time = sum(history["time"])
 
-    pred = logits.argmax(axis=1)
-    acc = float((pred == y_test).mean())
+def _finish(out: Path, model: Any, history: Any, pred: np.ndarray, y_test: np.ndarray,
+            acc: float, start: float, facts: dict[str, Any]) -> None:
+    """Print the test accuracy and the most confused digits; write the weights, the curves,
+    the gradient-flow figure (both with matplotlib) and the report."""
+    from .. import io  # noqa: PLC0415
+    from ..train import confusion_matrix, most_confused  # noqa: PLC0415
+
     cm = confusion_matrix(y_test, pred, 10)
     confused = most_confused(cm, 3)
+    train_time = sum(history["time"])
     total_time = time.perf_counter() - start
-
+    epochs = facts["epochs"]
     print(f"\ntest accuracy: {acc:.2%} ({int((pred == y_test).sum())}/{len(y_test)} digits) "
-          f"after {epochs} epoch{plural}; training took {fmt_time(train_time)}, "
+          f"after {epochs} epoch{_plural(epochs)}; training took {fmt_time(train_time)}, "
           f"{fmt_time(total_time)} in all")
     if confused:
         print("most confused digits (true -> predicted: count): "
@@ -118,24 +139,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("no digit was misclassified")
 
-    from .. import io  # noqa: PLC0415
-
     io.save(model.state_dict(), out / "lenet5.npz")
     plotted = plot_curves(history, out / "curves.png",
-                           f"LeNet-5 on the MNIST subset: test accuracy {acc:.2%}")
+                          f"LeNet-5 on the MNIST subset: test accuracy {acc:.2%}")
     if plotted:  # matplotlib is present: add the gradient-flow lab's depth-20 figure
         from ..flow import demo_figure  # noqa: PLC0415
 
         demo_figure(out / "gradient-flow.png")
     _write_report(out / "report.md", acc=acc, cm=cm, confused=confused, history=history,
-                       epochs=epochs, n_train=len(x_train), n_test=len(x_test), device=device,
-                       params=n_params, lr=args.lr, batch=args.batch_size,
-                       train_time=train_time, total_time=total_time, plotted=plotted)
+                  train_time=train_time, total_time=total_time, plotted=plotted, **facts)
     written = ["report.md", "history.csv", "lenet5.npz"] + (
         ["curves.png", "gradient-flow.png"] if plotted else [])
     print(f"wrote {out}/: {', '.join(written)}"
           + ("" if plotted else " (install matplotlib for curves.png)"))
-    return 0
 
 
 def _write_report(path: Path, *, acc: float, cm: np.ndarray, confused: list,
@@ -148,7 +164,7 @@ def _write_report(path: Path, *, acc: float, cm: np.ndarray, confused: list,
         f"- **Test accuracy: {acc:.2%}** on {n_test:,} held-out digits "
         f"(trained on {n_train:,}; the bundled MNIST subset).",
         f"- Model: LeNet-5 (tanh, average pooling, 32x32 input), {params:,} parameters.",
-        f"- Training: {epochs} epoch{'s' if epochs != 1 else ''}, Adam with a one-cycle "
+        f"- Training: {epochs} epoch{_plural(epochs)}, Adam with a one-cycle "
         f"schedule (max lr {lr:g}), batch {batch}, random +-2 pixel shifts; device "
         f"`{device}`.",
         f"- Time: {fmt_time(train_time)} training, {fmt_time(total_time)} in all.",

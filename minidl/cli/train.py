@@ -127,12 +127,14 @@ def _make_scheduler(name: str, optimizer: Any, lr: float, epochs: int, steps: in
     raise ValueError(f"unknown schedule {name!r}")
 
 
+class _Refused(Exception):
+    """A reason not to train, printed as ``minidl train: <reason>`` with exit code 2."""
+
+
 def run(args: argparse.Namespace) -> int:
     import minidl as md  # noqa: PLC0415
 
     from ..data import DataLoader  # noqa: PLC0415
-    from ..data import datasets as ds  # noqa: PLC0415
-    from ..data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip  # noqa: PLC0415
     from ..train import CSVLogger, ModelCheckpoint, NonFiniteLossError, Trainer  # noqa: PLC0415
 
     device = device_or_none(args.device, "train")
@@ -140,50 +142,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     md.manual_seed(args.seed)
     try:
-        (x_train, y_train), (x_test, y_test), classes = _load_dataset(
-            args.dataset, args.data_root, args.download)
-    except FileNotFoundError as e:
-        print(f"minidl train: {e}\n(on the command line: --data-root DIR, or --download)",
-              file=sys.stderr)
+        (x_train, y_train), (x_test, y_test), classes = _data(args)
+        images = x_train.ndim == 4  # (the MLP reads them flattened, normalised all the same)
+        model, x_train, x_test = _model(args, x_train, x_test, classes)
+    except _Refused as e:
+        print(f"minidl train: {e}", file=sys.stderr)
         return 2
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-        x_test, y_test = x_test[:max(1, args.limit // 4)], y_test[:max(1, args.limit // 4)]
-
-    images = x_train.ndim == 4
-    if args.model == "mlp":
-        if images:
-            x_train = x_train.reshape(len(x_train), -1)
-            x_test = x_test.reshape(len(x_test), -1)
-        model = _mlp(int(np.prod(x_train.shape[1:])), classes)
-    else:
-        if not images:
-            print(f"minidl train: {args.model} needs image data; use the 'mlp' model for "
-                  f"{args.dataset}", file=sys.stderr)
-            return 2
-        try:
-            model = build_model(args.model, num_classes=classes,
-                                 in_channels=x_train.shape[1])
-        except (TypeError, ValueError) as e:
-            print(f"minidl train: {e}", file=sys.stderr)
-            return 2
-    if images and args.model.startswith("lenet"):
-        x_train, x_test = pad_to(x_train, 32), pad_to(x_test, 32)
-
-    train_tf = test_tf = None
-    if images:
-        stats = {"cifar10": (ds.CIFAR10_MEAN, ds.CIFAR10_STD),
-                 "fashion-mnist": (ds.FASHION_MNIST_MEAN, ds.FASHION_MNIST_STD)}
-        mean, std = stats.get(args.dataset, (ds.MNIST_MEAN, ds.MNIST_STD))
-        test_tf = Normalize(mean, std)
-        steps = [test_tf]
-        if args.augment:
-            size = x_train.shape[-1]
-            shift = [RandomCrop(size, padding=4 if args.dataset == "cifar10" else 2)]
-            flip = [RandomHorizontalFlip()] if args.dataset == "cifar10" else []
-            steps = shift + flip + steps
-        train_tf = Compose(steps)
-
+    train_tf, test_tf = _transforms(args, x_train) if images else (None, None)
     train_loader = DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True,
                               seed=args.seed, device=device, transform=train_tf)
     test_loader = DataLoader((x_test, y_test), batch_size=max(args.batch_size, 256),
@@ -217,6 +182,67 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"minidl train: {e} (see --lr and --grad-clip)", file=sys.stderr)
         return 1
+    _report(args, history, checkpoint, out)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],
+                                             tuple[np.ndarray, np.ndarray], int]:
+    """(train arrays, test arrays, classes) of ``--dataset``, cut to ``--limit``."""
+    try:
+        (x_train, y_train), (x_test, y_test), classes = _load_dataset(
+            args.dataset, args.data_root, args.download)
+    except FileNotFoundError as e:
+        raise _Refused(f"{e}\n(on the command line: --data-root DIR, or --download)") from None
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+        x_test, y_test = x_test[:max(1, args.limit // 4)], y_test[:max(1, args.limit // 4)]
+    return (x_train, y_train), (x_test, y_test), classes
+
+
+def _model(args: argparse.Namespace, x_train: np.ndarray, x_test: np.ndarray,
+           classes: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The model of ``MODEL``, and the inputs in the shape it reads (flattened for the MLP,
+    padded to 32x32 for LeNet)."""
+    images = x_train.ndim == 4
+    if args.model == "mlp":
+        if images:
+            x_train = x_train.reshape(len(x_train), -1)
+            x_test = x_test.reshape(len(x_test), -1)
+        return _mlp(int(np.prod(x_train.shape[1:])), classes), x_train, x_test
+    if not images:
+        raise _Refused(f"{args.model} needs image data; use the 'mlp' model for "
+                       f"{args.dataset}")
+    try:
+        model = build_model(args.model, num_classes=classes, in_channels=x_train.shape[1])
+    except (TypeError, ValueError) as e:
+        raise _Refused(str(e)) from None
+    if args.model.startswith("lenet"):
+        x_train, x_test = pad_to(x_train, 32), pad_to(x_test, 32)
+    return model, x_train, x_test
+
+
+def _transforms(args: argparse.Namespace, x_train: np.ndarray) -> tuple[Any, Any]:
+    """(train, test) transforms of NCHW images: normalise with the dataset's statistics;
+    with ``--augment`` the training images are also shifted (and flipped, for CIFAR-10)."""
+    from ..data import datasets as ds  # noqa: PLC0415
+    from ..data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip  # noqa: PLC0415
+
+    stats = {"cifar10": (ds.CIFAR10_MEAN, ds.CIFAR10_STD),
+             "fashion-mnist": (ds.FASHION_MNIST_MEAN, ds.FASHION_MNIST_STD)}
+    mean, std = stats.get(args.dataset, (ds.MNIST_MEAN, ds.MNIST_STD))
+    test_tf = Normalize(mean, std)
+    steps = [test_tf]
+    if args.augment:
+        size = x_train.shape[-1]
+        shift = [RandomCrop(size, padding=4 if args.dataset == "cifar10" else 2)]
+        flip = [RandomHorizontalFlip()] if args.dataset == "cifar10" else []
+        steps = shift + flip + steps
+    return Compose(steps), test_tf
+
+
+def _report(args: argparse.Namespace, history: Any, checkpoint: Any, out: Path) -> None:
+    """The final line, the curves and the list of files written."""
     last = history.last() if history else {}
     if last:
         print(f"final: test accuracy {last.get('val_accuracy', float('nan')):.2%}, test loss "
@@ -226,4 +252,3 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(history, out / "curves.png", f"{args.model} on {args.dataset}")
     print(f"wrote {out}/: checkpoint.npz (best), checkpoint.last.npz (resume with --resume), "
           f"history.csv" + (", curves.png" if (out / "curves.png").exists() else ""))
-    return 0
