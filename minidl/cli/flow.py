@@ -52,8 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog="example: minidl flow depth --depths 2,10,50 --out depth.png")
     sub = flow.add_subparsers(dest="experiment", metavar="NAME")
     sub.required = True
-
-    def add(name: str) -> argparse.ArgumentParser:
+    for name, add_options in _OPTIONS.items():
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name],
                            epilog=f"example: minidl flow {name} --out {name}.png")
         p.add_argument("--out", default=f"flow-{name}.png",
@@ -61,13 +60,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--csv", default=None, help="also write the table as CSV here")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--no-plot", action="store_true", help="print the table only")
+        add_options(p)
         p.set_defaults(func=run, experiment=name)
-        return p
+    return flow
 
-    p = add("neuron")
+
+def _neuron_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=512, help="inputs per shift (default 512)")
 
-    p = add("depth")
+
+def _depth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_ints, default=[2, 5, 10, 20, 50],
                    help="comma-separated depths (default 2,5,10,20,50)")
     p.add_argument("--acts", type=_words, default=["sigmoid", "tanh", "relu"],
@@ -80,13 +82,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
-    p = add("parallel")
+
+def _parallel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-paths", type=int, default=8, help="largest n (default 8)")
     p.add_argument("--trials", type=int, default=4000, help="random inits per n (default 4000)")
     p.add_argument("--scale", type=float, default=2.0, help="weight std (default 2)")
     p.add_argument("--tol", type=float, default=1e-3, help="|dE/dw| below this is ~0")
 
-    p = add("residual")
+
+def _residual_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_ints, default=[20, 56], help="depths (default 20,56)")
     p.add_argument("--arch", choices=["mlp", "cifar"], default="mlp",
                    help="mlp: Linear twin of the CIFAR ResNet (default, fast); cifar: "
@@ -97,11 +101,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="skip the zero-init residual nets (each block starting as identity)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
-    p = add("bn")
+
+def _bn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=20, help="layers (default 20)")
     p.add_argument("--steps", type=int, default=200, help="SGD steps (default 200)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
-    return flow
+
+
+# the experiments in the order ``minidl flow --help`` lists them, each with its own options
+_OPTIONS = {"neuron": _neuron_options, "depth": _depth_options,
+            "parallel": _parallel_options, "residual": _residual_options, "bn": _bn_options}
 
 
 def _run_experiment(args: argparse.Namespace) -> Any:

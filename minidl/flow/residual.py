@@ -7,19 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from .. import functional as F
 from ..backend import manual_seed
 from ..models import cifar_resnet
+from .measure import measure_flow
 from .nets import (
     heldout_accuracy,
     make_resnet_mlp,
     mnist_inputs,
-    on_device,
     sgd_train,
     zero_init_residual,
 )
 from .plots import layer_norm_plot, new_figure, save_figure, smooth, style_for
-from .recorder import Recorder
 from .result import FlowResult
 
 __all__ = ["residual"]
@@ -57,19 +55,9 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
     for d in depths:
         for kind in kinds:
             manual_seed(seed)
-            plain = kind == "plain"
-            if arch == "mlp":
-                model = make_resnet_mlp(d, width, plain)
-            else:
-                model = cifar_resnet(d, plain=plain, in_channels=1,
-                                     widths=(width // 4, width // 2, width))
-            if kind == "resnet-zero":
-                zero_init_residual(model)
+            model = _net(kind, d, arch, width)
             blocks = _resnet_blocks(model, arch)
-            model.zero_grad()
-            with Recorder(model, layers=blocks) as rec:
-                F.cross_entropy(model(on_device(x[:probe])), on_device(y[:probe])).backward()
-            model.zero_grad()
+            rec = measure_flow(model, x[:probe], y[:probe], layers=blocks)
             block_norms = [r["out_grad_norm"] for r in rec.step_rows(0)]
             losses = sgd_train(model, x, y, steps, lr, batch, seed)
             name = f"{kind}-{d}"
@@ -79,6 +67,28 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
                          "loss start": float(np.mean(losses[:tail])),
                          "loss end": float(np.mean(losses[-tail:])),
                          "test acc": heldout_accuracy(model, xt, yt)})
+    notes = _residual_notes(rows, depths, kinds)
+    notes.append(f"{steps} SGD steps (lr {lr:g}, batch {batch}), arch={arch}; 'loss start' and "
+                 f"'loss end' average the first and last {tail} steps; resnet-zero = "
+                 "zero_init_residual (each block starts as the identity)")
+    return FlowResult("residual", rows, list(rows[0]), notes,
+                      {"curves": curves, "steps": steps, "arch": arch}, _plot_residual)
+
+
+def _net(kind: str, depth: int, arch: str, width: int) -> Any:
+    """The ``kind`` ('plain', 'resnet' or 'resnet-zero') net of ``arch`` at ``depth``."""
+    plain = kind == "plain"
+    if arch == "mlp":
+        model = make_resnet_mlp(depth, width, plain)
+    else:
+        model = cifar_resnet(depth, plain=plain, in_channels=1,
+                             widths=(width // 4, width // 2, width))
+    return zero_init_residual(model) if kind == "resnet-zero" else model
+
+
+def _residual_notes(rows: list[dict[str, Any]], depths: Sequence[int],
+                    kinds: list[str]) -> list[str]:
+    """For each kind of net: does the deepest train worse than the shallowest?"""
     notes = []
     by = {r["net"]: r for r in rows}
     if len(depths) >= 2:
@@ -90,11 +100,7 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
                            else "deeper trains as well or better")
                 notes.append(f"{kind:>11}: final loss {a['loss end']:.3f} at depth {lo} vs "
                              f"{b['loss end']:.3f} at depth {hi} ({verdict})")
-    notes.append(f"{steps} SGD steps (lr {lr:g}, batch {batch}), arch={arch}; 'loss start' and "
-                 f"'loss end' average the first and last {tail} steps; resnet-zero = "
-                 "zero_init_residual (each block starts as the identity)")
-    return FlowResult("residual", rows, list(rows[0]), notes,
-                      {"curves": curves, "steps": steps, "arch": arch}, _plot_residual)
+    return notes
 
 
 def _plot_residual(result: FlowResult, path: Path) -> Path:
