@@ -105,6 +105,14 @@ def test_train_a_zoo_model_on_the_bundled_digits(capsys, tmp_path):
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "checkpoint.last.npz").exists()
 
 
+def test_train_an_mlp_on_images(capsys, tmp_path):
+    # the MLP reads the images flattened, after they are normalised and shifted as images
+    rc, out, err = run(capsys, "train", "mlp", "--limit", "128", "--epochs", "1", "--augment",
+                       "--out", str(tmp_path))
+    assert rc == 0, err
+    assert "mlp (55,050 parameters) on mnist-subset (128 train / 32 test)" in out
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way
 def test_train_reports_missing_files_and_divergence(capsys, tmp_path):
     rc, _, err = run(capsys, "train", "lenet5", "--dataset", "fashion-mnist", "--data-root",

@@ -91,11 +91,14 @@ def _load_dataset(name: str, root: str | None, download: bool
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
-def _mlp(in_features: int, classes: int, hidden: int = 64) -> Any:
+def _mlp(in_features: int, classes: int, hidden: int = 64, flatten: bool = False) -> Any:
+    """Two hidden ReLU layers: (N, in_features) -> (N, classes); with ``flatten`` it reads
+    images (N, C, H, W), C*H*W = in_features, through an ``nn.Flatten`` first."""
     from .. import nn  # noqa: PLC0415
 
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                         nn.ReLU(), nn.Linear(hidden, classes))
+    first = [nn.Flatten()] if flatten else []
+    return nn.Sequential(*first, nn.Linear(in_features, hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
 def _make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.9,
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     md.manual_seed(args.seed)
     try:
         (x_train, y_train), (x_test, y_test), classes = _data(args)
-        images = x_train.ndim == 4  # (the MLP reads them flattened, normalised all the same)
+        images = x_train.ndim == 4
         model, x_train, x_test = _model(args, x_train, x_test, classes)
     except _Refused as e:
         print(f"minidl train: {e}", file=sys.stderr)
@@ -202,14 +205,13 @@ def _data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],
 
 def _model(args: argparse.Namespace, x_train: np.ndarray, x_test: np.ndarray,
            classes: int) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The model of ``MODEL``, and the inputs in the shape it reads (flattened for the MLP,
-    padded to 32x32 for LeNet)."""
+    """The model of ``MODEL``, and the inputs in the shape it reads (padded to 32x32 for
+    LeNet). The MLP flattens images itself, so that they are normalised and augmented as
+    images first."""
     images = x_train.ndim == 4
     if args.model == "mlp":
-        if images:
-            x_train = x_train.reshape(len(x_train), -1)
-            x_test = x_test.reshape(len(x_test), -1)
-        return _mlp(int(np.prod(x_train.shape[1:])), classes), x_train, x_test
+        return (_mlp(int(np.prod(x_train.shape[1:])), classes, flatten=images), x_train,
+                x_test)
     if not images:
         raise _Refused(f"{args.model} needs image data; use the 'mlp' model for "
                        f"{args.dataset}")
