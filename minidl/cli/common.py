@@ -81,4 +81,5 @@ def device_or_none(name: str | None, command: str) -> str | None:
 
 
 def fmt_time(seconds: float) -> str:
+    """``12.3 s``, or ``2.5 min`` from two minutes on."""
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

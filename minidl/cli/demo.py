@@ -53,6 +53,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train LeNet-5, print the test accuracy, write OUT/; exit code 0 (2: unusable device)."""
     import minidl as md  # noqa: PLC0415
 
     from ..models import lenet5  # noqa: PLC0415

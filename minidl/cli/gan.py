@@ -26,6 +26,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the DCGAN, writing a sample grid each epoch; exit code 0."""
     from ..models.gan import train_gan  # noqa: PLC0415
 
     train_gan(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,

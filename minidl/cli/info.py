@@ -23,6 +23,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the versions and devices; exit code 0."""
     print(f"minidl {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
     print(f"numpy {np.__version__} (BLAS: {blas_info()})")

@@ -10,6 +10,7 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def wrap(text: str) -> str:
+    """``text`` on lines of at most 78 characters, its own line breaks ignored."""
     return textwrap.fill(" ".join(text.split()), width=78)
 
 
@@ -20,4 +21,5 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def models_help() -> str:
+    """The help of a MODEL argument: where the zoo's names are listed."""
     return "a zoo model name (see `python -c 'import minidl; print(minidl.models.list_models())'`)"

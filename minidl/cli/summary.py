@@ -50,6 +50,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the layer table (or the zoo table); exit code 0, 2 on a usage error."""
     from .. import models  # noqa: PLC0415 - the zoo loads only when a summary is asked for
 
     if args.zoo_table:

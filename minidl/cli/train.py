@@ -135,6 +135,7 @@ class _Refused(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train MODEL on --dataset; exit code 0, 1 when the loss diverged, 2 on a usage error."""
     import minidl as md  # noqa: PLC0415
 
     from ..data import DataLoader  # noqa: PLC0415
