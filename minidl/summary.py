@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import nn
 from .autograd import Tensor, no_grad, randn
 
 __all__ = ["summary", "Summary", "LayerRow", "count_macs"]
@@ -136,8 +137,6 @@ def count_macs(module: Any, inputs: tuple, output: Any) -> int:
     custom = getattr(module, "macs", None)
     if callable(custom):
         return int(custom(inputs, output))
-    from . import nn  # noqa: PLC0415 - summary sits above nn; nn is imported lazily
-
     weight = getattr(module, "weight", None)
     if weight is None or not isinstance(output, Tensor):
         return 0
@@ -221,97 +220,3 @@ def summary(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]],
     if verbose:
         print_fn(s.table(max_rows=max_rows))
     return s
-
-
-# Published figures: parameters from the papers / torchvision's model cards, GMACs from
-# torchvision's "GFLOPS" column (which counts multiply-adds). None: no published figure.
-PUBLISHED: dict[str, tuple[dict[str, Any], int | str | None, float | None]] = {
-    "lenet5": ({}, 61_706, None),
-    "lenet5 (1998)": ({"variant": "1998"}, 60_000, None),
-    "alexnet": ({}, 61_100_840, 0.714),
-    # Sze et al. 2017 ("Efficient processing of deep neural networks"): 61 M, 724 M MACs
-    "alexnet (original, groups=2)": ({"variant": "original", "groups": 2}, 60_965_224, 0.724),
-    "vgg11": ({}, 132_863_336, 7.609), "vgg11_bn": ({}, 132_868_840, 7.609),
-    "vgg13": ({}, 133_047_848, 11.308), "vgg13_bn": ({}, 133_053_736, 11.308),
-    "vgg16": ({}, 138_357_544, 15.470), "vgg16_bn": ({}, 138_365_992, 15.470),
-    "vgg19": ({}, 143_667_240, 19.632), "vgg19_bn": ({}, 143_678_248, 19.632),
-    "vgg (C)": ({"config": "C"}, "about 134 M", None),
-    "googlenet": ({"aux_logits": False}, 6_624_904, 1.498),
-    "googlenet (aux)": ({"aux_logits": True}, 13_004_888, 1.498),
-    "googlenet (faithful)": ({"aux_logits": False, "faithful": True}, 6_998_552, None),
-    "resnet18": ({}, 11_689_512, 1.814), "resnet34": ({}, 21_797_672, 3.664),
-    "resnet50": ({}, 25_557_032, 4.089), "resnet101": ({}, 44_549_160, 7.801),
-    "resnet152": ({}, 60_192_808, 11.514),
-    "plain18": ({}, None, None), "plain34": ({}, None, None),
-    "cifar_resnet20": ({}, "0.27 M", None), "cifar_resnet32": ({}, "0.46 M", None),
-    "cifar_resnet44": ({}, "0.66 M", None), "cifar_resnet56": ({}, "0.85 M", None),
-    "cifar_resnet110": ({}, "1.7 M", None),
-    "densenet121": ({}, 7_978_856, 2.834), "densenet169": ({}, 14_149_480, 3.360),
-    "densenet201": ({}, 20_013_928, 4.291),
-    "densenet_cifar (BC, L=100, k=12)": ({"depth": 100, "growth_rate": 12}, "0.8 M", None),
-    "dcgan_generator (28x28)": ({}, None, None),
-    "dcgan_discriminator (28x28)": ({}, None, None),
-    "wide_and_deep": ({}, None, None),
-}
-
-
-def zoo_table(names: Sequence[str] | None = None) -> str:
-    """A Markdown table of the zoo: measured parameters and GMACs (this module's
-    :func:`summary` at batch 1) next to the published figures."""
-    from . import models  # noqa: PLC0415
-
-    def macs(g: float | None) -> str:
-        if g is None:
-            return "-"
-        return f"{g:.3f} G" if g >= 0.1 else f"{g * 1e3:.3f} M"
-
-    lines = ["| model | input | params (measured) | params (published) | MACs (measured) "
-             "| MACs (published) |", "|---|---|---:|---:|---:|---:|"]
-    for label in names or PUBLISHED:
-        kw, p_pub, g_pub = PUBLISHED[label]
-        name = label.split(" ")[0]
-        with models.skip_init():
-            model = models.get_model(name, **kw)
-        s = summary(model, model.input_shape, verbose=False)
-        trainable = s.trainable_params
-        shown = f"{trainable:,}" if trainable == s.total_params else \
-            f"{trainable:,} (+{s.frozen_params:,} fixed)"
-        pub = "-" if p_pub is None else p_pub if isinstance(p_pub, str) else f"{p_pub:,}"
-        lines.append(
-            f"| {label} | {'+'.join('x'.join(map(str, sh)) for sh in s.input_shapes)} "
-            f"| {shown} | {pub} | {macs(s.gmacs)} | {macs(g_pub)} |")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minidl.summary MODEL [--input C,H,W] [--zoo-table]``."""
-    import argparse  # noqa: PLC0415
-
-    from . import models  # noqa: PLC0415
-
-    ap = argparse.ArgumentParser(prog="minidl summary",
-                                 description="Layer table of a model of the zoo.")
-    ap.add_argument("model", nargs="?", help="a name from minidl.models.list_models()")
-    ap.add_argument("--input", help="input shape without batch, e.g. 3,224,224")
-    ap.add_argument("--zoo-table", action="store_true",
-                    help="print the Markdown table of every model (docs/models.md)")
-    ap.add_argument("--max-rows", type=int, default=None)
-    args = ap.parse_args(argv)
-    if args.zoo_table:
-        print(zoo_table())
-        return 0
-    if not args.model:
-        ap.error("give a model name (or --zoo-table); models: "
-                 + ", ".join(models.list_models()))
-    with models.skip_init():  # the table does not depend on the weights' values
-        model = models.get_model(args.model)
-    shape = (tuple(int(v) for v in args.input.split(",")) if args.input
-             else getattr(model, "input_shape", None))
-    if shape is None:
-        ap.error(f"give the input shape of {args.model} with --input C,H,W")
-    summary(model, shape, max_rows=args.max_rows)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

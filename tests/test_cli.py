@@ -27,7 +27,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
                "--epochs", "--batch-size", "--lr", "--optimizer", "nadam", "--schedule",
                "onecycle", "--device", "--out", "--resume", "--data-root", "--download",
                "--blas-threads"]),
-    ("summary", ["MODEL", "--input", "C,H,W"]),
+    ("summary", ["MODEL", "--input", "C,H,W", "--num-classes", "--max-rows", "--zoo-table"]),
     ("info", []),
 ])
 def test_every_help_is_complete_with_an_example(capsys, command, options):
@@ -105,6 +105,14 @@ def test_train_a_zoo_model_on_the_bundled_digits(capsys, tmp_path):
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "checkpoint.last.npz").exists()
 
 
+def test_train_an_mlp_on_images(capsys, tmp_path):
+    # the MLP reads the images flattened, after they are normalised and shifted as images
+    rc, out, err = run(capsys, "train", "mlp", "--limit", "128", "--epochs", "1", "--augment",
+                       "--out", str(tmp_path))
+    assert rc == 0, err
+    assert "mlp (55,050 parameters) on mnist-subset (128 train / 32 test)" in out
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way
 def test_train_reports_missing_files_and_divergence(capsys, tmp_path):
     rc, _, err = run(capsys, "train", "lenet5", "--dataset", "fashion-mnist", "--data-root",
@@ -120,6 +128,24 @@ def test_summary(capsys):
     assert rc == 0 and "61,706" in out and "Conv2d" in out
     rc, _, err = run(capsys, "summary", "no_such_net", "--input", "3,32,32")
     assert rc == 2 and "unknown model" in err
+    rc, _, err = run(capsys, "summary")
+    assert rc == 2 and "give a MODEL (or --zoo-table)" in err
+    # the model's own input shape, and a long table cut to its first and last rows
+    rc, out, _ = run(capsys, "summary", "cifar_resnet20", "--max-rows", "10")
+    assert rc == 0 and "269,722" in out and "..." in out
+    assert len(out.splitlines()) < 30
+
+
+def test_zoo_table_sets_measured_counts_beside_the_published_ones():
+    from minidl.cli.summary import PUBLISHED, zoo_table
+
+    text = zoo_table(["lenet5", "lenet5 (1998)", "cifar_resnet20"])
+    rows = [line.split(" | ") for line in text.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["| lenet5", "| lenet5 (1998)", "| cifar_resnet20"]
+    assert rows[0][1:4] == ["1x32x32", "61,706", "61,706"]      # measured == published
+    assert rows[1][2:4] == ["60,000 (+840 fixed)", "60,000"]  # the fixed C3 connection codes
+    assert rows[2][2:4] == ["269,722", "0.27 M"]
+    assert len(PUBLISHED) > 30 and "resnet50" in PUBLISHED
 
 
 def test_module_entry_point():

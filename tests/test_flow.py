@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 import minidl as md
+import minidl.flow as flow
 import minidl.functional as F
 import minidl.nn as nn
 from minidl.flow import COLUMNS, Recorder, gradient_ratio, weight_layers
-from minidl.flow import experiments as E
 from minidl.flow.check import gradcheck_model, numeric_grad
+from minidl.flow.measure import fit_decay
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
@@ -30,7 +31,7 @@ def _batch(seed: int = 0):
 
 def _mlp10(**kw):
     """The 10-layer MLP of the lectures at test size, in float64."""
-    return E.make_mlp(10, width=8, in_features=8, classes=4, **kw).double()
+    return flow.make_mlp(10, width=8, in_features=8, classes=4, **kw).double()
 
 
 def _weight_names(model):
@@ -94,7 +95,7 @@ def test_single_neuron_saturates_at_shift_5():
 
 
 def test_neuron_experiment_table_and_normalization_restores_the_gradient():
-    r = E.neuron(shifts=[0.0, 2.0, 5.0], samples=256)
+    r = flow.neuron(shifts=[0.0, 2.0, 5.0], samples=256)
     rows = {row["shift"]: row for row in r.rows}
     assert rows[5.0]["dE/dw (x=shift)"] < 1e-3 * rows[0.0]["dE/dw (x=shift)"]
     assert max(row["|difference|"] for row in r.rows) < 1e-10
@@ -112,24 +113,24 @@ def test_parallel_gradient_is_the_sum_of_three_path_products():
     rng = np.random.default_rng(3)
     x, w = np.array([[0.7]]), np.array([[0.4]])
     v, c, u = (rng.standard_normal((1, 3)) for _ in range(3))
-    products = E.path_products(x, w, v, c, u)
+    products = flow.path_products(x, w, v, c, u)
     assert products.shape == (1, 3)
     # each path product written out by hand: dE/dp_k * dp_k/dh * dh/dw
     for k in range(3):
         p_k = np.tanh(v[0, k] * w[0, 0] * x[0, 0] + c[0, k])
         assert products[0, k] == pytest.approx(u[0, k] * (1 - p_k ** 2) * v[0, k] * x[0, 0])
     wt = md.tensor(w, requires_grad=True)
-    E.parallel_net(md.tensor(x), wt, md.tensor(v), md.tensor(c), md.tensor(u)).sum().backward()
+    flow.parallel_net(md.tensor(x), wt, md.tensor(v), md.tensor(c), md.tensor(u)).sum().backward()
     assert abs(wt.grad.item() - products.sum()) < 1e-12
     # and the backward pass itself is right, for every input of the network
-    assert md.gradcheck(E.parallel_net, *(md.tensor(a, requires_grad=True)
+    assert md.gradcheck(flow.parallel_net, *(md.tensor(a, requires_grad=True)
                                           for a in (x, w, v, c, u)))
-    assert md.gradcheck(E.sequential_net, *(md.tensor(a, requires_grad=True)
+    assert md.gradcheck(flow.sequential_net, *(md.tensor(a, requires_grad=True)
                                             for a in (x, w, v, c, u)))
 
 
 def test_parallel_paths_vanish_less_often_than_a_chain():
-    r = E.parallel(max_paths=4, trials=1500)
+    r = flow.parallel(max_paths=4, trials=1500)
     par = [row["P(dE/dw~0) parallel"] for row in r.rows]
     seq = [row["P(dE/dw~0) sequential"] for row in r.rows]
     assert par[0] == seq[0]                      # one unit: the same network
@@ -255,12 +256,12 @@ def test_recorder_on_a_residual_net_records_blocks():
 # ---- experiments, figures, CLI ----------------------------------------------------------------------
 
 def test_fit_decay_recovers_a_geometric_factor():
-    assert E._fit_decay([0.25 ** (5 - k) for k in range(6)]) == pytest.approx(0.25)
-    assert math.isnan(E._fit_decay([0.0, 0.0]))
+    assert fit_decay([0.25 ** (5 - k) for k in range(6)]) == pytest.approx(0.25)
+    assert math.isnan(fit_decay([0.0, 0.0]))
 
 
 def test_depth_experiment_small():
-    r = E.depth(depths=(2, 6), activations=("sigmoid", "relu"), inits=("glorot",),
+    r = flow.depth(depths=(2, 6), activations=("sigmoid", "relu"), inits=("glorot",),
                 batchnorm=(False,), width=8, steps=3, probe=32)
     assert len(r.rows) == 4
     sig6 = next(row for row in r.rows if row["depth"] == 6 and row["act"] == "sigmoid")
@@ -270,7 +271,7 @@ def test_depth_experiment_small():
 
 
 def test_residual_and_bn_experiments_small():
-    r = E.residual(depths=(4, 8), width=8, steps=4, probe=32, batch=16)
+    r = flow.residual(depths=(4, 8), width=8, steps=4, probe=32, batch=16)
     assert [row["net"] for row in r.rows] == ["plain-4", "resnet-4", "resnet-zero-4",
                                               "plain-8", "resnet-8", "resnet-zero-8"]
     assert [row["blocks"] for row in r.rows] == [1, 1, 1, 3, 3, 3]
@@ -279,38 +280,69 @@ def test_residual_and_bn_experiments_small():
     zero8 = next(row for row in r.rows if row["net"] == "resnet-zero-8")
     assert zero8["grad first/last block"] == pytest.approx(1.0, rel=0.3)
     # the real CIFAR ResNet from the zoo, one step on 28x28 digits
-    rc = E.residual(depths=(8,), arch="cifar", width=8, steps=1, probe=8, batch=8,
+    rc = flow.residual(depths=(8,), arch="cifar", width=8, steps=1, probe=8, batch=8,
                     zero_init=False)
     assert [row["net"] for row in rc.rows] == ["plain-8", "resnet-8"]
-    b = E.bn(depth=6, width=8, inits=("naive",), steps=3, probe=32)
+    b = flow.bn(depth=6, width=8, inits=("naive",), steps=3, probe=32)
     plain, with_bn = b.rows
     assert with_bn["|g first| init"] > 1e3 * plain["|g first| init"]
 
 
+def test_sgd_train_is_plain_sgd_on_batches_drawn_with_replacement():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 8)).astype(np.float32), rng.integers(0, 4, 40)
+    nets = []
+    for _ in range(2):
+        md.manual_seed(0)
+        nets.append(flow.make_mlp(4, 8, "tanh", "he", in_features=8, classes=4))
+    trained, by_hand = nets
+    losses = flow.sgd_train(trained, x, y, steps=5, lr=0.1, batch=6, seed=3)
+    # the same five steps written out: the Trainer adds nothing to plain SGD
+    draw, expected = np.random.default_rng(3), []
+    for _ in range(5):
+        idx = draw.integers(0, 40, 6)
+        by_hand.zero_grad()
+        loss = F.cross_entropy(by_hand(md.tensor(x[idx])), md.tensor(y[idx]))
+        expected.append(loss.item())
+        loss.backward()
+        for p in by_hand.parameters():
+            p.data -= 0.1 * p.grad.data
+    assert losses == expected
+    for a, b in zip(trained.parameters(), by_hand.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    logits = by_hand(md.tensor(x)).numpy()
+    assert flow.nets.heldout_accuracy(trained, x, y, batch=16) == (logits.argmax(1) == y).mean()
+    with np.errstate(all="ignore"):   # a huge step: the weights overflow, the loss follows
+        diverged = flow.sgd_train(trained, x, y, steps=6, lr=1e38, batch=6)
+    assert len(diverged) == 6 and math.isfinite(diverged[0])
+    assert not math.isfinite(diverged[1]) and all(math.isnan(v) for v in diverged[2:])
+    assert flow.sgd_train(trained, x, y, steps=0) == []
+
+
 def test_make_mlp_shapes_and_errors():
-    assert len(weight_layers(E.make_mlp(20, 8, "relu", "he", residual=True))) == 20
-    assert len(weight_layers(E.make_mlp(5, 8, batchnorm=True))) == 5
+    assert len(weight_layers(flow.make_mlp(20, 8, "relu", "he", residual=True))) == 20
+    assert len(weight_layers(flow.make_mlp(5, 8, batchnorm=True))) == 5
     with pytest.raises(ValueError, match="odd"):
-        E.make_mlp(5, residual=True)
+        flow.make_mlp(5, residual=True)
     with pytest.raises(ValueError, match="activation"):
-        E.make_mlp(4, activation="gelu")
+        flow.make_mlp(4, activation="gelu")
     with pytest.raises(ValueError, match="init"):
-        E.make_mlp(4, init="orthogonal")
+        flow.make_mlp(4, init="orthogonal")
 
 
 @pytest.mark.skipif(not HAS_MPL, reason="matplotlib not installed")
 def test_demo_figure_and_cli(tmp_path, capsys):
     import time
 
-    from minidl.flow.cli import add_flow_subcommands
+    from minidl.cli.flow import add_parser as add_flow_parser
 
     start = time.perf_counter()
-    out = E.demo_figure(tmp_path / "demo.png", probe=64)
+    out = flow.demo_figure(tmp_path / "demo.png", probe=64)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert time.perf_counter() - start < 10
 
     parser = argparse.ArgumentParser(prog="minidl")
-    add_flow_subcommands(parser.add_subparsers(dest="command"))
+    add_flow_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["flow", "parallel", "--max-paths", "3", "--trials", "200",
                               "--out", str(tmp_path / "p.png"), "--csv", str(tmp_path / "p.csv")])
     assert args.func(args) == 0

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from .. import functional as F
+from ..autograd import Tensor, no_grad
 from ..gradcheck import gradcheck
 
 __all__ = ["gradcheck_model", "numeric_grad"]
@@ -43,7 +44,7 @@ def _swapped(model: Any, names: list[str], tensors: tuple[Tensor, ...]) -> Itera
 
 def _loss_fn(model: Any, x: Any, y: Any, loss: Callable | None, names: list[str]) -> Callable:
     if loss is None:
-        from ..functional import cross_entropy as loss  # noqa: PLC0415
+        loss = F.cross_entropy
 
     def fn(*ws: Tensor) -> Tensor:
         with _swapped(model, names, ws):
@@ -79,9 +80,8 @@ def numeric_grad(model: Any, x: Any, y: Any, name: str, loss: Callable | None = 
                  eps: float = 1e-6) -> np.ndarray:
     """The central-difference gradient of ``loss(model(x), y)`` with respect to the
     parameter ``name``, computed without autograd (float64 model expected)."""
-    from ..autograd import no_grad  # noqa: PLC0415
     if loss is None:
-        from ..functional import cross_entropy as loss  # noqa: PLC0415
+        loss = F.cross_entropy
     data = dict(model.named_parameters())[name].data
     out = np.zeros(data.shape)
     with no_grad():

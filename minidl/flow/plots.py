@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["new_figure", "save_figure", "layer_norm_plot", "style_for"]
+import numpy as np
+
+__all__ = ["new_figure", "save_figure", "layer_norm_plot", "style_for", "smooth"]
 
 
 def _matplotlib() -> Any:
@@ -73,3 +75,11 @@ def style_for(index: int, dashed: bool = False, dotted: bool = False) -> dict[st
     """Colour ``index`` of matplotlib's default cycle, solid, dashed or dotted."""
     color = f"C{index % 10}"
     return {"color": color, "linestyle": ":" if dotted else ("--" if dashed else "-")}
+
+
+def smooth(values: Sequence[float], k: int = 10) -> np.ndarray:
+    """Moving average over ``k`` values (the curve as is when it is shorter than ``k``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < k:
+        return v
+    return np.convolve(v, np.ones(k) / k, mode="valid")

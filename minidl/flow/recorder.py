@@ -24,8 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import functional as F
+from .. import nn
 from ..autograd import Tensor, grad, is_grad_enabled
 from ..backend import get_array_module
+from .plots import layer_norm_plot, new_figure, save_figure
 from .result import format_table, write_csv
 
 __all__ = ["Recorder", "gradient_ratio", "weight_layers", "COLUMNS"]
@@ -35,14 +38,7 @@ COLUMNS = ["step", "layer", "type", "w_grad_norm", "w_grad_mean_abs", "out_grad_
            "act_mean", "act_std", "saturated", "dead_relu"]
 
 
-def _nn() -> Any:
-    from .. import nn  # noqa: PLC0415 - flow sits above nn; keep `import minidl.flow` light
-    return nn
-
-
-def _activation_types() -> tuple[type, ...]:
-    nn = _nn()
-    return (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh)
 
 
 def _own_weight(module: Any) -> Any:
@@ -51,11 +47,10 @@ def _own_weight(module: Any) -> Any:
 
 
 def _default_layers(model: Any) -> list[tuple[str, Any]]:
-    acts = _activation_types()
     chosen = []
     for name, m in model.named_modules():
         owns = any(p is not None for p in m._parameters.values())
-        if owns or isinstance(m, acts):
+        if owns or isinstance(m, _ACTIVATIONS):
             chosen.append((name or type(m).__name__, m))
     return chosen
 
@@ -113,7 +108,6 @@ class Recorder:
     """
 
     def __init__(self, model: Any, layers: Any = None) -> None:
-        nn = _nn()
         if not isinstance(model, nn.Module):
             raise TypeError(f"Recorder: expected an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -140,10 +134,8 @@ class Recorder:
         if self._handles:
             return self
         self._handles.append(self.model.register_forward_pre_hook(self._begin_step))
-        acts = _activation_types()
-        nn = _nn()
         for name, module in self.layers:
-            self._handles.append(module.register_forward_hook(self._layer_hook(name, acts, nn)))
+            self._handles.append(module.register_forward_hook(self._layer_hook(name)))
             w = _own_weight(module)
             if w is not None and w.requires_grad:
                 self._handles.append(w.register_hook(self._weight_hook(name)))
@@ -168,7 +160,7 @@ class Recorder:
         self.step += 1
         self._active = True
 
-    def _layer_hook(self, name: str, acts: tuple[type, ...], nn: Any) -> Callable:
+    def _layer_hook(self, name: str) -> Callable:
         def hook(module: Any, inputs: tuple, out: Any) -> None:
             if not self._active or not isinstance(out, Tensor):
                 return
@@ -276,7 +268,6 @@ class Recorder:
              steps: Iterable[int] | None = None, title: str | None = None) -> Path:
         """Per-layer ``column`` (default the weight-gradient norm) on a log scale, one line
         per step (default: up to 6 steps spread over the run). Needs matplotlib."""
-        from .plots import layer_norm_plot, new_figure, save_figure  # noqa: PLC0415
         if self.num_steps == 0:
             raise ValueError("Recorder.plot: nothing recorded yet")
         if steps is None:
@@ -319,7 +310,7 @@ def gradient_ratio(model: Any, x: Any, y: Any, loss: Callable[[Tensor, Any], Ten
         raise ValueError(f"gradient_ratio: the model has {len(layers)} weight layer(s); "
                          "need at least two")
     if loss is None:
-        from ..functional import cross_entropy as loss  # noqa: PLC0415
+        loss = F.cross_entropy
     value = loss(model(x), y)
     if not isinstance(value, Tensor) or value.size != 1:
         raise ValueError(f"gradient_ratio: loss must return a scalar Tensor, got "

@@ -1,7 +1,6 @@
 """``minidl flow NAME``: run one gradient-flow experiment, print its table, write its PNG.
 
-Hooked into the ``minidl`` command by :func:`add_flow_subcommands`; the experiments are
-imported only when one runs, so building the parser stays cheap.
+The experiments are imported only when one runs, so building the parser stays cheap.
 """
 from __future__ import annotations
 
@@ -9,7 +8,9 @@ import argparse
 import time
 from typing import Any
 
-__all__ = ["add_flow_subcommands", "run_flow"]
+from ..parallel import blas_threads
+
+__all__ = ["add_parser", "run"]
 
 _HELP = {
     "neuron": "the single tanh neuron tanh(x + w): dE/dw against the input shift 0..6, "
@@ -38,7 +39,7 @@ def _bn_choice(text: str) -> list[bool]:
     return choices[text]
 
 
-def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``flow`` with one sub-command per experiment to an argparse ``subparsers``.
 
     Each sub-command sets ``func`` (call ``args.func(args)``, which returns an exit code).
@@ -51,8 +52,7 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
         epilog="example: minidl flow depth --depths 2,10,50 --out depth.png")
     sub = flow.add_subparsers(dest="experiment", metavar="NAME")
     sub.required = True
-
-    def add(name: str) -> argparse.ArgumentParser:
+    for name, add_options in _OPTIONS.items():
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name],
                            epilog=f"example: minidl flow {name} --out {name}.png")
         p.add_argument("--out", default=f"flow-{name}.png",
@@ -60,13 +60,16 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--csv", default=None, help="also write the table as CSV here")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--no-plot", action="store_true", help="print the table only")
-        p.set_defaults(func=run_flow, experiment=name)
-        return p
+        add_options(p)
+        p.set_defaults(func=run, experiment=name)
+    return flow
 
-    p = add("neuron")
+
+def _neuron_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=512, help="inputs per shift (default 512)")
 
-    p = add("depth")
+
+def _depth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_ints, default=[2, 5, 10, 20, 50],
                    help="comma-separated depths (default 2,5,10,20,50)")
     p.add_argument("--acts", type=_words, default=["sigmoid", "tanh", "relu"],
@@ -79,13 +82,15 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
-    p = add("parallel")
+
+def _parallel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-paths", type=int, default=8, help="largest n (default 8)")
     p.add_argument("--trials", type=int, default=4000, help="random inits per n (default 4000)")
     p.add_argument("--scale", type=float, default=2.0, help="weight std (default 2)")
     p.add_argument("--tol", type=float, default=1e-3, help="|dE/dw| below this is ~0")
 
-    p = add("residual")
+
+def _residual_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depths", type=_ints, default=[20, 56], help="depths (default 20,56)")
     p.add_argument("--arch", choices=["mlp", "cifar"], default="mlp",
                    help="mlp: Linear twin of the CIFAR ResNet (default, fast); cifar: "
@@ -96,38 +101,45 @@ def add_flow_subcommands(subparsers: Any) -> argparse.ArgumentParser:
                    help="skip the zero-init residual nets (each block starting as identity)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
-    p = add("bn")
+
+def _bn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=20, help="layers (default 20)")
     p.add_argument("--steps", type=int, default=200, help="SGD steps (default 200)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
-    return flow
+
+
+# the experiments in the order ``minidl flow --help`` lists them, each with its own options
+_OPTIONS = {"neuron": _neuron_options, "depth": _depth_options,
+            "parallel": _parallel_options, "residual": _residual_options, "bn": _bn_options}
 
 
 def _run_experiment(args: argparse.Namespace) -> Any:
-    from . import experiments as E  # noqa: PLC0415 - heavy imports only when running
+    from ..flow import bn, depth, neuron, parallel, residual  # noqa: PLC0415 - only when running
+
     name = args.experiment
     if name == "neuron":
-        return E.neuron(samples=args.samples, seed=args.seed)
+        return neuron(samples=args.samples, seed=args.seed)
     if name == "depth":
-        return E.depth(depths=args.depths, activations=args.acts, inits=args.inits,
-                       batchnorm=args.bn, width=args.width, steps=args.steps, lr=args.lr,
-                       seed=args.seed)
+        return depth(depths=args.depths, activations=args.acts, inits=args.inits,
+                     batchnorm=args.bn, width=args.width, steps=args.steps, lr=args.lr,
+                     seed=args.seed)
     if name == "parallel":
-        return E.parallel(max_paths=args.max_paths, trials=args.trials, scale=args.scale,
-                          tol=args.tol, seed=args.seed)
+        return parallel(max_paths=args.max_paths, trials=args.trials, scale=args.scale,
+                        tol=args.tol, seed=args.seed)
     if name == "residual":
-        return E.residual(depths=args.depths, arch=args.arch, width=args.width,
-                          steps=args.steps, lr=args.lr, zero_init=not args.no_zero_init,
-                          seed=args.seed)
+        return residual(depths=args.depths, arch=args.arch, width=args.width,
+                        steps=args.steps, lr=args.lr, zero_init=not args.no_zero_init,
+                        seed=args.seed)
     if name == "bn":
-        return E.bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed)
+        return bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed)
     raise ValueError(f"minidl flow: unknown experiment {name!r}")
 
 
-def run_flow(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``args.experiment``, print its table, write the PNG (and CSV); exit code 0."""
     start = time.perf_counter()
-    result = _run_experiment(args)
+    with blas_threads(1):  # the lab's small MLP GEMMs run faster on one BLAS thread
+        result = _run_experiment(args)
     print(result.table())
     if args.csv:
         print(f"wrote {result.to_csv(args.csv)}")
