@@ -1,13 +1,21 @@
-"""F.conv2d and F.conv_transpose2d: loop oracles, gradchecks, double backward, errors."""
+"""F.conv2d and F.conv_transpose2d: loop oracles, gradchecks, double backward, errors; the
+layers nn.Conv2d and nn.ConvTranspose2d: initialisation, gradchecks with the parameters,
+'same' padding, frozen weights."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layer_checks import assert_layer_matches_torch, gradcheck_layer, randn, uniform_bound
 
 import minidl as md
+import minidl.functional as F
+import minidl.nn as nn
 from minidl import kernels
+from minidl.autograd import Function
 from minidl.functional.conv import (
     Conv2dGradInput,
     Conv2dGradWeight,
@@ -360,3 +368,120 @@ def test_conv2d_empty_batch_gives_empty_output_and_zero_weight_grad(channels):
     y.sum().backward()
     assert x.grad.shape == (0, channels, 8, 8)
     np.testing.assert_array_equal(w.grad.numpy(), np.zeros((4, channels, 3, 3)))
+
+
+# ---- the layers: nn.Conv2d and nn.ConvTranspose2d -----------------------------------
+
+def test_conv_default_init_uses_receptive_field_fans():
+    md.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 3)
+    bound = 1 / math.sqrt(16 * 9)
+    w = conv.weight.numpy()
+    assert w.shape == (32, 16, 3, 3)
+    assert uniform_bound(w) <= bound and w.std() == pytest.approx(bound / math.sqrt(3), rel=0.03)
+    assert uniform_bound(conv.bias.numpy()) <= bound
+    grouped = nn.Conv2d(16, 32, 3, groups=4)
+    assert grouped.weight.shape == (32, 4, 3, 3)
+    assert uniform_bound(grouped.weight.numpy()) <= 1 / math.sqrt(4 * 9)
+    tconv = nn.ConvTranspose2d(8, 6, 4, stride=2)
+    assert tconv.weight.shape == (8, 6, 4, 4)
+    # torch computes the fan of a transposed-conv weight from dim 1 as well
+    assert uniform_bound(tconv.weight.numpy()) <= 1 / math.sqrt(6 * 16)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(padding=(2, 1), dilation=2),
+    dict(groups=2, bias=False),
+    dict(padding="same"),
+    dict(padding="valid", stride=(1, 2)),
+], ids=["plain", "stride-pad", "dilation", "groups", "same", "valid"])
+def test_conv2d_gradcheck(kw):
+    conv = nn.Conv2d(4, 6, 3, **kw)
+    gradcheck_layer(conv, randn(2, 4, 6, 5, requires_grad=True))
+
+
+def test_conv2d_same_padding_with_even_kernel():
+    conv = nn.Conv2d(2, 3, 4, padding="same", dilation=1)
+    x = randn(1, 2, 7, 6)
+    assert conv(x.float()).shape == (1, 3, 7, 6)
+    gradcheck_layer(nn.Conv2d(2, 2, 2, padding="same"), randn(1, 2, 4, 3, requires_grad=True))
+    with pytest.raises(ValueError, match="stride 1"):
+        nn.Conv2d(2, 2, 3, padding="same", stride=2)
+
+
+def test_conv2d_forward_is_the_layer_wiring_of_f_conv2d():
+    conv = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2))
+    x = md.randn(2, 3, 9, 8)
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=(2, 1), padding=(1, 1),
+                        dilation=(1, 2))
+    np.testing.assert_allclose(conv(x).numpy(), expected.numpy(), rtol=1e-6)
+    assert conv(x).shape == (2, 5, (9 + 2 - 2 - 1) // 2 + 1, (8 + 2 - 2 - 1) // 1 + 1)
+
+
+def test_conv_transpose2d_gradcheck_and_shape():
+    tconv = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+    x = randn(2, 3, 4, 3, requires_grad=True)
+    assert tconv(x.float()).shape == (2, 4, 8, 6)
+    gradcheck_layer(tconv, x)
+    gradcheck_layer(nn.ConvTranspose2d(4, 2, 2, groups=2, bias=False),
+                    randn(1, 4, 3, 3, requires_grad=True))
+
+
+def _record_functions(monkeypatch):
+    calls = []
+    orig = Function.__call__
+
+    def call(fn, *inputs):
+        out = orig(fn, *inputs)
+        for o in (out if isinstance(out, tuple) else (out,)):
+            calls.append((type(fn).__name__, o.shape))
+        return out
+    monkeypatch.setattr(Function, "__call__", call)
+    return calls
+
+
+def test_frozen_conv_skips_weight_gradient(monkeypatch):
+    # Shapes chosen so that only the weight gradient (and its (7, 3*2*5) GEMM form) has
+    # them: out=7, in=3, kernel 2x5.
+    import minidl.kernels as kernels
+    conv = nn.Conv2d(3, 7, (2, 5))
+    x = md.randn(2, 3, 6, 9, requires_grad=True)
+    calls = _record_functions(monkeypatch)
+    weight_shapes = {(7, 3, 2, 5), (7, 30), (30, 7), (7,)}
+    dw_kernel_runs = []
+    real_kernel = kernels.conv2d_grad_weight
+
+    def counting_kernel(*args, **kwargs):
+        dw_kernel_runs.append(1)
+        return real_kernel(*args, **kwargs)
+    monkeypatch.setattr(kernels, "conv2d_grad_weight", counting_kernel)
+
+    y = conv(x)
+    calls.clear()
+    y.sum().backward()
+    assert weight_shapes & {s for _, s in calls}, "expected a weight gradient when trainable"
+    assert conv.weight.grad is not None and len(dw_kernel_runs) == 1
+
+    conv.freeze()
+    x.grad = None
+    y = conv(x)
+    calls.clear()
+    y.sum().backward()
+    assert not weight_shapes & {s for _, s in calls}, calls
+    assert len(dw_kernel_runs) == 1          # the dW kernel did not run again
+    assert conv.weight.grad is None and conv.bias.grad is None
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [
+    lambda tnn: (nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), tnn.Conv2d(4, 6, 3, 2, 1, groups=2),
+     (2, 4, 7, 7)),
+    lambda tnn: (nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), tnn.ConvTranspose2d(4, 2, 4, 2, 1),
+     (2, 4, 5, 5)),
+], ids=["conv2d", "conv_transpose2d"])
+def test_conv_layers_match_torch(make):
+    torch = pytest.importorskip("torch")
+    assert_layer_matches_torch(*make(torch.nn))

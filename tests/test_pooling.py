@@ -1,4 +1,5 @@
-"""Max/avg/adaptive/global pooling: loop oracles, ties, gradchecks, double backward, errors."""
+"""Max/avg/adaptive/global pooling: loop oracles, ties, gradchecks, double backward, errors;
+the pooling layers: gradchecks and values."""
 from __future__ import annotations
 
 import math
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layer_checks import assert_layer_matches_torch, randn
 
 import minidl as md
+import minidl.nn as nn
 from minidl.functional.pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 
 
@@ -185,3 +188,41 @@ def test_pooling_matches_torch(args):
                                    F.avg_pool2d(tx, k, s, p, ceil_mode, cip).numpy(), atol=1e-12)
     np.testing.assert_allclose(adaptive_avg_pool2d(md.tensor(x), (4, 5)).numpy(),
                                F.adaptive_avg_pool2d(tx, (4, 5)).numpy(), atol=1e-12)
+
+
+# ---- the layers: nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d ------------
+
+@pytest.mark.parametrize("layer", [
+    lambda: nn.MaxPool2d(2),
+    lambda: nn.MaxPool2d(3, stride=2, padding=1),
+    lambda: nn.AvgPool2d(2),
+    lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+    lambda: nn.AdaptiveAvgPool2d((2, 3)),
+    lambda: nn.GlobalAvgPool2d(),
+], ids=["max", "max-pad", "avg", "avg-pad", "adaptive", "global"])
+def test_pooling_layers_gradcheck(layer):
+    m = layer()
+    x = randn(2, 3, 4, 5, requires_grad=True)
+    assert md.gradcheck(m, x)
+
+
+def test_pool_layer_values():
+    x = md.tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.MaxPool2d(2)(x).numpy()[0, 0], [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(nn.AvgPool2d(2)(x).numpy()[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(nn.AdaptiveAvgPool2d(1)(x).numpy().ravel(), [7.5])
+    np.testing.assert_array_equal(nn.GlobalAvgPool2d()(x).numpy(), [[7.5]])
+    assert "kernel_size=2, stride=2" in repr(nn.MaxPool2d(2))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [
+    lambda tnn: (nn.MaxPool2d(3, 2, 1, ceil_mode=True), tnn.MaxPool2d(3, 2, 1, ceil_mode=True),
+     (1, 2, 7, 7)),
+    lambda tnn: (nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+     tnn.AvgPool2d(3, 2, 1, count_include_pad=False), (1, 2, 7, 7)),
+    lambda tnn: (nn.AdaptiveAvgPool2d((3, 2)), tnn.AdaptiveAvgPool2d((3, 2)), (1, 2, 7, 5)),
+], ids=["max", "avg", "adaptive"])
+def test_pooling_layers_match_torch(make):
+    torch = pytest.importorskip("torch")
+    assert_layer_matches_torch(*make(torch.nn))
