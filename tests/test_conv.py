@@ -20,10 +20,10 @@ from minidl.functional.conv import (
     Conv2dGradInput,
     Conv2dGradWeight,
     _conv_pads,
-    _pair,
     conv2d,
     conv_transpose2d,
 )
+from minidl.functional.validation import to_pair
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -147,7 +147,7 @@ def test_conv2d_every_cpu_kernel_path(monkeypatch, case):
     rng = np.random.default_rng(2)
     x, w, b = _tensors("cpu", rng, (2, C, 7, 6), (K, C, *k), (K,))
     y = conv2d(x, w, b, stride, padding, dilation)
-    s2, d2 = _pair(stride, "stride", "t", 1), _pair(dilation, "dilation", "t", 1)
+    s2, d2 = to_pair(stride, "stride", "t"), to_pair(dilation, "dilation", "t")
     pads = _conv_pads(padding, k, s2, d2, "t")
     ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
@@ -301,16 +301,27 @@ def test_conv2d_errors():
         conv2d(md.zeros(3, 8, 8), md.zeros(6, 3, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight.*\(6, 3, 3\)"):
         conv2d(x, md.zeros(6, 3, 3))
-    with pytest.raises(ValueError, match=r"conv2d: stride must be >= 1, got \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"conv2d: stride must be a positive int or pair, got \(0, 0\)"):
         conv2d(x, md.zeros(6, 3, 3, 3), stride=0)
-    with pytest.raises(ValueError, match=r"conv2d: groups=2 must divide.*input channels \(3\)"):
+    with pytest.raises(ValueError, match=r"conv2d: input channels \(3\) and output channels \(6\) must be "
+                                         r"divisible by groups \(2\); input shape \(2, 3, 8, 8\)"):
         conv2d(x, md.zeros(6, 1, 3, 3), groups=2)
     with pytest.raises(ValueError, match=r"conv2d: padding='same' needs stride 1"):
         conv2d(x, md.zeros(6, 3, 3, 3), stride=2, padding="same")
     with pytest.raises(ValueError, match=r"conv2d: bias of shape \(5,\)"):
         conv2d(x, md.zeros(6, 3, 3, 3), md.zeros(5))
-    with pytest.raises(ValueError, match=r"conv2d: dilation must be >= 1"):
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be a positive int or pair"):
         conv2d(x, md.zeros(6, 3, 3, 3), dilation=0)
+    with pytest.raises(ValueError, match=r"conv2d: groups must be a positive int, got 0"):
+        conv2d(x, md.zeros(6, 3, 3, 3), groups=0)
+    with pytest.raises(ValueError, match=r"conv2d: padding must be an int, a pair, 'same' or "
+                                         r"'valid', got 'full'"):
+        conv2d(x, md.zeros(6, 3, 3, 3), padding="full")
+    with pytest.raises(TypeError, match=r"conv2d: input must be a floating-point tensor, got "
+                                        r"dtype int64 \(shape \(2, 3, 8, 8\)\)"):
+        conv2d(md.tensor(np.zeros((2, 3, 8, 8), np.int64)), md.zeros(6, 3, 3, 3))
+    with pytest.raises(TypeError, match=r"conv2d: weight must be a floating-point tensor"):
+        conv2d(x, md.tensor(np.zeros((6, 3, 3, 3), np.int32)))
 
 
 def test_conv_transpose2d_errors():
@@ -321,10 +332,17 @@ def test_conv_transpose2d_errors():
     with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding \(2, 2\) must be "
                                          r"smaller than the stride \(2, 2\)"):
         conv_transpose2d(x, md.zeros(4, 3, 3, 3), stride=2, output_padding=2)
-    with pytest.raises(ValueError, match=r"conv_transpose2d: groups=3 must divide"):
+    with pytest.raises(ValueError, match=r"conv_transpose2d: input channels \(4\) and output channels "
+                                         r"\(3\) must be divisible by groups \(3\)"):
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), groups=3)
-    with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be >= 1"):
+    with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be a positive int or pair, "
+                                         r"got \(1, 0\)"):
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), stride=(1, 0))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding must be a "
+                                         r"non-negative int or pair, got \(-1, -1\)"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), output_padding=-1)
+    with pytest.raises(TypeError, match=r"conv_transpose2d: bias must be a floating-point"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), md.tensor(np.zeros(1, np.int64)))
 
 
 @pytest.mark.torch
@@ -427,6 +445,40 @@ def test_conv_transpose2d_gradcheck_and_shape():
     gradcheck_layer(tconv, x)
     gradcheck_layer(nn.ConvTranspose2d(4, 2, 2, groups=2, bias=False),
                     randn(1, 4, 3, 3, requires_grad=True))
+
+
+def test_conv_layers_check_their_arguments_when_built():
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be a positive int or pair, "
+                                         r"got \(0, 0\)"):
+        nn.Conv2d(3, 6, 0)
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be a positive int or pair, "
+                                         r"got 2.5"):
+        nn.Conv2d(3, 6, 2.5)
+    with pytest.raises(ValueError, match=r"Conv2d: stride must be a positive int or pair, "
+                                         r"got \(1, 2, 3\)"):
+        nn.Conv2d(3, 6, 3, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"Conv2d: padding must be a non-negative int or pair, "
+                                         r"got \(-1, -1\)"):
+        nn.Conv2d(3, 6, 3, padding=-1)
+    with pytest.raises(ValueError, match=r"Conv2d: padding must be an int, a pair, 'same' or "
+                                         r"'valid', got 'full'"):
+        nn.Conv2d(3, 6, 3, padding="full")
+    with pytest.raises(ValueError, match=r"Conv2d: padding='same' needs stride 1, got stride "
+                                         r"\(2, 2\)"):
+        nn.Conv2d(3, 6, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match=r"Conv2d: in_channels must be a positive int, got 0"):
+        nn.Conv2d(0, 6, 3)
+    with pytest.raises(ValueError, match=r"Conv2d: groups must be a positive int, got 0"):
+        nn.Conv2d(3, 6, 3, groups=0)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: in_channels \(4\) and out_channels "
+                                         r"\(6\) must be divisible by groups \(4\)"):
+        nn.ConvTranspose2d(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: output_padding must be a "
+                                         r"non-negative int or pair, got \(-1, -1\)"):
+        nn.ConvTranspose2d(4, 2, 3, output_padding=-1)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: dilation must be a positive int or "
+                                         r"pair, got \(1, 0\)"):
+        nn.ConvTranspose2d(4, 2, 3, dilation=(1, 0))
 
 
 def _record_functions(monkeypatch):

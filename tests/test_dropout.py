@@ -18,6 +18,8 @@ def test_dropout_layer():
     np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
     d.eval()
     assert d(x) is x
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\], got 1.5"):
         nn.Dropout(1.5)
+    with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\], got '0.5'"):
+        nn.Dropout("0.5")
     gradcheck_layer(nn.Dropout(0.3), randn(4, 5, requires_grad=True), seed=3)

@@ -24,6 +24,15 @@ def test_linear_default_init_matches_torch_formula():
     assert nn.Linear(3, 2, bias=False).bias is None
 
 
+def test_linear_checks_its_sizes_when_built():
+    with pytest.raises(ValueError, match=r"Linear: in_features must be a positive int, got 0"):
+        nn.Linear(0, 3)
+    with pytest.raises(ValueError, match=r"Linear: out_features must be a positive int, "
+                                         r"got 2.5"):
+        nn.Linear(3, 2.5)
+    assert nn.Linear(np.int64(3), 2).in_features == 3
+
+
 def test_linear_forward_and_gradcheck():
     lin = nn.Linear(4, 3)
     x = randn(5, 4)

@@ -291,6 +291,18 @@ def test_batchnorm_gradcheck(training):
     gradcheck_layer(nn.BatchNorm2d(2).train(training), randn(3, 2, 2, 3, requires_grad=True))
 
 
+def test_normalization_layers_check_their_sizes_when_built():
+    with pytest.raises(ValueError, match=r"BatchNorm2d: num_features must be a positive int, "
+                                         r"got 0"):
+        nn.BatchNorm2d(0)
+    with pytest.raises(ValueError, match=r"BatchNorm1d: num_features must be a positive int, "
+                                         r"got 2.0"):
+        nn.BatchNorm1d(2.0)
+    with pytest.raises(ValueError, match=r"LocalResponseNorm: size must be a positive int, "
+                                         r"got 0"):
+        nn.LocalResponseNorm(0)
+
+
 def test_batchnorm_frozen_affine_still_normalises():
     bn = nn.BatchNorm2d(2, trainable=False)
     x = randn(3, 2, 2, 2, requires_grad=True)

@@ -163,14 +163,26 @@ def test_pooling_errors():
     with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(5, 5\) is larger than the "
                                          r"padded input \(4, 4\)"):
         max_pool2d(md.zeros(1, 1, 4, 4), 5)
-    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be >= 1, got \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be a positive int or pair, got \(0, 0\)"):
         avg_pool2d(md.zeros(1, 1, 4, 4), 2, stride=0)
     with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half"):
         max_pool2d(md.zeros(1, 1, 8, 8), 3, padding=2)
-    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be a positive int or "
+                                         r"pair, got \(0, 0\)"):
         adaptive_avg_pool2d(md.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
         adaptive_avg_pool2d(md.zeros(4, 4), 2)
+    with pytest.raises(ValueError, match=r"max_pool2d: padding must be a non-negative int or "
+                                         r"pair, got \(-1, 0\)"):
+        max_pool2d(md.zeros(1, 1, 4, 4), 2, padding=(-1, 0))
+    with pytest.raises(ValueError, match=r"avg_pool2d: kernel_size must be a positive int or "
+                                         r"pair, got \(2, 2, 2\)"):
+        avg_pool2d(md.zeros(1, 1, 4, 4), (2, 2, 2))
+    with pytest.raises(TypeError, match=r"max_pool2d: input must be a floating-point tensor, "
+                                        r"got dtype int64"):
+        max_pool2d(md.tensor(np.zeros((1, 1, 4, 4), np.int64)), 2)
+    with pytest.raises(TypeError, match=r"global_avg_pool2d: input must be a floating-point"):
+        global_avg_pool2d(md.tensor(np.zeros((1, 1, 4, 4), np.int64)))
 
 
 @pytest.mark.torch
@@ -204,6 +216,22 @@ def test_pooling_layers_gradcheck(layer):
     m = layer()
     x = randn(2, 3, 4, 5, requires_grad=True)
     assert md.gradcheck(m, x)
+
+
+def test_pooling_layers_check_their_arguments_when_built():
+    with pytest.raises(ValueError, match=r"MaxPool2d: kernel_size must be a positive int or "
+                                         r"pair, got \(0, 0\)"):
+        nn.MaxPool2d(0)
+    with pytest.raises(ValueError, match=r"AvgPool2d: stride must be a positive int or pair, "
+                                         r"got \(2, 0\)"):
+        nn.AvgPool2d(2, stride=(2, 0))
+    with pytest.raises(ValueError, match=r"AvgPool2d: padding must be a non-negative int or "
+                                         r"pair, got \(-1, -1\)"):
+        nn.AvgPool2d(2, padding=-1)
+    with pytest.raises(ValueError, match=r"GlobalAvgPool2d: expected a 4-D input \(N, C, H, W\), "
+                                         r"got shape \(2, 3\)"):
+        nn.GlobalAvgPool2d()(md.zeros(2, 3))
+    assert nn.MaxPool2d(2, stride=()).stride == ()      # () means 'the kernel size', as in F
 
 
 def test_pool_layer_values():

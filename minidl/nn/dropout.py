@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.validation import check_probability
 from .module import Module
 
 __all__ = ["Dropout"]
@@ -13,9 +14,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, name: str | None = None) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.name = p, name
+        self.p, self.name = check_probability(p, "p", "Dropout"), name
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)

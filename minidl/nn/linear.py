@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.validation import positive_int
 from .weight_layer import _empty, _WeightLayer
 
 __all__ = ["Linear"]
@@ -26,7 +27,8 @@ class Linear(_WeightLayer):
                  activation: Any = None, name: str | None = None, dtype: Any = None,
                  device: str | None = None) -> None:
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = positive_int(in_features, "in_features", "Linear")
+        self.out_features = positive_int(out_features, "out_features", "Linear")
         self.weight = _empty((self.out_features, self.in_features), dtype, device)
         self.bias = _empty((self.out_features,), dtype, device) if bias else None
         self._init_torch_default()

@@ -10,6 +10,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Tensor
 from ..backend import get_array_module, get_default_device, to_numpy, xp_for
+from ..functional.validation import positive_int
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Normalization"]
@@ -24,6 +25,7 @@ class _BatchNorm(Module):
                  trainable: bool = True, name: str | None = None, dtype: Any = None,
                  device: str | None = None) -> None:
         super().__init__()
+        num_features = positive_int(num_features, "num_features", type(self).__name__)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         xp = xp_for(device or get_default_device())
@@ -102,7 +104,8 @@ class LocalResponseNorm(Module):
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75,
                  k: float = 1.0) -> None:
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.size = positive_int(size, "size", "LocalResponseNorm")
+        self.alpha, self.beta, self.k = alpha, beta, k
 
     def forward(self, x: Tensor) -> Tensor:
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)

@@ -3,19 +3,29 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import Tensor
-from .conv import IntPair
+from ..functional.validation import IntOrPair, check_ndim, to_pair
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d"]
+
+
+def _check_window(op: str, kernel_size: IntOrPair, stride: IntOrPair | None,
+                  padding: IntOrPair) -> None:
+    """Fail at construction on a bad window; the layer keeps the arguments as given."""
+    to_pair(kernel_size, "kernel_size", op)
+    if stride not in (None, ()):
+        to_pair(stride, "stride", op)
+    to_pair(padding, "padding", op, allow_zero=True)
 
 
 class MaxPool2d(Module):
     """Max over kernel_size windows. (N, C, H, W) -> (N, C, H', W'); stride defaults to
     kernel_size."""
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
-                 padding: IntPair = 0, ceil_mode: bool = False) -> None:
+    def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                 padding: IntOrPair = 0, ceil_mode: bool = False) -> None:
         super().__init__()
+        _check_window("MaxPool2d", kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode = ceil_mode
 
@@ -30,10 +40,11 @@ class MaxPool2d(Module):
 class AvgPool2d(Module):
     """Mean over kernel_size windows. (N, C, H, W) -> (N, C, H', W')."""
 
-    def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
-                 padding: IntPair = 0, ceil_mode: bool = False,
+    def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+                 padding: IntOrPair = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__()
+        _check_window("AvgPool2d", kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
@@ -49,7 +60,7 @@ class AvgPool2d(Module):
 class AdaptiveAvgPool2d(Module):
     """Average-pool to a fixed output size: (N, C, H, W) -> (N, C, *output_size)."""
 
-    def __init__(self, output_size: IntPair) -> None:
+    def __init__(self, output_size: IntOrPair) -> None:
         super().__init__()
         self.output_size = output_size
 
@@ -64,6 +75,5 @@ class GlobalAvgPool2d(Module):
     """Mean over H and W: (N, C, H, W) -> (N, C) (Keras' GlobalAveragePooling2D)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4:
-            raise ValueError(f"GlobalAvgPool2d: expected (N, C, H, W), got {tuple(x.shape)}")
+        check_ndim(x, 4, "input", "GlobalAvgPool2d", "(N, C, H, W)")
         return F.mean(x, axis=(2, 3))
