@@ -1,6 +1,7 @@
-"""F.conv2d and F.conv_transpose2d: loop oracles, gradchecks, double backward, errors; the
-layers nn.Conv2d and nn.ConvTranspose2d: initialisation, gradchecks with the parameters,
-'same' padding, frozen weights."""
+"""F.conv2d against the reference (minidl/kernels/reference.py), F.conv_transpose2d against a
+loop oracle; gradchecks, double backward, errors. The layers nn.Conv2d and
+nn.ConvTranspose2d: initialisation, gradchecks with the parameters, 'same' padding, argument
+checks, frozen weights."""
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ from minidl.functional.conv import (
     conv_transpose2d,
 )
 from minidl.functional.validation import to_pair
+from minidl.kernels import reference
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -31,31 +33,6 @@ FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture
 def fewer(n: int) -> settings:
     """Settings for slow (gradcheck) property tests."""
     return settings(max_examples=n, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def naive_conv2d(x, w, b, stride, pads, dilation, groups):
-    """Direct definition: y[n, k, ho, wo] = b[k] + sum over the window of x * w, by loops."""
-    N, C, H, W = x.shape
-    K, Cg, kh, kw = w.shape
-    pt, pb, pl, pr = pads
-    (sh, sw), (dh, dw) = stride, dilation
-    xp = np.zeros((N, C, H + pt + pb, W + pl + pr))
-    xp[:, :, pt:pt + H, pl:pl + W] = x
-    Ho = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    Kg = K // groups
-    y = np.zeros((N, K, Ho, Wo))
-    for k in range(K):
-        g = k // Kg
-        for ho in range(Ho):
-            for wo in range(Wo):
-                win = xp[:, g * Cg:(g + 1) * Cg,
-                         ho * sh:ho * sh + dh * (kh - 1) + 1:dh,
-                         wo * sw:wo * sw + dw * (kw - 1) + 1:dw]
-                y[:, k, ho, wo] = (win * w[k]).sum(axis=(1, 2, 3))
-        if b is not None:
-            y[:, k] += b[k]
-    return y
 
 
 def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation):
@@ -103,12 +80,12 @@ def _tensors(device, rng, *shapes, dtype=np.float64, grad=True):
 
 @FIXTURE_OK
 @given(conv_case())
-def test_conv2d_matches_loops(device, case):
+def test_conv2d_matches_reference(device, case):
     N, G, cg, kg, H, W, k, stride, padding, dilation, bias = case
     rng = np.random.default_rng(0)
     x, w, b = _tensors(device, rng, (N, G * cg, H, W), (G * kg, cg, *k), (G * kg,), grad=False)
     y = conv2d(x, w, b if bias else None, stride, padding, dilation, G)
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy() if bias else None, stride,
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy() if bias else None, stride,
                        (padding[0], padding[0], padding[1], padding[1]), dilation, G)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
@@ -149,7 +126,7 @@ def test_conv2d_every_cpu_kernel_path(monkeypatch, case):
     y = conv2d(x, w, b, stride, padding, dilation)
     s2, d2 = to_pair(stride, "stride", "t"), to_pair(dilation, "dilation", "t")
     pads = _conv_pads(padding, k, s2, d2, "t")
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
     assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride, padding, dilation), x, w, b)
     assert calls, f"{path} was not used"
@@ -190,7 +167,7 @@ def test_conv2d_padding_forms(device, padding):
     else:
         ph, pw = (padding, padding) if isinstance(padding, int) else padding
         pads = (ph, ph, pw, pw)
-    np.testing.assert_allclose(y.numpy(), naive_conv2d(x.numpy(), w.numpy(), None, (1, 1),
+    np.testing.assert_allclose(y.numpy(), reference.conv2d(x.numpy(), w.numpy(), None, (1, 1),
                                                        pads, (1, 2), 1), atol=1e-10)
 
 
@@ -198,7 +175,7 @@ def test_depthwise_conv2d(device):
     rng = np.random.default_rng(6)
     x, w, b = _tensors(device, rng, (2, 4, 6, 6), (8, 1, 3, 3), (8,))   # multiplier 2
     y = conv2d(x, w, b, padding=1, groups=4)
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), (1, 1), (1, 1, 1, 1), (1, 1), 4)
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy(), (1, 1), (1, 1, 1, 1), (1, 1), 4)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
     assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride=2, padding=1, groups=4), x, w, b)
 
