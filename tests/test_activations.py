@@ -1,5 +1,6 @@
 """Activations (minidl/functional/activation.py): forward against NumPy, gradcheck,
-gradgradcheck, second derivatives against closed forms, and numerical stability."""
+gradgradcheck, second derivatives against closed forms, and numerical stability; the
+activation layers (minidl/nn/activation.py) and get_activation."""
 from __future__ import annotations
 
 import warnings
@@ -9,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from layer_checks import randn
 
 import minidl as md
 import minidl.functional as F
+import minidl.nn as nn
 
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 seeds = st.integers(0, 2**16)
@@ -181,3 +184,30 @@ def test_softmax_rows_are_distributions(device, shape, seed, data):
     # softmax is shift invariant
     np.testing.assert_allclose(F.softmax(leaf(x + 100, device), axis=axis).numpy(), p,
                                rtol=1e-10, atol=1e-300)
+
+
+# ---- the layers: nn.ReLU, ..., and get_activation --------------------------------------
+
+@pytest.mark.parametrize("name", ["relu", "leaky", "elu", "sigmoid", "tanh", "softmax",
+                                  "logsoftmax", "identity"])
+def test_activation_modules(name):
+    x = randn(3, 4, requires_grad=True)
+    m, f = {
+        "relu": (nn.ReLU(), F.relu), "leaky": (nn.LeakyReLU(0.2), lambda t: F.leaky_relu(t, 0.2)),
+        "elu": (nn.ELU(0.5), lambda t: F.elu(t, 0.5)), "sigmoid": (nn.Sigmoid(), F.sigmoid),
+        "tanh": (nn.Tanh(), F.tanh), "softmax": (nn.Softmax(axis=0), lambda t: F.softmax(t, 0)),
+        "logsoftmax": (nn.LogSoftmax(), F.log_softmax), "identity": (nn.Identity(), lambda t: t),
+    }[name]
+    np.testing.assert_allclose(m(x).numpy(), f(x).numpy())
+    assert md.gradcheck(m, x)
+
+
+def test_get_activation():
+    assert isinstance(nn.get_activation("relu"), nn.ReLU)
+    assert isinstance(nn.get_activation("linear"), nn.Identity)
+    assert nn.get_activation(None) is None
+    r = nn.ReLU()
+    assert nn.get_activation(r) is r
+    assert isinstance(nn.get_activation(F.tanh), nn.Lambda)
+    with pytest.raises(TypeError):
+        nn.get_activation(3)

@@ -1,21 +1,31 @@
-"""F.conv2d and F.conv_transpose2d: loop oracles, gradchecks, double backward, errors."""
+"""F.conv2d against the reference (minidl/kernels/reference.py), F.conv_transpose2d against a
+loop oracle; gradchecks, double backward, errors. The layers nn.Conv2d and
+nn.ConvTranspose2d: initialisation, gradchecks with the parameters, 'same' padding, argument
+checks, frozen weights."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layer_checks import assert_layer_matches_torch, gradcheck_layer, randn, uniform_bound
 
 import minidl as md
+import minidl.functional as F
+import minidl.nn as nn
 from minidl import kernels
+from minidl.autograd import Function
 from minidl.functional.conv import (
     Conv2dGradInput,
     Conv2dGradWeight,
     _conv_pads,
-    _pair,
     conv2d,
     conv_transpose2d,
 )
+from minidl.functional.validation import to_pair
+from minidl.kernels import reference
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -23,31 +33,6 @@ FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture
 def fewer(n: int) -> settings:
     """Settings for slow (gradcheck) property tests."""
     return settings(max_examples=n, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def naive_conv2d(x, w, b, stride, pads, dilation, groups):
-    """Direct definition: y[n, k, ho, wo] = b[k] + sum over the window of x * w, by loops."""
-    N, C, H, W = x.shape
-    K, Cg, kh, kw = w.shape
-    pt, pb, pl, pr = pads
-    (sh, sw), (dh, dw) = stride, dilation
-    xp = np.zeros((N, C, H + pt + pb, W + pl + pr))
-    xp[:, :, pt:pt + H, pl:pl + W] = x
-    Ho = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    Kg = K // groups
-    y = np.zeros((N, K, Ho, Wo))
-    for k in range(K):
-        g = k // Kg
-        for ho in range(Ho):
-            for wo in range(Wo):
-                win = xp[:, g * Cg:(g + 1) * Cg,
-                         ho * sh:ho * sh + dh * (kh - 1) + 1:dh,
-                         wo * sw:wo * sw + dw * (kw - 1) + 1:dw]
-                y[:, k, ho, wo] = (win * w[k]).sum(axis=(1, 2, 3))
-        if b is not None:
-            y[:, k] += b[k]
-    return y
 
 
 def naive_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation):
@@ -95,12 +80,12 @@ def _tensors(device, rng, *shapes, dtype=np.float64, grad=True):
 
 @FIXTURE_OK
 @given(conv_case())
-def test_conv2d_matches_loops(device, case):
+def test_conv2d_matches_reference(device, case):
     N, G, cg, kg, H, W, k, stride, padding, dilation, bias = case
     rng = np.random.default_rng(0)
     x, w, b = _tensors(device, rng, (N, G * cg, H, W), (G * kg, cg, *k), (G * kg,), grad=False)
     y = conv2d(x, w, b if bias else None, stride, padding, dilation, G)
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy() if bias else None, stride,
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy() if bias else None, stride,
                        (padding[0], padding[0], padding[1], padding[1]), dilation, G)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
@@ -139,9 +124,9 @@ def test_conv2d_every_cpu_kernel_path(monkeypatch, case):
     rng = np.random.default_rng(2)
     x, w, b = _tensors("cpu", rng, (2, C, 7, 6), (K, C, *k), (K,))
     y = conv2d(x, w, b, stride, padding, dilation)
-    s2, d2 = _pair(stride, "stride", "t", 1), _pair(dilation, "dilation", "t", 1)
+    s2, d2 = to_pair(stride, "stride", "t"), to_pair(dilation, "dilation", "t")
     pads = _conv_pads(padding, k, s2, d2, "t")
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy(), s2, pads, d2, 1)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
     assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride, padding, dilation), x, w, b)
     assert calls, f"{path} was not used"
@@ -182,7 +167,7 @@ def test_conv2d_padding_forms(device, padding):
     else:
         ph, pw = (padding, padding) if isinstance(padding, int) else padding
         pads = (ph, ph, pw, pw)
-    np.testing.assert_allclose(y.numpy(), naive_conv2d(x.numpy(), w.numpy(), None, (1, 1),
+    np.testing.assert_allclose(y.numpy(), reference.conv2d(x.numpy(), w.numpy(), None, (1, 1),
                                                        pads, (1, 2), 1), atol=1e-10)
 
 
@@ -190,7 +175,7 @@ def test_depthwise_conv2d(device):
     rng = np.random.default_rng(6)
     x, w, b = _tensors(device, rng, (2, 4, 6, 6), (8, 1, 3, 3), (8,))   # multiplier 2
     y = conv2d(x, w, b, padding=1, groups=4)
-    ref = naive_conv2d(x.numpy(), w.numpy(), b.numpy(), (1, 1), (1, 1, 1, 1), (1, 1), 4)
+    ref = reference.conv2d(x.numpy(), w.numpy(), b.numpy(), (1, 1), (1, 1, 1, 1), (1, 1), 4)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
     assert md.gradcheck(lambda x, w, b: conv2d(x, w, b, stride=2, padding=1, groups=4), x, w, b)
 
@@ -293,16 +278,27 @@ def test_conv2d_errors():
         conv2d(md.zeros(3, 8, 8), md.zeros(6, 3, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight.*\(6, 3, 3\)"):
         conv2d(x, md.zeros(6, 3, 3))
-    with pytest.raises(ValueError, match=r"conv2d: stride must be >= 1, got \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"conv2d: stride must be a positive int or pair, got \(0, 0\)"):
         conv2d(x, md.zeros(6, 3, 3, 3), stride=0)
-    with pytest.raises(ValueError, match=r"conv2d: groups=2 must divide.*input channels \(3\)"):
+    with pytest.raises(ValueError, match=r"conv2d: input channels \(3\) and output channels \(6\) must be "
+                                         r"divisible by groups \(2\); input shape \(2, 3, 8, 8\)"):
         conv2d(x, md.zeros(6, 1, 3, 3), groups=2)
     with pytest.raises(ValueError, match=r"conv2d: padding='same' needs stride 1"):
         conv2d(x, md.zeros(6, 3, 3, 3), stride=2, padding="same")
     with pytest.raises(ValueError, match=r"conv2d: bias of shape \(5,\)"):
         conv2d(x, md.zeros(6, 3, 3, 3), md.zeros(5))
-    with pytest.raises(ValueError, match=r"conv2d: dilation must be >= 1"):
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be a positive int or pair"):
         conv2d(x, md.zeros(6, 3, 3, 3), dilation=0)
+    with pytest.raises(ValueError, match=r"conv2d: groups must be a positive int, got 0"):
+        conv2d(x, md.zeros(6, 3, 3, 3), groups=0)
+    with pytest.raises(ValueError, match=r"conv2d: padding must be an int, a pair, 'same' or "
+                                         r"'valid', got 'full'"):
+        conv2d(x, md.zeros(6, 3, 3, 3), padding="full")
+    with pytest.raises(TypeError, match=r"conv2d: input must be a floating-point tensor, got "
+                                        r"dtype int64 \(shape \(2, 3, 8, 8\)\)"):
+        conv2d(md.tensor(np.zeros((2, 3, 8, 8), np.int64)), md.zeros(6, 3, 3, 3))
+    with pytest.raises(TypeError, match=r"conv2d: weight must be a floating-point tensor"):
+        conv2d(x, md.tensor(np.zeros((6, 3, 3, 3), np.int32)))
 
 
 def test_conv_transpose2d_errors():
@@ -313,10 +309,17 @@ def test_conv_transpose2d_errors():
     with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding \(2, 2\) must be "
                                          r"smaller than the stride \(2, 2\)"):
         conv_transpose2d(x, md.zeros(4, 3, 3, 3), stride=2, output_padding=2)
-    with pytest.raises(ValueError, match=r"conv_transpose2d: groups=3 must divide"):
+    with pytest.raises(ValueError, match=r"conv_transpose2d: input channels \(4\) and output channels "
+                                         r"\(3\) must be divisible by groups \(3\)"):
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), groups=3)
-    with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be >= 1"):
+    with pytest.raises(ValueError, match=r"conv_transpose2d: stride must be a positive int or pair, "
+                                         r"got \(1, 0\)"):
         conv_transpose2d(x, md.zeros(4, 1, 3, 3), stride=(1, 0))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding must be a "
+                                         r"non-negative int or pair, got \(-1, -1\)"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), output_padding=-1)
+    with pytest.raises(TypeError, match=r"conv_transpose2d: bias must be a floating-point"):
+        conv_transpose2d(x, md.zeros(4, 1, 3, 3), md.tensor(np.zeros(1, np.int64)))
 
 
 @pytest.mark.torch
@@ -360,3 +363,154 @@ def test_conv2d_empty_batch_gives_empty_output_and_zero_weight_grad(channels):
     y.sum().backward()
     assert x.grad.shape == (0, channels, 8, 8)
     np.testing.assert_array_equal(w.grad.numpy(), np.zeros((4, channels, 3, 3)))
+
+
+# ---- the layers: nn.Conv2d and nn.ConvTranspose2d -----------------------------------
+
+def test_conv_default_init_uses_receptive_field_fans():
+    md.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 3)
+    bound = 1 / math.sqrt(16 * 9)
+    w = conv.weight.numpy()
+    assert w.shape == (32, 16, 3, 3)
+    assert uniform_bound(w) <= bound and w.std() == pytest.approx(bound / math.sqrt(3), rel=0.03)
+    assert uniform_bound(conv.bias.numpy()) <= bound
+    grouped = nn.Conv2d(16, 32, 3, groups=4)
+    assert grouped.weight.shape == (32, 4, 3, 3)
+    assert uniform_bound(grouped.weight.numpy()) <= 1 / math.sqrt(4 * 9)
+    tconv = nn.ConvTranspose2d(8, 6, 4, stride=2)
+    assert tconv.weight.shape == (8, 6, 4, 4)
+    # torch computes the fan of a transposed-conv weight from dim 1 as well
+    assert uniform_bound(tconv.weight.numpy()) <= 1 / math.sqrt(6 * 16)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(padding=(2, 1), dilation=2),
+    dict(groups=2, bias=False),
+    dict(padding="same"),
+    dict(padding="valid", stride=(1, 2)),
+], ids=["plain", "stride-pad", "dilation", "groups", "same", "valid"])
+def test_conv2d_gradcheck(kw):
+    conv = nn.Conv2d(4, 6, 3, **kw)
+    gradcheck_layer(conv, randn(2, 4, 6, 5, requires_grad=True))
+
+
+def test_conv2d_same_padding_with_even_kernel():
+    conv = nn.Conv2d(2, 3, 4, padding="same", dilation=1)
+    x = randn(1, 2, 7, 6)
+    assert conv(x.float()).shape == (1, 3, 7, 6)
+    gradcheck_layer(nn.Conv2d(2, 2, 2, padding="same"), randn(1, 2, 4, 3, requires_grad=True))
+    with pytest.raises(ValueError, match="stride 1"):
+        nn.Conv2d(2, 2, 3, padding="same", stride=2)
+
+
+def test_conv2d_forward_is_the_layer_wiring_of_f_conv2d():
+    conv = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2))
+    x = md.randn(2, 3, 9, 8)
+    expected = F.conv2d(x, conv.weight, conv.bias, stride=(2, 1), padding=(1, 1),
+                        dilation=(1, 2))
+    np.testing.assert_allclose(conv(x).numpy(), expected.numpy(), rtol=1e-6)
+    assert conv(x).shape == (2, 5, (9 + 2 - 2 - 1) // 2 + 1, (8 + 2 - 2 - 1) // 1 + 1)
+
+
+def test_conv_transpose2d_gradcheck_and_shape():
+    tconv = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+    x = randn(2, 3, 4, 3, requires_grad=True)
+    assert tconv(x.float()).shape == (2, 4, 8, 6)
+    gradcheck_layer(tconv, x)
+    gradcheck_layer(nn.ConvTranspose2d(4, 2, 2, groups=2, bias=False),
+                    randn(1, 4, 3, 3, requires_grad=True))
+
+
+def test_conv_layers_check_their_arguments_when_built():
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be a positive int or pair, "
+                                         r"got \(0, 0\)"):
+        nn.Conv2d(3, 6, 0)
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be a positive int or pair, "
+                                         r"got 2.5"):
+        nn.Conv2d(3, 6, 2.5)
+    with pytest.raises(ValueError, match=r"Conv2d: stride must be a positive int or pair, "
+                                         r"got \(1, 2, 3\)"):
+        nn.Conv2d(3, 6, 3, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"Conv2d: padding must be a non-negative int or pair, "
+                                         r"got \(-1, -1\)"):
+        nn.Conv2d(3, 6, 3, padding=-1)
+    with pytest.raises(ValueError, match=r"Conv2d: padding must be an int, a pair, 'same' or "
+                                         r"'valid', got 'full'"):
+        nn.Conv2d(3, 6, 3, padding="full")
+    with pytest.raises(ValueError, match=r"Conv2d: padding='same' needs stride 1, got stride "
+                                         r"\(2, 2\)"):
+        nn.Conv2d(3, 6, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match=r"Conv2d: in_channels must be a positive int, got 0"):
+        nn.Conv2d(0, 6, 3)
+    with pytest.raises(ValueError, match=r"Conv2d: groups must be a positive int, got 0"):
+        nn.Conv2d(3, 6, 3, groups=0)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: in_channels \(4\) and out_channels "
+                                         r"\(6\) must be divisible by groups \(4\)"):
+        nn.ConvTranspose2d(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: output_padding must be a "
+                                         r"non-negative int or pair, got \(-1, -1\)"):
+        nn.ConvTranspose2d(4, 2, 3, output_padding=-1)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: dilation must be a positive int or "
+                                         r"pair, got \(1, 0\)"):
+        nn.ConvTranspose2d(4, 2, 3, dilation=(1, 0))
+
+
+def _record_functions(monkeypatch):
+    calls = []
+    orig = Function.__call__
+
+    def call(fn, *inputs):
+        out = orig(fn, *inputs)
+        for o in (out if isinstance(out, tuple) else (out,)):
+            calls.append((type(fn).__name__, o.shape))
+        return out
+    monkeypatch.setattr(Function, "__call__", call)
+    return calls
+
+
+def test_frozen_conv_skips_weight_gradient(monkeypatch):
+    # Shapes chosen so that only the weight gradient (and its (7, 3*2*5) GEMM form) has
+    # them: out=7, in=3, kernel 2x5.
+    import minidl.kernels as kernels
+    conv = nn.Conv2d(3, 7, (2, 5))
+    x = md.randn(2, 3, 6, 9, requires_grad=True)
+    calls = _record_functions(monkeypatch)
+    weight_shapes = {(7, 3, 2, 5), (7, 30), (30, 7), (7,)}
+    dw_kernel_runs = []
+    real_kernel = kernels.conv2d_grad_weight
+
+    def counting_kernel(*args, **kwargs):
+        dw_kernel_runs.append(1)
+        return real_kernel(*args, **kwargs)
+    monkeypatch.setattr(kernels, "conv2d_grad_weight", counting_kernel)
+
+    y = conv(x)
+    calls.clear()
+    y.sum().backward()
+    assert weight_shapes & {s for _, s in calls}, "expected a weight gradient when trainable"
+    assert conv.weight.grad is not None and len(dw_kernel_runs) == 1
+
+    conv.freeze()
+    x.grad = None
+    y = conv(x)
+    calls.clear()
+    y.sum().backward()
+    assert not weight_shapes & {s for _, s in calls}, calls
+    assert len(dw_kernel_runs) == 1          # the dW kernel did not run again
+    assert conv.weight.grad is None and conv.bias.grad is None
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [
+    lambda tnn: (nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), tnn.Conv2d(4, 6, 3, 2, 1, groups=2),
+     (2, 4, 7, 7)),
+    lambda tnn: (nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), tnn.ConvTranspose2d(4, 2, 4, 2, 1),
+     (2, 4, 5, 5)),
+], ids=["conv2d", "conv_transpose2d"])
+def test_conv_layers_match_torch(make):
+    torch = pytest.importorskip("torch")
+    assert_layer_matches_torch(*make(torch.nn))

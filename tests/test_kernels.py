@@ -1,4 +1,5 @@
-"""Raw kernels (minidl.kernels) against plain loop oracles, on every device."""
+"""Raw kernels (minidl.kernels) against the reference (minidl/kernels/reference.py) and a loop
+pooling oracle, on every device; the reference itself against its definition."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,40 +9,9 @@ from hypothesis import strategies as st
 
 from minidl import kernels
 from minidl.backend import to_numpy
+from minidl.kernels import reference
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def naive_im2col(x, kh, kw, s, pads, d):
-    """cols[n, ho, wo, i, j, c] = padded x[n, c, ho*sh + i*dh, wo*sw + j*dw], by loops."""
-    N, C, H, W = x.shape
-    pt, pb, pl, pr = pads
-    xp = np.zeros((N, C, H + pt + pb, W + pl + pr), x.dtype)
-    xp[:, :, pt:pt + H, pl:pl + W] = x
-    Ho = (H + pt + pb - d[0] * (kh - 1) - 1) // s[0] + 1
-    Wo = (W + pl + pr - d[1] * (kw - 1) - 1) // s[1] + 1
-    cols = np.zeros((N, Ho, Wo, kh, kw, C), x.dtype)
-    for ho in range(Ho):
-        for wo in range(Wo):
-            for i in range(kh):
-                for j in range(kw):
-                    cols[:, ho, wo, i, j, :] = xp[:, :, ho * s[0] + i * d[0], wo * s[1] + j * d[1]]
-    return cols
-
-
-def naive_col2im(cols, H, W, s, pads, d):
-    """The adjoint of naive_im2col: add every column entry back where it came from."""
-    N, Ho, Wo, kh, kw, C = cols.shape
-    pt, pb, pl, pr = pads
-    Hp = max(H + pt + pb, (Ho - 1) * s[0] + d[0] * (kh - 1) + 1)
-    Wp = max(W + pl + pr, (Wo - 1) * s[1] + d[1] * (kw - 1) + 1)
-    xp = np.zeros((N, C, Hp, Wp), cols.dtype)
-    for ho in range(Ho):
-        for wo in range(Wo):
-            for i in range(kh):
-                for j in range(kw):
-                    xp[:, :, ho * s[0] + i * d[0], wo * s[1] + j * d[1]] += cols[:, ho, wo, i, j, :]
-    return xp[:, :, pt:pt + H, pl:pl + W]
 
 
 @st.composite
@@ -59,15 +29,44 @@ def geometry(draw):
 
 @FIXTURE_OK
 @given(geometry())
-def test_im2col_col2im_match_loops(xp, g):
+def test_im2col_col2im_match_reference(xp, g):
     N, C, H, W, (kh, kw), s, pads, d = g
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
     cols = kernels.im2col(xp.asarray(x), (kh, kw), s, pads, d)
-    expected = naive_im2col(x, kh, kw, s, pads, d)
+    expected = reference.im2col(x, (kh, kw), s, pads, d)
     np.testing.assert_array_equal(to_numpy(cols), expected)
     c = np.random.default_rng(1).standard_normal(expected.shape)
     back = kernels.col2im(xp.asarray(c), (H, W), s, pads, d)
-    np.testing.assert_allclose(to_numpy(back), naive_col2im(c, H, W, s, pads, d), atol=1e-12)
+    np.testing.assert_allclose(to_numpy(back), reference.col2im(c, (H, W), s, pads, d), atol=1e-12)
+
+
+def test_reference_conv2d_follows_its_definition():
+    """y[n, k, ho, wo] = b[k] + sum_{c,i,j} w[k, c, i, j] * x_pad[n, g*Cg + c, ho*sh + i*dh, wo*sw + j*dw]."""
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((6, 2, 2, 3)), rng.standard_normal(6)
+    (sh, sw), (dh, dw), pads, groups = (2, 1), (1, 2), (1, 0, 2, 1), 2
+    y = reference.conv2d(x, w, b, (sh, sw), pads, (dh, dw), groups)
+    assert y.shape == (2, 6, 3, 5)      # Ho = (5 + 1 - 1 - 1) // 2 + 1, Wo = (6 + 3 - 4 - 1) + 1
+    x_pad = np.pad(x, ((0, 0), (0, 0), (1, 0), (2, 1)))
+    for n, k, ho, wo in np.ndindex(*y.shape):
+        g = k // 3
+        total = b[k] + sum(w[k, c, i, j] * x_pad[n, g * 2 + c, ho * sh + i * dh, wo * sw + j * dw]
+                           for c in range(2) for i in range(2) for j in range(3))
+        assert y[n, k, ho, wo] == pytest.approx(total, abs=1e-12)
+
+
+@FIXTURE_OK
+@given(geometry())
+def test_reference_col2im_is_the_adjoint_of_im2col(g):
+    """<im2col(x), c> = <x, col2im(c)> for any x and c: col2im sends every entry back."""
+    N, C, H, W, k, s, pads, d = g
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((N, C, H, W))
+    cols = reference.im2col(x, k, s, pads, d)
+    c = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose((cols * c).sum(), (x * reference.col2im(c, (H, W), s, pads, d)).sum(),
+                               rtol=1e-12, atol=1e-12)
+    assert reference.output_hw((H, W), k, s, pads, d) == cols.shape[1:3]
 
 
 def test_im2col_small_picture():
@@ -81,14 +80,14 @@ def test_im2col_small_picture():
 @FIXTURE_OK
 @given(geometry(), st.integers(1, 3), st.integers(1, 3))
 def test_conv_kernels_are_im2col_gemm_and_adjoints(xp, g, groups, kg):
-    """Forward = grouped GEMM of the loop im2col; grad_input/grad_weight are its adjoints."""
+    """Forward = grouped GEMM of the reference im2col; grad_input/grad_weight are its adjoints."""
     N, C, H, W, (kh, kw), s, pads, d = g
     rng = np.random.default_rng(2)
     cg, K = C, groups * kg
     x = rng.standard_normal((N, cg * groups, H, W))
     w = rng.standard_normal((K, cg, kh, kw))
     y = to_numpy(kernels.conv2d_forward(xp.asarray(x), xp.asarray(w), None, s, pads, d, groups))
-    cols = naive_im2col(x, kh, kw, s, pads, d)            # (N, Ho, Wo, kh, kw, C)
+    cols = reference.im2col(x, (kh, kw), s, pads, d)      # (N, Ho, Wo, kh, kw, C)
     Ho, Wo = cols.shape[1:3]
     ref = np.zeros((N, K, Ho, Wo))
     for gi in range(groups):

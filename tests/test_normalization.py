@@ -1,10 +1,13 @@
-"""batch_norm and local_response_norm: oracles, running statistics, gradchecks, errors."""
+"""batch_norm and local_response_norm: oracles, running statistics, gradchecks, errors; the
+layers BatchNorm1d/2d, LocalResponseNorm and Normalization (fixed statistics, adapt)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from layer_checks import assert_layer_matches_torch, gradcheck_layer, randn
 
 import minidl as md
+import minidl.nn as nn
 from minidl.functional import normalization
 from minidl.functional.normalization import (
     BatchNormGrad,
@@ -222,3 +225,147 @@ def test_batch_norm_and_lrn_match_torch():
     np.testing.assert_allclose(local_response_norm(md.tensor(x), 4, 0.2, 0.6, 1.3).numpy(),
                                F.local_response_norm(torch.tensor(x), 4, 0.2, 0.6, 1.3).numpy(),
                                atol=1e-12)
+
+
+# ---- the layers: nn.BatchNorm1d/2d, LocalResponseNorm, Normalization -------------------
+
+def test_lrn_layer_gradcheck():
+    m = nn.LocalResponseNorm(3, alpha=0.1, beta=0.75, k=2.0)
+    x = randn(2, 3, 4, 5, requires_grad=True)
+    assert md.gradcheck(m, x)
+
+
+def test_lrn_values():
+    x = randn(2, 5, 3, 3)
+    y = nn.LocalResponseNorm(3, alpha=0.3, beta=0.75, k=2.0)(x).numpy()
+    a = x.numpy()
+    sq = np.pad(a ** 2, ((0, 0), (1, 1), (0, 0), (0, 0)))
+    div = (2.0 + 0.3 / 3 * (sq[:, :-2] + sq[:, 1:-1] + sq[:, 2:])) ** 0.75
+    np.testing.assert_allclose(y, a / div, rtol=1e-10)
+
+
+def test_batchnorm2d_training_statistics():
+    bn = nn.BatchNorm2d(3, momentum=0.2)
+    x = randn(4, 3, 5, 5).float() * 2 + 1
+    y = bn(x).numpy()
+    a = x.numpy()
+    mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(y, (a - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5),
+                               rtol=1e-4, atol=1e-5)
+    n = 4 * 25
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.2 * mean, rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.8 + 0.2 * var * n / (n - 1), rtol=1e-5)
+    assert int(bn.num_batches_tracked.item()) == 1
+    bn.eval()
+    y_eval = bn(x).numpy()
+    rm, rv = bn.running_mean.numpy(), bn.running_var.numpy()
+    np.testing.assert_allclose(y_eval, (a - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5),
+                               rtol=1e-4, atol=1e-5)
+    assert int(bn.num_batches_tracked.item()) == 1        # eval does not count
+
+
+def test_batchnorm_cumulative_average_and_no_tracking():
+    bn = nn.BatchNorm1d(2, momentum=None)
+    batches = [randn(6, 2).float() + i for i in range(3)]
+    for b in batches:
+        bn(b)
+    np.testing.assert_allclose(bn.running_mean.numpy(),
+                               np.mean([b.numpy().mean(0) for b in batches], axis=0), rtol=1e-5)
+    free = nn.BatchNorm1d(2, track_running_stats=False, affine=False)
+    assert list(free.state_dict()) == [] and list(free.parameters()) == []
+    free.eval()
+    out = free(batches[2]).numpy()                    # still uses batch statistics
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_gradcheck(training):
+    bn1 = nn.BatchNorm1d(3)
+    bn1.running_mean.data = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+    bn1.running_var.data = np.array([1.5, 0.5, 2.0], dtype=np.float32)
+    bn1.train(training)
+    with md.no_grad():
+        bn1.weight.data = np.array([1.5, 0.5, -1.0], dtype=np.float32)
+    gradcheck_layer(bn1, randn(5, 3, requires_grad=True))
+    gradcheck_layer(nn.BatchNorm1d(2).train(training), randn(4, 2, 3, requires_grad=True))
+    gradcheck_layer(nn.BatchNorm2d(2).train(training), randn(3, 2, 2, 3, requires_grad=True))
+
+
+def test_normalization_layers_check_their_sizes_when_built():
+    with pytest.raises(ValueError, match=r"BatchNorm2d: num_features must be a positive int, "
+                                         r"got 0"):
+        nn.BatchNorm2d(0)
+    with pytest.raises(ValueError, match=r"BatchNorm1d: num_features must be a positive int, "
+                                         r"got 2.0"):
+        nn.BatchNorm1d(2.0)
+    with pytest.raises(ValueError, match=r"LocalResponseNorm: size must be a positive int, "
+                                         r"got 0"):
+        nn.LocalResponseNorm(0)
+
+
+def test_batchnorm_frozen_affine_still_normalises():
+    bn = nn.BatchNorm2d(2, trainable=False)
+    x = randn(3, 2, 2, 2, requires_grad=True)
+    bn.double()(x).sum().backward()
+    assert bn.weight.grad is None and x.grad is not None
+
+
+def test_normalization_fixed_statistics():
+    norm = nn.Normalization(mean=[1.0, 2.0], std=[2.0, 4.0])
+    x = md.tensor([[3.0, 2.0], [1.0, 10.0]])
+    np.testing.assert_allclose(norm(x).numpy(), [[1.0, 0.0], [0.0, 2.0]])
+    assert list(norm.state_dict()) == ["mean", "std"] and list(norm.parameters()) == []
+    img = nn.Normalization(mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.1])
+    xi = md.ones(2, 3, 4, 4)
+    np.testing.assert_allclose(img(xi).numpy()[0, :, 0, 0], [2.5, 3.0, 7.0], rtol=1e-6)
+    scalar = nn.Normalization(0.5, 0.25)
+    np.testing.assert_allclose(scalar(md.ones(2, 3)).numpy(), 2.0)
+    assert md.gradcheck(norm.double(), randn(3, 2, requires_grad=True))
+
+
+def test_normalization_adapt_matches_numpy():
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(500, 4)) * [1, 2, 3, 4] + [0, 10, -5, 2]).astype(np.float32)
+    norm = nn.Normalization().adapt(data)
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.std.numpy(), data.std(0), rtol=1e-4)
+    out = norm(md.tensor(data)).numpy()
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), 1, rtol=1e-3)
+    # from batches (a DataLoader-like iterable of (x, y)) the result is the same
+    batched = nn.Normalization().adapt([(data[i:i + 64], None) for i in range(0, 500, 64)])
+    np.testing.assert_allclose(batched.std.numpy(), norm.std.numpy(), rtol=1e-5)
+    # images: per channel over N, H, W
+    imgs = rng.normal(size=(10, 3, 5, 5)) + np.array([1.0, 2.0, 3.0])[:, None, None]
+    per_channel = nn.Normalization().adapt(md.tensor(imgs))
+    np.testing.assert_allclose(per_channel.mean.numpy(), imgs.mean(axis=(0, 2, 3)), rtol=1e-5)
+    whole = nn.Normalization(axis=None).adapt(imgs)
+    assert whole.mean.shape == (1,)
+    constant = nn.Normalization().adapt(np.ones((5, 2)))
+    assert np.all(np.isfinite(constant(md.ones(1, 2)).numpy()))   # std clamped at eps
+
+
+def test_normalization_errors_and_graph_before_adapt():
+    with pytest.raises(RuntimeError, match="adapt"):
+        nn.Normalization()(md.ones(2, 2))
+    with pytest.raises(ValueError, match="both mean and std"):
+        nn.Normalization(mean=1.0)
+    with pytest.raises(ValueError, match="2 values but the input"):
+        nn.Normalization([0.0, 0.0], [1.0, 1.0])(md.ones(2, 3))
+    norm = nn.Normalization()
+    inp = nn.Input((3,))
+    model = nn.Model(inp, nn.Linear(3, 1)(norm(inp)))   # built before adapt, like Keras
+    norm.adapt(np.random.default_rng(0).normal(size=(20, 3)))
+    assert model(md.ones(4, 3)).shape == (4, 1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [
+    lambda tnn: (nn.BatchNorm2d(3), tnn.BatchNorm2d(3), (4, 3, 3, 3)),
+    lambda tnn: (nn.BatchNorm1d(3), tnn.BatchNorm1d(3), (6, 3)),
+    lambda tnn: (nn.LocalResponseNorm(3, 1e-2, 0.75, 2.0), tnn.LocalResponseNorm(3, 1e-2, 0.75, 2.0),
+     (2, 5, 3, 3)),
+], ids=["batchnorm2d", "batchnorm1d", "lrn"])
+def test_normalization_layers_match_torch(make):
+    torch = pytest.importorskip("torch")
+    assert_layer_matches_torch(*make(torch.nn))

@@ -1,4 +1,5 @@
-"""Max/avg/adaptive/global pooling: loop oracles, ties, gradchecks, double backward, errors."""
+"""Max/avg/adaptive/global pooling: loop oracles, ties, gradchecks, double backward, errors;
+the pooling layers: gradchecks and values."""
 from __future__ import annotations
 
 import math
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layer_checks import assert_layer_matches_torch, randn
 
 import minidl as md
+import minidl.nn as nn
 from minidl.functional.pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 
 
@@ -160,14 +163,26 @@ def test_pooling_errors():
     with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(5, 5\) is larger than the "
                                          r"padded input \(4, 4\)"):
         max_pool2d(md.zeros(1, 1, 4, 4), 5)
-    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be >= 1, got \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be a positive int or pair, got \(0, 0\)"):
         avg_pool2d(md.zeros(1, 1, 4, 4), 2, stride=0)
     with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half"):
         max_pool2d(md.zeros(1, 1, 8, 8), 3, padding=2)
-    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be a positive int or "
+                                         r"pair, got \(0, 0\)"):
         adaptive_avg_pool2d(md.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
         adaptive_avg_pool2d(md.zeros(4, 4), 2)
+    with pytest.raises(ValueError, match=r"max_pool2d: padding must be a non-negative int or "
+                                         r"pair, got \(-1, 0\)"):
+        max_pool2d(md.zeros(1, 1, 4, 4), 2, padding=(-1, 0))
+    with pytest.raises(ValueError, match=r"avg_pool2d: kernel_size must be a positive int or "
+                                         r"pair, got \(2, 2, 2\)"):
+        avg_pool2d(md.zeros(1, 1, 4, 4), (2, 2, 2))
+    with pytest.raises(TypeError, match=r"max_pool2d: input must be a floating-point tensor, "
+                                        r"got dtype int64"):
+        max_pool2d(md.tensor(np.zeros((1, 1, 4, 4), np.int64)), 2)
+    with pytest.raises(TypeError, match=r"global_avg_pool2d: input must be a floating-point"):
+        global_avg_pool2d(md.tensor(np.zeros((1, 1, 4, 4), np.int64)))
 
 
 @pytest.mark.torch
@@ -185,3 +200,57 @@ def test_pooling_matches_torch(args):
                                    F.avg_pool2d(tx, k, s, p, ceil_mode, cip).numpy(), atol=1e-12)
     np.testing.assert_allclose(adaptive_avg_pool2d(md.tensor(x), (4, 5)).numpy(),
                                F.adaptive_avg_pool2d(tx, (4, 5)).numpy(), atol=1e-12)
+
+
+# ---- the layers: nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d ------------
+
+@pytest.mark.parametrize("layer", [
+    lambda: nn.MaxPool2d(2),
+    lambda: nn.MaxPool2d(3, stride=2, padding=1),
+    lambda: nn.AvgPool2d(2),
+    lambda: nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+    lambda: nn.AdaptiveAvgPool2d((2, 3)),
+    lambda: nn.GlobalAvgPool2d(),
+], ids=["max", "max-pad", "avg", "avg-pad", "adaptive", "global"])
+def test_pooling_layers_gradcheck(layer):
+    m = layer()
+    x = randn(2, 3, 4, 5, requires_grad=True)
+    assert md.gradcheck(m, x)
+
+
+def test_pooling_layers_check_their_arguments_when_built():
+    with pytest.raises(ValueError, match=r"MaxPool2d: kernel_size must be a positive int or "
+                                         r"pair, got \(0, 0\)"):
+        nn.MaxPool2d(0)
+    with pytest.raises(ValueError, match=r"AvgPool2d: stride must be a positive int or pair, "
+                                         r"got \(2, 0\)"):
+        nn.AvgPool2d(2, stride=(2, 0))
+    with pytest.raises(ValueError, match=r"AvgPool2d: padding must be a non-negative int or "
+                                         r"pair, got \(-1, -1\)"):
+        nn.AvgPool2d(2, padding=-1)
+    with pytest.raises(ValueError, match=r"GlobalAvgPool2d: expected a 4-D input \(N, C, H, W\), "
+                                         r"got shape \(2, 3\)"):
+        nn.GlobalAvgPool2d()(md.zeros(2, 3))
+    assert nn.MaxPool2d(2, stride=()).stride == ()      # () means 'the kernel size', as in F
+
+
+def test_pool_layer_values():
+    x = md.tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.MaxPool2d(2)(x).numpy()[0, 0], [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(nn.AvgPool2d(2)(x).numpy()[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(nn.AdaptiveAvgPool2d(1)(x).numpy().ravel(), [7.5])
+    np.testing.assert_array_equal(nn.GlobalAvgPool2d()(x).numpy(), [[7.5]])
+    assert "kernel_size=2, stride=2" in repr(nn.MaxPool2d(2))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [
+    lambda tnn: (nn.MaxPool2d(3, 2, 1, ceil_mode=True), tnn.MaxPool2d(3, 2, 1, ceil_mode=True),
+     (1, 2, 7, 7)),
+    lambda tnn: (nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+     tnn.AvgPool2d(3, 2, 1, count_include_pad=False), (1, 2, 7, 7)),
+    lambda tnn: (nn.AdaptiveAvgPool2d((3, 2)), tnn.AdaptiveAvgPool2d((3, 2)), (1, 2, 7, 5)),
+], ids=["max", "avg", "adaptive"])
+def test_pooling_layers_match_torch(make):
+    torch = pytest.importorskip("torch")
+    assert_layer_matches_torch(*make(torch.nn))

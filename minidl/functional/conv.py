@@ -17,43 +17,28 @@ from typing import Any
 from .. import kernels
 from ..autograd import Function, Tensor
 from ..kernels import Pads
-
-Pair = tuple[int, int]
-IntOrPair = int | tuple[int, int]
-
-
-def _pair(v: Any, what: str, op: str, minimum: int) -> Pair:
-    """An int or a pair of ints as a pair, checked against ``minimum``."""
-    if isinstance(v, int):
-        v = (v, v)
-    try:
-        a, b = (int(e) for e in v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{op}: {what} must be an int or a pair of ints, got {v!r}") from None
-    if a < minimum or b < minimum:
-        raise ValueError(f"{op}: {what} must be >= {minimum}, got {(a, b)}")
-    return a, b
-
-
-def _check_4d(x: Any, what: str, op: str, layout: str) -> None:
-    if len(x.shape) != 4:
-        raise ValueError(f"{op}: expected a 4-D {what} {layout}, got shape {tuple(x.shape)}")
+from .validation import (
+    IntOrPair,
+    Pair,
+    check_floating,
+    check_groups,
+    check_ndim,
+    conv_padding,
+    positive_int,
+    to_pair,
+)
 
 
 def _conv_pads(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, op: str) -> Pads:
     """padding int / pair / 'valid' / 'same' -> (top, bottom, left, right)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
-            # like torch: any odd total goes to the bottom/right
-            th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
-            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-        raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', "
-                         f"got {padding!r}")
-    ph, pw = _pair(padding, "padding", op, 0)
+    padding = conv_padding(padding, stride, op)
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        # like torch: any odd total goes to the bottom/right
+        th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = padding
     return (ph, ph, pw, pw)
 
 
@@ -138,13 +123,13 @@ class Conv2dGradWeight(Function):
         return g_x, g_gy
 
 
-def _check_groups(op: str, groups: int, c_in: int, c_out: int, x: Any, w: Any) -> None:
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"{op}: groups={groups} must divide both the input channels "
-                         f"({c_in}) and the output channels ({c_out}); input shape "
-                         f"{tuple(x.shape)}, weight shape {tuple(w.shape)}")
+def _check_arrays(op: str, x: Any, w: Any, b: Any, x_layout: str, w_layout: str) -> None:
+    """4-D floating-point input and weight, and a floating-point bias if there is one."""
+    check_ndim(x, 4, "input", op, x_layout)
+    check_ndim(w, 4, "weight", op, w_layout)
+    for what, a in (("input", x), ("weight", w), ("bias", b)):
+        if a is not None:
+            check_floating(a, what, op)
 
 
 def _check_bias(op: str, b: Any, channels: int, w: Any) -> None:
@@ -163,13 +148,13 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: IntOrPair = 1,
     ``groups`` splits channels into independent groups; ``groups == C`` is depthwise.
     """
     op = "conv2d"
-    _check_4d(x, "input", op, "(N, C, H, W)")
-    _check_4d(w, "weight", op, "(K, C/groups, kh, kw)")
-    stride = _pair(stride, "stride", op, 1)
-    dilation = _pair(dilation, "dilation", op, 1)
+    _check_arrays(op, x, w, b, "(N, C, H, W)", "(K, C/groups, kh, kw)")
+    stride = to_pair(stride, "stride", op)
+    dilation = to_pair(dilation, "dilation", op)
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
-    _check_groups(op, groups, C, K, x, w)
+    groups = check_groups(groups, C, K, op, ("input channels", "output channels"),
+                          f"; input shape {tuple(x.shape)}, weight shape {tuple(w.shape)}")
     if C != Cg * groups:
         raise ValueError(f"{op}: input has {C} channels but weight expects {Cg * groups} "
                          f"(weight shape {tuple(w.shape)}, groups={groups}; "
@@ -196,15 +181,16 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: IntO
     ``Ho = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1``.
     """
     op = "conv_transpose2d"
-    _check_4d(x, "input", op, "(N, C_in, H, W)")
-    _check_4d(w, "weight", op, "(C_in, C_out/groups, kh, kw)")
-    stride = _pair(stride, "stride", op, 1)
-    dilation = _pair(dilation, "dilation", op, 1)
-    ph, pw = _pair(padding, "padding", op, 0)
-    oph, opw = _pair(output_padding, "output_padding", op, 0)
+    _check_arrays(op, x, w, b, "(N, C_in, H, W)", "(C_in, C_out/groups, kh, kw)")
+    stride = to_pair(stride, "stride", op)
+    dilation = to_pair(dilation, "dilation", op)
+    ph, pw = to_pair(padding, "padding", op, allow_zero=True)
+    oph, opw = to_pair(output_padding, "output_padding", op, allow_zero=True)
     N, C, H, W = x.shape
     Cin, Cog, kh, kw = w.shape
-    _check_groups(op, groups, C, Cin, x, w)
+    groups = positive_int(groups, "groups", op)
+    check_groups(groups, C, Cog * groups, op, ("input channels", "output channels"),
+                 f"; input shape {tuple(x.shape)}, weight shape {tuple(w.shape)}")
     if C != Cin:
         raise ValueError(f"{op}: input has {C} channels but weight expects {Cin} "
                          f"(weight shape {tuple(w.shape)}; input shape {tuple(x.shape)})")

@@ -13,8 +13,13 @@ from .. import kernels
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import Pads
-from .conv import IntOrPair, Pair, _check_4d, _pair
 from .reduction import mean
+from .validation import IntOrPair, Pair, check_floating, check_ndim, to_pair
+
+
+def _check_input(x: Any, op: str) -> None:
+    check_ndim(x, 4, "input", op, "(N, C, H, W)")
+    check_floating(x, "input", op)
 
 
 def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | None,
@@ -25,10 +30,10 @@ def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | 
     starts inside the input or the left padding. The kernel pads add, at the bottom/right,
     whatever that partial window hangs over.
     """
-    _check_4d(x, "input", op, "(N, C, H, W)")
-    k = _pair(kernel_size, "kernel_size", op, 1)
-    s = k if stride is None or stride == () else _pair(stride, "stride", op, 1)
-    p = _pair(padding, "padding", op, 0)
+    _check_input(x, op)
+    k = to_pair(kernel_size, "kernel_size", op)
+    s = k if stride is None or stride == () else to_pair(stride, "stride", op)
+    p = to_pair(padding, "padding", op, allow_zero=True)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half of kernel_size {k}")
     H, W = x.shape[2], x.shape[3]
@@ -208,13 +213,13 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
     so bins may overlap when Ho does not divide H. ``None`` keeps that input size.
     """
     op = "adaptive_avg_pool2d"
-    _check_4d(x, "input", op, "(N, C, H, W)")
+    _check_input(x, op)
     H, W = x.shape[2], x.shape[3]
     if isinstance(output_size, int) or output_size is None:
         output_size = (output_size, output_size)
     Ho, Wo = (H if output_size[0] is None else output_size[0],
               W if output_size[1] is None else output_size[1])
-    _pair((Ho, Wo), "output_size", op, 1)
+    to_pair((Ho, Wo), "output_size", op)
     if (Ho, Wo) == (1, 1):
         return global_avg_pool2d(x, keepdims=True)
     if H % Ho == 0 and W % Wo == 0:  # regular windows: the pooling kernel is faster
@@ -226,7 +231,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
 
 def global_avg_pool2d(x: Tensor, keepdims: bool = False) -> Tensor:
     """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
-    _check_4d(x, "input", "global_avg_pool2d", "(N, C, H, W)")
+    _check_input(x, "global_avg_pool2d")
     return mean(x, axis=(2, 3), keepdims=keepdims)
 
 

@@ -8,6 +8,10 @@ runs is decided here, by the array module of the first array argument:
   BLAS GEMMs;
 * :mod:`minidl.kernels._cupy` - ``cupy.ElementwiseKernel`` kernels compiled once, and cuBLAS.
 
+Both compute the functions of :mod:`minidl.kernels.reference`, the few readable lines of
+NumPy (im2col, col2im, a naive conv2d) that define them and that the tests compare them with;
+read that module first.
+
 Padding is always four numbers ``(top, bottom, left, right)``; strides, dilations and kernel
 sizes are pairs. CPU outputs have NCHW shapes but are stored channels-last (not
 C-contiguous); treat them as ordinary arrays.

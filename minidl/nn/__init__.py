@@ -6,35 +6,27 @@
     ['0.weight', '0.bias', '2.weight', '2.bias']
 """
 from . import init, utils
+from .activation import (
+    ELU,
+    Identity,
+    Lambda,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    get_activation,
+)
+from .conv import Conv2d, ConvTranspose2d
+from .dropout import Dropout
 from .functional_api import History, Input, Model, SymbolicTensor
 from .graph import Add, Concat, Residual
-from .layers import (
-                     ELU,
-                     AdaptiveAvgPool2d,
-                     AvgPool2d,
-                     BatchNorm1d,
-                     BatchNorm2d,
-                     Conv2d,
-                     ConvTranspose2d,
-                     Dropout,
-                     Flatten,
-                     GlobalAvgPool2d,
-                     Identity,
-                     Lambda,
-                     LeakyReLU,
-                     Linear,
-                     LocalResponseNorm,
-                     LogSoftmax,
-                     MaxPool2d,
-                     Normalization,
-                     ReLU,
-                     Reshape,
-                     Sigmoid,
-                     Softmax,
-                     Tanh,
-                     get_activation,
-)
+from .linear import Linear
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
+from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normalization
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .reshape import Flatten, Reshape
 from .utils import clip_grad_norm_, clip_grad_value_, functional_call, mc_predict
 
 __all__ = [

@@ -59,7 +59,7 @@ class SymbolicTensor:
         return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {src}{name}>"
 
     def _op(self, fn: Callable[..., Any], *others: Any) -> SymbolicTensor:
-        from .layers import Lambda  # noqa: PLC0415 - layers imports nothing from here
+        from .activation import Lambda  # noqa: PLC0415 - activation imports nothing from here
         return Lambda(fn)(self, *others)
 
     # Arithmetic on symbolic tensors becomes Lambda nodes (Keras allows ``a + b``).

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..autograd import Tensor, no_grad, tensor
 from ..backend import get_array_module
+from .dropout import Dropout
 from .module import Module, Parameter
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "mc_predict", "parameters_to_vector",
@@ -72,8 +73,6 @@ def mc_predict(model: Module, x: Any, n: int = 30) -> tuple[Any, Any]:
     ``(mean, std)`` over the passes, as Tensors shaped like one output (lists of them for
     a model with several outputs). The model's modes are restored afterwards.
     """
-    from .layers import Dropout  # noqa: PLC0415 - layers imports utils' siblings only
-
     if n < 1:
         raise ValueError(f"mc_predict: n must be >= 1, got {n}")
     if not isinstance(x, (Tensor, list, tuple)):

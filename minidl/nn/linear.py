@@ -1,0 +1,46 @@
+"""The fully connected layer, ``Linear``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import functional as F
+from ..autograd import Tensor
+from ..functional.validation import positive_int
+from .weight_layer import _empty, _WeightLayer
+
+__all__ = ["Linear"]
+
+
+class Linear(_WeightLayer):
+    """Fully connected layer ``y = x @ W.T + b``.
+
+    x: (..., in_features) -> (..., out_features). weight (out_features, in_features), bias
+    (out_features,), initialised as in torch. Keras' ``Dense(units, activation=...)`` is
+    ``Linear(in_features, units, activation=...)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 weight_regularizer: Callable | None = None,
+                 bias_regularizer: Callable | None = None,
+                 weight_constraint: Callable | None = None, trainable: bool = True,
+                 activation: Any = None, name: str | None = None, dtype: Any = None,
+                 device: str | None = None) -> None:
+        super().__init__()
+        self.in_features = positive_int(in_features, "in_features", "Linear")
+        self.out_features = positive_int(out_features, "out_features", "Linear")
+        self.weight = _empty((self.out_features, self.in_features), dtype, device)
+        self.bias = _empty((self.out_features,), dtype, device) if bias else None
+        self._init_torch_default()
+        self._keras_options(weight_regularizer, bias_regularizer, weight_constraint,
+                            trainable, activation, name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected input "
+                             f"of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        return self._activate(F.linear(x, self.weight, self.bias))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}" + self._reg_repr())
