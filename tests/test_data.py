@@ -855,3 +855,13 @@ def test_docstring_examples(module):
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: D.RandomCrop(0), r"RandomCrop: size must be a positive int or pair, got \(0, 0\)"),
+    (lambda: D.RandomCrop(4, padding=-1), r"RandomCrop: padding must be a non-negative int"),
+    (lambda: D.RandomCrop((4, 4, 4)), r"RandomCrop: size must be a positive int or pair"),
+])
+def test_transform_sizes_are_checked_by_the_shared_validators(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

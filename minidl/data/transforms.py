@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from ..functional.validation import to_pair
 
 __all__ = ["Transform", "Compose", "RandomCrop", "RandomHorizontalFlip", "Normalize",
            "ToFloat", "RandomResizedCropLite", "TenCrop"]
@@ -39,15 +40,6 @@ def _as_generator(rng: Any) -> np.random.Generator:
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
-
-
-def _pair(v: int | Sequence[int], what: str, name: str) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        v = (int(v), int(v))
-    v = tuple(int(a) for a in v)
-    if len(v) != 2 or min(v) < 0:
-        raise ValueError(f"{name}: {what} must be an int or a pair of non-negative ints, got {v}")
-    return v  # type: ignore[return-value]
 
 
 def _check_batch(x: Any, name: str) -> None:
@@ -129,8 +121,8 @@ class RandomCrop(_RandomTransform):
     def __init__(self, size: int | Sequence[int], padding: int | Sequence[int] = 0,
                  fill: float = 0, rng: Any = None) -> None:
         super().__init__(rng)
-        self.size = _pair(size, "size", "RandomCrop")
-        self.padding = _pair(padding, "padding", "RandomCrop")
+        self.size = to_pair(size, "size", "RandomCrop")
+        self.padding = to_pair(padding, "padding", "RandomCrop", allow_zero=True)
         self.fill = fill
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
@@ -239,7 +231,7 @@ class RandomResizedCropLite(_RandomTransform):
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), interpolation: str = "bilinear",
                  rng: Any = None) -> None:
         super().__init__(rng)
-        self.size = _pair(size, "size", "RandomResizedCropLite")
+        self.size = to_pair(size, "size", "RandomResizedCropLite")
         if min(self.size) < 1:
             raise ValueError(f"RandomResizedCropLite: size must be positive, got {self.size}")
         if not 0 < scale[0] <= scale[1] <= 1:
@@ -304,7 +296,7 @@ class TenCrop(Transform):
     """
 
     def __init__(self, size: int | Sequence[int], flatten: bool = False) -> None:
-        self.size = _pair(size, "size", "TenCrop")
+        self.size = to_pair(size, "size", "TenCrop")
         self.flatten = flatten
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
