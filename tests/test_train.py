@@ -28,6 +28,7 @@ from minidl.train import (
     most_confused,
     train_step,
 )
+from minidl.train import trainer as trainer_module
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -258,7 +259,7 @@ def test_verbosity(capsys, monkeypatch):
     Trainer(model, opt, metrics=["accuracy"], verbose=2).fit(train, epochs=2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "accuracy" in lines[0]
-    monkeypatch.setattr(T, "_isatty", lambda stream: True)
+    monkeypatch.setattr(trainer_module, "_isatty", lambda stream: True)
     Trainer(model, opt, metrics=["accuracy"], verbose=1).fit(train, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "accuracy" in err and "batch" in err  # a tqdm bar
@@ -266,8 +267,8 @@ def test_verbosity(capsys, monkeypatch):
 
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
     calls = []
-    real = T.to_numpy
-    monkeypatch.setattr(T, "to_numpy", lambda a: calls.append(1) or real(a))
+    real = trainer_module.to_numpy
+    monkeypatch.setattr(trainer_module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = spirals(100)                               # 300 samples, 30 batches of 10
     loader = DataLoader((x, y), batch_size=10)
     model = mlp()
@@ -524,7 +525,7 @@ def test_history_lists_stay_aligned_when_validation_comes_and_goes():
 def test_the_module_docstring_example_runs():
     import doctest
 
-    result = doctest.testmod(T, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(trainer_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

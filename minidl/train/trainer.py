@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Tensor, no_grad, tensor
-from .backend import (
+from ..autograd import Tensor, no_grad, tensor
+from ..backend import (
     device_of,
     get_array_module,
     get_default_device,
@@ -325,7 +325,7 @@ def get_loss(spec: str | Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], T
     """
     if callable(spec):
         return spec
-    from . import functional as F  # noqa: PLC0415 - keeps the name table next to its use
+    from .. import functional as F  # noqa: PLC0415 - keeps the name table next to its use
 
     table = {
         "cross_entropy": F.cross_entropy, "ce": F.cross_entropy,
@@ -396,7 +396,7 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
             raise NonFiniteLossError(f"loss is {value}", value=value)
     loss.backward()
     if grad_clip is not None:
-        from .nn.utils import clip_grad_norm_  # noqa: PLC0415 - nn sits below; lazy import
+        from ..nn.utils import clip_grad_norm_  # noqa: PLC0415 - nn sits below; lazy import
 
         clip_grad_norm_(list(parameters) if parameters is not None else model.parameters(),
                         grad_clip)
@@ -717,7 +717,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     rename), so Python ints of any size (RNG states) survive exactly and an interrupted save
     leaves the previous file intact.
     """
-    from . import io  # noqa: PLC0415 - lazy, like every heavier sibling
+    from .. import io  # noqa: PLC0415 - lazy, like every heavier sibling
 
     io.save({"format": _FORMAT, **state}, path)
 
@@ -728,7 +728,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises FileNotFoundError for a missing file and ValueError (``minidl.io.CheckpointError``
     for damaged files) for anything that is not a training checkpoint.
     """
-    from . import io  # noqa: PLC0415
+    from .. import io  # noqa: PLC0415
 
     state = io.load(path)
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
@@ -1106,7 +1106,7 @@ class Trainer:
         DataLoader), a tuple of input arrays, or a loader whose batches start with the
         inputs (a trailing target field is ignored when ``num_inputs`` allows).
         """
-        from .data import DataLoader  # noqa: PLC0415 - data sits beside train, lazily
+        from ..data import DataLoader  # noqa: PLC0415 - data sits beside train, lazily
 
         if isinstance(data, Tensor) or (hasattr(data, "shape") and hasattr(data, "dtype")):
             loader: Any = DataLoader((data,), batch_size=batch_size, device=self.device)

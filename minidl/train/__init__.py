@@ -1,0 +1,35 @@
+"""Training: the Trainer and what it uses (callbacks, checkpoints, metrics, losses, progress)."""
+from .trainer import (
+    Accuracy,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    FunctionMetric,
+    History,
+    LambdaCallback,
+    LRSchedulerStep,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    Metric,
+    ModelCheckpoint,
+    NonFiniteLossError,
+    TopKAccuracy,
+    Trainer,
+    accuracy,
+    confusion_matrix,
+    get_loss,
+    get_metric,
+    load_checkpoint,
+    most_confused,
+    save_checkpoint,
+    top_k_accuracy,
+    train_step,
+)
+
+__all__ = [
+    "Trainer", "train_step", "NonFiniteLossError", "History",
+    "Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError",
+    "get_metric", "get_loss", "accuracy", "top_k_accuracy", "confusion_matrix",
+    "most_confused", "Callback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
+    "CSVLogger", "LambdaCallback", "save_checkpoint", "load_checkpoint",
+]
