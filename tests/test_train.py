@@ -28,6 +28,8 @@ from minidl.train import (
     most_confused,
     train_step,
 )
+from minidl.train import metrics as metrics_module
+from minidl.train import progress as progress_module
 from minidl.train import trainer as trainer_module
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -259,7 +261,7 @@ def test_verbosity(capsys, monkeypatch):
     Trainer(model, opt, metrics=["accuracy"], verbose=2).fit(train, epochs=2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "accuracy" in lines[0]
-    monkeypatch.setattr(trainer_module, "_isatty", lambda stream: True)
+    monkeypatch.setattr(progress_module, "_isatty", lambda stream: True)
     Trainer(model, opt, metrics=["accuracy"], verbose=1).fit(train, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "accuracy" in err and "batch" in err  # a tqdm bar
@@ -268,7 +270,8 @@ def test_verbosity(capsys, monkeypatch):
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
     calls = []
     real = trainer_module.to_numpy
-    monkeypatch.setattr(trainer_module, "to_numpy", lambda a: calls.append(1) or real(a))
+    for module in (trainer_module, metrics_module):   # loss read-backs and metric read-backs
+        monkeypatch.setattr(module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = spirals(100)                               # 300 samples, 30 batches of 10
     loader = DataLoader((x, y), batch_size=10)
     model = mlp()

@@ -1,30 +1,30 @@
 """Training: the Trainer and what it uses (callbacks, checkpoints, metrics, losses, progress)."""
-from .trainer import (
-    Accuracy,
+from .callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
-    FunctionMetric,
-    History,
     LambdaCallback,
     LRSchedulerStep,
+    ModelCheckpoint,
+)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .history import History
+from .losses import get_loss
+from .metrics import (
+    Accuracy,
+    FunctionMetric,
     MeanAbsoluteError,
     MeanSquaredError,
     Metric,
-    ModelCheckpoint,
-    NonFiniteLossError,
     TopKAccuracy,
-    Trainer,
     accuracy,
     confusion_matrix,
-    get_loss,
     get_metric,
-    load_checkpoint,
     most_confused,
-    save_checkpoint,
     top_k_accuracy,
-    train_step,
 )
+from .step import NonFiniteLossError, train_step
+from .trainer import Trainer
 
 __all__ = [
     "Trainer", "train_step", "NonFiniteLossError", "History",
