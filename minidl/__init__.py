@@ -40,8 +40,8 @@ from .parallel import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "flow", "summary", "viz", "io",
-                    "kernels", "cli")
+_LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "keras", "flow", "summary", "viz",
+                    "io", "kernels", "cli")
 
 
 def __getattr__(name: str) -> Any:

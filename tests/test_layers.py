@@ -375,7 +375,7 @@ def test_normalization_errors_and_graph_before_adapt():
         nn.Normalization([0.0, 0.0], [1.0, 1.0])(md.ones(2, 3))
     norm = nn.Normalization()
     inp = nn.Input((3,))
-    model = nn.Model(inp, nn.Linear(3, 1)(norm(inp)))   # built before adapt, like Keras
+    model = nn.GraphModule(inp, nn.Linear(3, 1)(norm(inp)))   # built before adapt, like Keras
     norm.adapt(np.random.default_rng(0).normal(size=(20, 3)))
     assert model(md.ones(4, 3)).shape == (4, 1)
 
@@ -432,7 +432,7 @@ def test_graph_nodes_build_symbolic_graphs():
     out = nn.Residual(nn.Conv2d(2, 2, 3, padding=1))(inp)
     out = nn.Concat(nn.Conv2d(2, 3, 1), nn.MaxPool2d(1))(out)
     assert out.shape == (None, 5, 4, 4)
-    model = nn.Model(inp, out)
+    model = nn.GraphModule(inp, out)
     assert model(md.randn(3, 2, 4, 4)).shape == (3, 5, 4, 4)
 
 

@@ -1,4 +1,4 @@
-"""Modules, layers, initialisers, graph nodes and the Keras-style functional API.
+"""Modules, layers, initialisers, graph nodes and the symbolic graph (Input, GraphModule).
 
     >>> import minidl.nn as nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -6,7 +6,6 @@
     ['0.weight', '0.bias', '2.weight', '2.bias']
 """
 from . import init, utils
-from .functional_api import History, Input, Model, SymbolicTensor
 from .graph import Add, Concat, Residual
 from .layers import (
                      ELU,
@@ -35,14 +34,25 @@ from .layers import (
                      get_activation,
 )
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
+from .symbolic import GraphModule, Input, SymbolicTensor
 from .utils import clip_grad_norm_, clip_grad_value_, functional_call, mc_predict
 
 __all__ = [
     "ELU", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Concat",
-    "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "History",
+    "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "GraphModule",
     "Identity", "Input", "Lambda", "LeakyReLU", "Linear", "LocalResponseNorm", "LogSoftmax",
-    "MaxPool2d", "Model", "Module", "ModuleDict", "ModuleList", "Normalization", "Parameter",
+    "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Normalization", "Parameter",
     "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "StateDictError",
     "SymbolicTensor", "Tanh", "clip_grad_norm_", "clip_grad_value_", "functional_call",
     "get_activation", "init", "mc_predict", "utils",
 ]
+
+# Names that moved out of nn (which imports nothing from train or keras), and where to.
+_MOVED = {"Model": "minidl.keras.Model (or minidl.nn.GraphModule, without compile/fit)",
+          "History": "minidl.train.History"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        raise AttributeError(f"minidl.nn.{name} has moved: use {_MOVED[name]}")
+    raise AttributeError(f"module 'minidl.nn' has no attribute {name!r}")

@@ -1,341 +1,31 @@
-"""The Keras-style functional API: ``Input``, layers called on symbolic tensors, ``Model``.
-
-    inp_wide, inp_deep = nn.Input((5,), name="wide"), nn.Input((6,), name="deep")
-    h = nn.Linear(6, 30, activation="relu")(inp_deep)
-    h = nn.Linear(30, 30, activation="relu")(h)
-    out = nn.Linear(35, 1)(nn.Concat()([inp_wide, h]))
-    aux = nn.Linear(30, 1)(h)
-    model = nn.Model(inputs=[inp_wide, inp_deep], outputs=[out, aux])
-
-Calling a Module on a :class:`SymbolicTensor` records a node (the module and its
-arguments) instead of computing; the output's shape is found by running the layer once on
-a small batch of zeros in eval mode without grad (or by its ``compute_output_shape``).
-``Model`` sorts the nodes topologically and replays them on real tensors. A layer called
-twice is *shared*: one set of weights, two nodes.
+"""Keras' compile / fit / evaluate / predict for keras.Model and keras.Sequential.
 
 ``compile``/``fit``/``evaluate``/``predict`` take NumPy arrays (or lists of them, one per
-input/output) as Keras does. They work for ``Model`` and ``Sequential``. The training loop
-is built around one small function, :func:`train_step`, so another engine (the Trainer) can
-replace it.
+input/output) as Keras does. The training loop is built around one small function,
+:func:`train_step`, so another engine (the Trainer) can replace it.
 """
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import functional as F
+from .. import optim
 from ..autograd import Tensor, no_grad, tensor
 from ..backend import rng, to_numpy
-from .module import Module
+from ..data import DataLoader
+from ..nn import GraphModule, Module
+from ..train import FunctionMetric, Trainer
 
-__all__ = ["Input", "SymbolicTensor", "Model", "History", "train_step", "is_symbolic",
-           "symbolic_call", "get_loss", "get_metric"]
-
-
-# ---- symbolic graph ---------------------------------------------------------------------
-
-class SymbolicTensor:
-    """A placeholder for a batch of data flowing through a graph under construction.
-
-    ``shape`` has ``None`` for the batch dimension: ``Input((6,)).shape == (None, 6)``.
-    """
-
-    def __init__(self, shape: tuple[int | None, ...], dtype: Any, node: _Node | None,
-                 index: int = 0, name: str | None = None) -> None:
-        self.shape, self.dtype, self.node, self.index, self.name = (
-            tuple(shape), np.dtype(dtype), node, index, name)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __repr__(self) -> str:
-        src = "Input" if self.node is None else type(self.node.module).__name__
-        name = f" name={self.name!r}" if self.name else ""
-        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} from {src}{name}>"
-
-    def _op(self, fn: Callable[..., Any], *others: Any) -> SymbolicTensor:
-        from .layers import Lambda  # noqa: PLC0415 - layers imports nothing from here
-        return Lambda(fn)(self, *others)
-
-    # Arithmetic on symbolic tensors becomes Lambda nodes (Keras allows ``a + b``).
-    def __add__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: a + b, o)
-
-    def __radd__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: b + a, o)
-
-    def __sub__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: a - b, o)
-
-    def __rsub__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: b - a, o)
-
-    def __mul__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: a * b, o)
-
-    def __rmul__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: b * a, o)
-
-    def __truediv__(self, o: Any) -> SymbolicTensor:
-        return self._op(lambda a, b: a / b, o)
+__all__ = ["TrainingMixin", "History", "get_loss", "get_metric", "compile_module",
+           "fit_module", "evaluate_module", "predict_module"]
 
 
-def Input(shape: Sequence[int] | int, name: str | None = None,  # noqa: N802 - Keras name
-          dtype: Any = np.float32) -> SymbolicTensor:
-    """A symbolic model input for samples of ``shape`` (the batch dimension is implicit)."""
-    if isinstance(shape, int):
-        shape = (shape,)
-    shape = tuple(shape)
-    if any(not isinstance(s, (int, np.integer)) or s <= 0 for s in shape):
-        raise ValueError(f"Input: shape must be positive ints (without the batch dim), "
-                         f"got {shape}")
-    return SymbolicTensor((None, *(int(s) for s in shape)), dtype, None, 0, name)
-
-
-class _Node:
-    """One call of a module in the graph: ``outputs = module(*args, **kwargs)``."""
-
-    def __init__(self, module: Module, args: tuple, kwargs: dict) -> None:
-        self.module, self.args, self.kwargs = module, args, kwargs
-        self.outputs: list[SymbolicTensor] = []
-        self.multi = False
-
-    def inputs(self) -> list[SymbolicTensor]:
-        return [s for s in _walk(self.args) if isinstance(s, SymbolicTensor)] + \
-               [s for s in _walk(tuple(self.kwargs.values())) if isinstance(s, SymbolicTensor)]
-
-
-def _walk(obj: Any) -> Iterator[Any]:
-    if isinstance(obj, (list, tuple)):
-        for o in obj:
-            yield from _walk(o)
-    else:
-        yield obj
-
-
-def _map(obj: Any, fn: Callable[[Any], Any]) -> Any:
-    if isinstance(obj, list):
-        return [_map(o, fn) for o in obj]
-    if isinstance(obj, tuple):
-        return tuple(_map(o, fn) for o in obj)
-    return fn(obj)
-
-
-def is_symbolic(args: Any) -> bool:
-    """Whether any (nested) argument is a SymbolicTensor."""
-    return any(isinstance(a, SymbolicTensor) for a in _walk(args))
-
-
-def symbolic_call(module: Module, args: tuple, kwargs: dict) -> Any:
-    """Record ``module(*args)`` as a graph node; return symbolic output(s)."""
-    node = _Node(module, args, kwargs)
-    compute = getattr(module, "compute_output_shape", None)
-    if compute is not None:
-        shapes = compute(*_map(args, lambda a: a.shape if isinstance(a, SymbolicTensor) else a))
-        first = next(s for s in _walk(args) if isinstance(s, SymbolicTensor))
-        outs: Any = (SymbolicTensor(tuple(shapes), first.dtype, node),)
-        node.multi = False
-    else:
-        example = _map(args, lambda a: _example(a, module) if isinstance(a, SymbolicTensor)
-                       else a)
-        ex_kwargs = {k: _map(v, lambda a: _example(a, module) if isinstance(a, SymbolicTensor)
-                             else a) for k, v in kwargs.items()}
-        flags = [(m, m.training) for m in module.modules()]
-        module.eval()
-        try:
-            with no_grad():
-                result = module.forward(*example, **ex_kwargs)
-        except Exception as e:
-            shapes = [s.shape for s in _walk(args) if isinstance(s, SymbolicTensor)]
-            raise type(e)(f"{type(module).__name__} called on symbolic input(s) of shape "
-                          f"{shapes}: {e}") from e
-        finally:
-            for m, flag in flags:
-                object.__setattr__(m, "training", flag)
-        node.multi = isinstance(result, (tuple, list))
-        results = list(result) if node.multi else [result]
-        outs = tuple(SymbolicTensor((None, *r.shape[1:]), r.dtype, node, i)
-                     for i, r in enumerate(results))
-    node.outputs = list(outs)
-    return list(outs) if node.multi else outs[0]
-
-
-def _example(s: SymbolicTensor, module: Module) -> Tensor:
-    """Two samples of zeros (two, so batch statistics are defined) on the module's device."""
-    from ..backend import xp_for  # noqa: PLC0415
-    xp = xp_for(module.device)
-    return Tensor(xp.zeros((2, *s.shape[1:]), dtype=s.dtype))
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class Model(Module):
-    """A network defined by its symbolic inputs and outputs (Keras' functional ``Model``).
-
-    ``Model(inputs=[a, b], outputs=[y, aux])``; calling it with real tensors (one per input)
-    returns a list of output tensors (a single tensor when ``outputs`` was not a list).
-    Layers are registered under their ``name`` or a Keras-style one (``linear``,
-    ``linear_1``, ...), so state-dict keys read ``linear_1.weight``.
-    """
-
-    def __init__(self, inputs: SymbolicTensor | Sequence[SymbolicTensor],
-                 outputs: SymbolicTensor | Sequence[SymbolicTensor],
-                 name: str | None = None) -> None:
-        super().__init__()
-        self.name = name
-        self._single_input = isinstance(inputs, SymbolicTensor)
-        self._single_output = isinstance(outputs, SymbolicTensor)
-        self.inputs = [inputs] if self._single_input else list(inputs)
-        self.outputs = [outputs] if self._single_output else list(outputs)
-        for what, group in (("inputs", self.inputs), ("outputs", self.outputs)):
-            if not group:
-                raise ValueError(f"Model: {what} is empty")
-            for s in group:
-                if not isinstance(s, SymbolicTensor):
-                    raise TypeError(f"Model: {what} must be symbolic tensors (from nn.Input "
-                                    f"and layers called on it), got {type(s).__name__}")
-        for s in self.inputs:
-            if s.node is not None:
-                raise ValueError(f"Model: inputs must come from nn.Input, but {s} is a layer "
-                                 "output")
-        self._nodes = self._toposort()
-        names: dict[int, str] = {}
-        counts: dict[str, int] = {}
-        for node in self._nodes:
-            m = node.module
-            if id(m) in names:
-                continue
-            base = getattr(m, "name", None) or _snake(type(m).__name__)
-            if getattr(m, "name", None):
-                key = base
-                if key in self._modules:
-                    raise ValueError(f"Model: two layers are named {key!r}")
-            else:
-                k = counts.get(base, 0)
-                key = base if k == 0 else f"{base}_{k}"
-                while key in self._modules:
-                    k += 1
-                    key = f"{base}_{k}"
-                counts[base] = k + 1
-            names[id(m)] = key
-            self.add_module(key, m)
-        self._layer_names = names
-
-    def _toposort(self) -> list[_Node]:
-        """Nodes in an order where each runs after the nodes producing its inputs."""
-        order: list[_Node] = []
-        state: dict[int, int] = {}  # 1 = visiting, 2 = done
-        given = {id(s) for s in self.inputs}
-        for out in self.outputs:
-            stack: list[tuple[SymbolicTensor, bool]] = [(out, False)]
-            while stack:
-                sym, expanded = stack.pop()
-                node = sym.node
-                if node is None:
-                    if id(sym) not in given:
-                        raise ValueError(f"Model: the outputs depend on {sym}, which is not "
-                                         "in inputs")
-                    continue
-                if expanded:
-                    if state.get(id(node)) != 2:
-                        state[id(node)] = 2
-                        order.append(node)
-                    continue
-                if state.get(id(node)) == 2:
-                    continue
-                state[id(node)] = 1
-                stack.append((sym, True))
-                for s in reversed(node.inputs()):
-                    if s.node is not None and state.get(id(s.node)) == 1:
-                        raise ValueError("Model: the graph has a cycle")
-                    stack.append((s, False))
-        return order
-
-    @property
-    def layers(self) -> list[Module]:
-        """The distinct layers, in graph order."""
-        return list(self._modules.values())
-
-    def get_layer(self, name: str) -> Module:
-        """The layer registered under ``name``."""
-        try:
-            return self._modules[name]
-        except KeyError:
-            raise KeyError(f"Model: no layer named {name!r}; layers are "
-                           f"{list(self._modules)}") from None
-
-    def forward(self, *xs: Any) -> Any:
-        if len(xs) == 1 and isinstance(xs[0], (list, tuple)) and len(self.inputs) > 1:
-            xs = tuple(xs[0])
-        if len(xs) != len(self.inputs):
-            raise ValueError(f"Model: expected {len(self.inputs)} inputs "
-                             f"{[s.shape for s in self.inputs]}, got {len(xs)}")
-        values: dict[int, Any] = {}
-        for sym, x in zip(self.inputs, xs):
-            if not isinstance(x, Tensor):
-                x = tensor(x, device=self.device)
-            if x.ndim != sym.ndim or x.shape[1:] != sym.shape[1:]:
-                label = f" {sym.name!r}" if sym.name else ""
-                raise ValueError(f"Model: input{label} expects shape {sym.shape}, got "
-                                 f"{tuple(x.shape)}")
-            values[id(sym)] = x
-
-        def resolve(a: Any) -> Any:
-            return values[id(a)] if isinstance(a, SymbolicTensor) else a
-
-        for node in self._nodes:
-            args = _map(node.args, resolve)
-            kwargs = {k: _map(v, resolve) for k, v in node.kwargs.items()}
-            result = node.module(*args, **kwargs)
-            results = list(result) if node.multi else [result]
-            for sym, r in zip(node.outputs, results):
-                values[id(sym)] = r
-        outs = [values[id(s)] for s in self.outputs]
-        return outs[0] if self._single_output else outs
-
-    def summary(self, print_fn: Callable[[str], Any] = print) -> None:
-        """Print a Keras-style table: layer, output shape, parameters, inputs."""
-        rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
-        seen: set[int] = set()
-        sym_names: dict[int, str] = {}
-        for i, s in enumerate(self.inputs):
-            name = s.name or f"input_{i}"
-            sym_names[id(s)] = name
-            rows.append((f"{name} (Input)", str(s.shape), "0", ""))
-        for node in self._nodes:
-            m = node.module
-            lname = self._layer_names[id(m)]
-            params = 0 if id(m) in seen else sum(p.size for p in m.parameters())
-            seen.add(id(m))
-            shapes = ", ".join(str(o.shape) for o in node.outputs)
-            src = ", ".join(sym_names.get(id(s), "?") for s in node.inputs())
-            rows.append((f"{lname} ({type(m).__name__})", shapes, f"{params:,}", src))
-            for o in node.outputs:
-                sym_names[id(o)] = lname
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = "-" * (sum(widths) + 6)
-        title = f'Model: "{self.name or "model"}"'
-        out = [title, line]
-        for j, r in enumerate(rows):
-            out.append("  ".join(r[c].ljust(widths[c]) for c in range(4)).rstrip())
-            if j == 0:
-                out.append(line)
-        total = self.num_parameters()
-        trainable = self.num_parameters(trainable_only=True)
-        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}"]
-        print_fn("\n".join(out))
-
-    def extra_repr(self) -> str:
-        return (f"inputs={[s.shape for s in self.inputs]}, "
-                f"outputs={[s.shape for s in self.outputs]}")
+class TrainingMixin:
+    """Keras' training methods, for :class:`minidl.keras.Model` and :class:`Sequential`."""
 
     def compile(self, loss: Any, optimizer: Any = "rmsprop", loss_weights: Any = None,
                 metrics: Any = None) -> None:
@@ -441,9 +131,6 @@ _KERAS_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3, "rmsprop":
 
 
 def _make_optimizer(optimizer: Any, module: Module) -> Any:
-    # optim sits above nn; importing it here, when compile runs, keeps the layering
-    # acyclic at import time.
-    from .. import optim  # noqa: PLC0415
     if isinstance(optimizer, optim.Optimizer):
         return optimizer
     if isinstance(optimizer, str):
@@ -466,11 +153,11 @@ class _Compiled:
 
 
 def _n_outputs(module: Module) -> int:
-    return len(module.outputs) if isinstance(module, Model) else 1
+    return len(module.outputs) if isinstance(module, GraphModule) else 1
 
 
 def _n_inputs(module: Module) -> int:
-    return len(module.inputs) if isinstance(module, Model) else 1
+    return len(module.inputs) if isinstance(module, GraphModule) else 1
 
 
 def _output_names(module: Module) -> list[str]:
@@ -514,7 +201,7 @@ def _compiled(module: Module) -> _Compiled:
 # ---- data handling ----------------------------------------------------------------------
 
 def _as_list(data: Any, n: int, what: str, module: Module) -> list[np.ndarray]:
-    if isinstance(data, dict) and isinstance(module, Model) and what == "x":
+    if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
         by_name = {s.name: i for i, s in enumerate(module.inputs)}
         missing = [k for k in by_name if k not in data]
         if missing or None in by_name:
@@ -656,10 +343,6 @@ def fit_module(module: Module, x: Any, y: Any, epochs: int = 1, batch_size: int 
     continues training; shuffling follows minidl's generator (``md.manual_seed``). Returns a
     :class:`History` with per-epoch loss, metrics and their ``val_`` versions.
     """
-    # data and train sit above nn in the layering: import them when fit runs
-    from ..data import DataLoader  # noqa: PLC0415
-    from ..train import FunctionMetric, Trainer  # noqa: PLC0415
-
     c = _compiled(module)
     xs = _as_list(x, _n_inputs(module), "x", module)
     ys = _as_list(y, _n_outputs(module), "y", module)
