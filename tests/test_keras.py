@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 import minidl as md
+import minidl.functional as F
 import minidl.nn as nn
 import minidl.optim as optim
 from minidl import keras
+from minidl.train import History, LambdaCallback, NonFiniteLossError
 
 
 def _housing(n=512, seed=0):
@@ -123,26 +125,6 @@ def test_fit_adds_regularization_loss():
     assert model.evaluate(x, y) == pytest.approx(4.0 + 10.0 * 2)
 
 
-def test_losses_and_metrics_by_name():
-    from minidl.keras.training import get_loss, get_metric
-    p = md.tensor([[0.9, 0.1], [0.2, 0.8]])
-    t_int = md.tensor([0, 1])
-    t_hot = md.tensor([[1.0, 0.0], [0.0, 1.0]])
-    ce = -(np.log(0.9) + np.log(0.8)) / 2
-    assert get_loss("sparse_categorical_crossentropy")(p, t_int).item() == pytest.approx(ce)
-    assert get_loss("categorical_crossentropy")(p, t_hot).item() == pytest.approx(ce)
-    assert get_loss("mae")(p, t_hot).item() == pytest.approx(0.15)
-    assert get_loss("binary_crossentropy")(md.tensor([0.9]), md.tensor([1.0])).item() == \
-        pytest.approx(-np.log(0.9), rel=1e-5)
-    name, acc = get_metric("acc")
-    assert name == "accuracy"
-    assert acc(p.numpy(), np.array([0, 0])) == 0.5
-    assert acc(p.numpy(), t_hot.numpy()) == 1.0
-    assert acc(np.array([[0.7], [0.2]]), np.array([1.0, 1.0])) == 0.5
-    with pytest.raises(ValueError, match="unknown metric"):
-        get_metric("f1-ish")
-
-
 def test_compile_errors():
     a, b = keras.Input((3,)), keras.Input((3,))
     out = nn.Add()(a, b)
@@ -159,4 +141,46 @@ def test_compile_errors():
         model.compile(loss="hinge-ish")
     with pytest.raises(ValueError, match="unknown optimizer"):
         model.compile(loss="mse", optimizer="lion")
+
+
+def test_fit_runs_the_trainer_loop_and_returns_its_history():
+    md.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = x.sum(1)                                        # (N,) targets for an (N, 1) output
+    model = keras.Sequential([keras.layers.Input((3,)), nn.Linear(3, 1)])
+    model.compile(loss="mse", optimizer="sgd", metrics=["mae"])
+    seen = []
+    hist = model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                     callbacks=[LambdaCallback(on_epoch_end=lambda t, e, logs: seen.append(e))])
+    assert isinstance(hist, History) and model.history is hist and seen == [0, 1]
+    assert hist["epoch"] == [1, 2] and hist.epoch == [0, 1] and hist.history is hist
+    assert {"loss", "mae", "lr", "time"} <= set(hist)
+    again = model.fit(x, y, epochs=1, verbose=0)        # continues training, a fresh History
+    assert again.epoch == [0] and again["loss"][0] < hist["loss"][0]
+    model.compile(loss=lambda out, target: F.mse_loss(out, target.reshape(out.shape)) * np.nan,
+                  optimizer="sgd")
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_sequential_takes_a_leading_input_and_prints_a_summary(capsys):
+    model = keras.Sequential([keras.layers.Input((4,)), nn.Linear(4, 2), nn.ReLU()])
+    assert model.input_shape == (4,) and len(model) == 2
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
+    model.summary()
+    text = capsys.readouterr().out
+    assert "Linear" in text and "10" in text
+    with pytest.raises(ValueError, match="input shape is unknown"):
+        keras.Sequential(nn.Linear(4, 2)).summary()
+    assert keras.models.Model is keras.Model and keras.models.Sequential is keras.Sequential
+
+
+def test_nn_keeps_only_the_graph_and_names_the_moved_classes():
+    with pytest.raises(AttributeError, match="minidl.keras.Model"):
+        nn.Model  # noqa: B018
+    with pytest.raises(AttributeError, match="minidl.train.History"):
+        nn.History  # noqa: B018
+    for method in ("compile", "fit", "evaluate", "predict"):
+        assert not hasattr(nn.Sequential(), method) and not hasattr(nn.GraphModule, method)
+    assert issubclass(keras.Model, nn.GraphModule) and issubclass(keras.Sequential, nn.Sequential)
 

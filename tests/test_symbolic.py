@@ -132,3 +132,17 @@ def test_nested_models():
     assert outer(md.randn(3, 4)).shape == (3, 2)
     assert [n for n, _ in outer.named_parameters()] == ["graph_module.linear.weight",
                                                        "graph_module.linear.bias"]
+
+
+def test_nn_imports_nothing_from_optim_data_train_or_keras():
+    import subprocess
+    import sys
+    code = ("import sys, minidl.nn as nn\n"
+            "a = nn.Input((3,))\n"
+            "nn.GraphModule(a, nn.Linear(3, 1)(a))(__import__('minidl').randn(2, 3))\n"
+            "print(sorted({k.split('.')[1] for k in sys.modules if k.startswith('minidl.')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = set(eval(out))
+    assert "nn" in loaded and not loaded & {"optim", "data", "train", "keras"}, loaded
+

@@ -120,6 +120,14 @@ def test_metric_on_a_chosen_output_and_function_metric():
     fm = T.get_metric(lambda o, t: F.mean(F.abs(o - t)))
     fm.update(md.tensor(np.array([1.0, 2.0])), md.tensor(np.array([1.0, 0.0])))
     assert fm.compute() == pytest.approx(1.0)
+    # get_metric(name=, output=): a fresh metric, or a copy of a given one
+    assert T.get_metric("acc").name == "accuracy"
+    aux = T.get_metric("top1", name="aux_top1", output=1)
+    aux.update(out, target)
+    assert (aux.name, aux.output, aux.compute()) == ("aux_top1", 1, 1.0)
+    copied = T.get_metric(a0, output=1)
+    assert copied is not a0 and copied.output == 1 and a0.output is None
+    assert T.get_metric(a0) is a0
 
 
 def test_confusion_matrix_and_most_confused():
@@ -525,10 +533,13 @@ def test_history_lists_stay_aligned_when_validation_comes_and_goes():
     assert h.last()["epoch"] == 3
 
 
-def test_the_module_docstring_example_runs():
+@pytest.mark.parametrize("name", ["trainer", "losses", "history"])
+def test_the_module_docstring_examples_run(name):
     import doctest
+    import importlib
 
-    result = doctest.testmod(trainer_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    module = importlib.import_module(f"minidl.train.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

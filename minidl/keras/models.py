@@ -1,10 +1,11 @@
 """keras.Model and keras.Sequential: minidl graphs and stacks with Keras' training methods."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import nn
+from ..summary import summary
 from .training import TrainingMixin
 
 __all__ = ["Model", "Sequential"]
@@ -55,4 +56,29 @@ class Model(TrainingMixin, nn.GraphModule):
 
 class Sequential(TrainingMixin, nn.Sequential):
     """Keras' ``Sequential``: an :class:`minidl.nn.Sequential` with ``compile`` / ``fit`` /
-    ``evaluate`` / ``predict``."""
+    ``evaluate`` / ``predict`` / ``summary``.
+
+    ``Sequential([Input((4,)), layer, ...])`` or ``Sequential(layer, ...)``; a leading
+    ``Input`` only records the sample shape (``input_shape``), which ``summary`` uses.
+    """
+
+    def __init__(self, *layers: Any, name: str | None = None) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        shape = None
+        if layers and isinstance(layers[0], nn.SymbolicTensor):
+            shape, layers = layers[0].shape[1:], layers[1:]
+        super().__init__(*layers)
+        self.name = name
+        if shape is not None:
+            self.input_shape = shape
+
+    def summary(self, input_shape: Sequence[int] | None = None,
+                print_fn: Callable[[str], Any] = print) -> None:
+        """Print the layer table of :func:`minidl.summary.summary` for one sample of
+        ``input_shape`` (default: the shape of a leading ``Input``)."""
+        shape = input_shape if input_shape is not None else getattr(self, "input_shape", None)
+        if shape is None:
+            raise ValueError("Sequential.summary: the input shape is unknown; start the model "
+                             "with keras.layers.Input(shape) or pass summary(input_shape=...)")
+        summary(self, tuple(shape), print_fn=print_fn)

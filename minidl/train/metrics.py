@@ -2,6 +2,7 @@
 on plain arrays: accuracy, top_k_accuracy, confusion_matrix, most_confused."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,27 +192,37 @@ class MeanSquaredError(Metric):
         self.count += int(output.size)
 
 
-def get_metric(spec: str | Metric | Callable[[Any, Any], Any]) -> Metric:
-    """A fresh Metric from a name: 'accuracy' ('acc'), 'topK' (e.g. 'top5'), 'mae', 'mse'.
+def get_metric(spec: str | Metric | Callable[[Any, Any], Any], *, name: str | None = None,
+               output: int | None = None) -> Metric:
+    """A fresh Metric from a name: 'accuracy' ('acc'), 'topK' (e.g. 'top5'), 'mae'
+    ('mean_absolute_error'), 'mse' ('mean_squared_error').
 
-    A Metric instance is returned as is; a function ``fn(output, target)`` becomes a
-    :class:`FunctionMetric`.
+    A function ``fn(output, target)`` becomes a :class:`FunctionMetric`. A Metric instance
+    is returned as is, or as a copy when ``name`` or ``output`` are given. ``name`` renames
+    the metric (its key in logs); ``output`` picks one output of a multi-output model.
     """
+    kwargs = {k: v for k, v in (("name", name), ("output", output)) if v is not None}
     if isinstance(spec, Metric):
-        return spec
+        if not kwargs:
+            return spec
+        metric = copy.deepcopy(spec)
+        for k, v in kwargs.items():
+            setattr(metric, k, v)
+        metric.reset()
+        return metric
     if callable(spec):
-        return FunctionMetric(spec)
+        return FunctionMetric(spec, **kwargs)
     if not isinstance(spec, str):
         raise TypeError(f"metric must be a name or a Metric, got {spec!r}")
-    name = spec.lower()
-    if name in ("accuracy", "acc"):
-        return Accuracy()
-    if name.startswith("top") and name[3:].isdigit():
-        return TopKAccuracy(int(name[3:]))
-    if name in ("mae", "mean_absolute_error"):
-        return MeanAbsoluteError()
-    if name in ("mse", "mean_squared_error"):
-        return MeanSquaredError()
+    key = spec.lower()
+    if key in ("accuracy", "acc"):
+        return Accuracy(**kwargs)
+    if key.startswith("top") and key[3:].isdigit():
+        return TopKAccuracy(int(key[3:]), **kwargs)
+    if key in ("mae", "mean_absolute_error"):
+        return MeanAbsoluteError(**kwargs)
+    if key in ("mse", "mean_squared_error"):
+        return MeanSquaredError(**kwargs)
     raise ValueError(f"unknown metric {spec!r}; expected 'accuracy', 'top5' (any topK), "
                      f"'mae', 'mse' or a minidl.train.Metric")
 

@@ -17,8 +17,9 @@
 
 The loop itself is short. One optimisation step is :func:`train_step`; one pass over a
 loader is :meth:`Trainer.run_epoch`; :meth:`Trainer.fit` adds the epoch loop, validation,
-history, the LR schedule and callbacks. Other front ends (the functional API's ``Model.fit``,
-the ``minidl`` command) build a Trainer rather than a loop of their own.
+history, the LR schedule and callbacks. Other front ends (``minidl.keras``' ``fit`` /
+``evaluate`` / ``predict``, the ``minidl`` command) build a Trainer rather than a loop of
+their own.
 
 Host syncs: on the GPU, reading a number (``loss.item()``) waits for every queued kernel.
 The Trainer keeps running sums of the loss and of every metric on the device and reads
@@ -64,8 +65,9 @@ class Trainer:
             ``eval()``, ``state_dict()`` and ``load_state_dict()``).
         optimizer: a ``minidl.optim`` optimiser over the model's parameters (may be None for
             evaluate/predict only).
-        loss: a name ('cross_entropy', 'mse', 'bce', 'bce_with_logits', 'nll') or a callable
-            ``loss(output, target) -> scalar Tensor``.
+        loss: a name of :mod:`minidl.train.losses` (torch's 'cross_entropy', 'nll', 'bce',
+            'bce_with_logits', 'mse_loss'; Keras' 'sparse_categorical_crossentropy', 'mse',
+            ... with Keras' meaning) or a callable ``loss(output, target) -> scalar Tensor``.
         metrics: names ('accuracy', 'top5', 'mae', 'mse') or :class:`Metric` objects.
         device: 'cpu' or 'cuda'; the model is moved there. None: where its parameters are.
         callbacks: :class:`Callback` objects (ModelCheckpoint, EarlyStopping, CSVLogger, ...).
