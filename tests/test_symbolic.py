@@ -117,7 +117,7 @@ def test_model_errors():
     model = nn.GraphModule([a, b], out)
     with pytest.raises(ValueError, match=r"expects shape \(None, 3\), got \(2, 4\)"):
         model(md.randn(2, 4), md.randn(2, 3))
-    with pytest.raises(ValueError, match="expected 2 inputs"):
+    with pytest.raises(ValueError, match="GraphModule: expected 2 inputs"):
         model(md.randn(2, 3))
     with pytest.raises(ValueError, match=r"symbolic input.*\(None, 3\).*Linear\(4, 2\)"):
         nn.Linear(4, 2)(a)

@@ -188,15 +188,16 @@ class GraphModule(Module):
         self.outputs = [outputs] if self._single_output else list(outputs)
         for what, group in (("inputs", self.inputs), ("outputs", self.outputs)):
             if not group:
-                raise ValueError(f"Model: {what} is empty")
+                raise ValueError(f"{type(self).__name__}: {what} is empty")
             for s in group:
                 if not isinstance(s, SymbolicTensor):
-                    raise TypeError(f"Model: {what} must be symbolic tensors (from nn.Input "
-                                    f"and layers called on it), got {type(s).__name__}")
+                    raise TypeError(f"{type(self).__name__}: {what} must be symbolic tensors "
+                                    f"(from nn.Input and layers called on it), got "
+                                    f"{type(s).__name__}")
         for s in self.inputs:
             if s.node is not None:
-                raise ValueError(f"Model: inputs must come from nn.Input, but {s} is a layer "
-                                 "output")
+                raise ValueError(f"{type(self).__name__}: inputs must come from nn.Input, but "
+                                 f"{s} is a layer output")
         self._nodes = self._toposort()
         names: dict[int, str] = {}
         counts: dict[str, int] = {}
@@ -208,7 +209,7 @@ class GraphModule(Module):
             if getattr(m, "name", None):
                 key = base
                 if key in self._modules:
-                    raise ValueError(f"Model: two layers are named {key!r}")
+                    raise ValueError(f"{type(self).__name__}: two layers are named {key!r}")
             else:
                 k = counts.get(base, 0)
                 key = base if k == 0 else f"{base}_{k}"
@@ -232,8 +233,8 @@ class GraphModule(Module):
                 node = sym.node
                 if node is None:
                     if id(sym) not in given:
-                        raise ValueError(f"Model: the outputs depend on {sym}, which is not "
-                                         "in inputs")
+                        raise ValueError(f"{type(self).__name__}: the outputs depend on {sym}, "
+                                         "which is not in inputs")
                     continue
                 if expanded:
                     if state.get(id(node)) != 2:
@@ -246,7 +247,7 @@ class GraphModule(Module):
                 stack.append((sym, True))
                 for s in reversed(node.inputs()):
                     if s.node is not None and state.get(id(s.node)) == 1:
-                        raise ValueError("Model: the graph has a cycle")
+                        raise ValueError(f"{type(self).__name__}: the graph has a cycle")
                     stack.append((s, False))
         return order
 
@@ -260,14 +261,14 @@ class GraphModule(Module):
         try:
             return self._modules[name]
         except KeyError:
-            raise KeyError(f"Model: no layer named {name!r}; layers are "
+            raise KeyError(f"{type(self).__name__}: no layer named {name!r}; layers are "
                            f"{list(self._modules)}") from None
 
     def forward(self, *xs: Any) -> Any:
         if len(xs) == 1 and isinstance(xs[0], (list, tuple)) and len(self.inputs) > 1:
             xs = tuple(xs[0])
         if len(xs) != len(self.inputs):
-            raise ValueError(f"Model: expected {len(self.inputs)} inputs "
+            raise ValueError(f"{type(self).__name__}: expected {len(self.inputs)} inputs "
                              f"{[s.shape for s in self.inputs]}, got {len(xs)}")
         values: dict[int, Any] = {}
         for sym, x in zip(self.inputs, xs):
@@ -275,8 +276,8 @@ class GraphModule(Module):
                 x = tensor(x, device=self.device)
             if x.ndim != sym.ndim or x.shape[1:] != sym.shape[1:]:
                 label = f" {sym.name!r}" if sym.name else ""
-                raise ValueError(f"Model: input{label} expects shape {sym.shape}, got "
-                                 f"{tuple(x.shape)}")
+                raise ValueError(f"{type(self).__name__}: input{label} expects shape "
+                                 f"{sym.shape}, got {tuple(x.shape)}")
             values[id(sym)] = x
 
         def resolve(a: Any) -> Any:
