@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _arrays
+from .checkpoint import state_arrays
 
 __all__ = ["Callback", "LambdaCallback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
            "CSVLogger"]
@@ -195,7 +195,8 @@ class EarlyStopping(Callback):
         if self._monitor.improved(value):
             self._monitor.best, self.best_epoch, self.wait = value, epoch + 1, 0
             if self.restore_best:
-                self._best_weights = {k: v.copy() for k, v in _arrays(trainer.model.state_dict())}
+                state = trainer.model.state_dict()
+                self._best_weights = {k: v.copy() for k, v in state_arrays(state)}
             return
         self.wait += 1
         if self.wait >= self.patience:  # Keras' rule: patience epochs without improvement

@@ -41,7 +41,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def _arrays(state: Any) -> Iterable[tuple[str, Any]]:
+def state_arrays(state: Any) -> Iterable[tuple[str, Any]]:
     """(name, array) pairs of a model state dict (values may be arrays or Tensors)."""
     for k, v in state.items():
         yield k, (v.data if isinstance(v, Tensor) else v)

@@ -94,7 +94,7 @@ class FunctionMetric(Metric):
                 target, (tuple, list)) else target)
         value = self.fn(_first(output), _first(target))
         value = value.data if isinstance(value, Tensor) else value
-        n = _batch_size(_first(target), (_first(output),))
+        n = sample_count(_first(target), (_first(output),))
         self.total = self.total + value * n
         self.count += n
 
@@ -275,7 +275,8 @@ def most_confused(cm: np.ndarray, top: int = 3) -> list[tuple[int, int, int]]:
     return [(a, b, int(off[a, b])) for a, b in pairs if off[a, b] > 0]
 
 
-def _batch_size(target: Any, inputs: Sequence[Any]) -> int:
+def sample_count(target: Any, inputs: Sequence[Any]) -> int:
+    """The batch size: the leading dimension of the (first) target, else of the first input."""
     ref = _first(target) if target is not None else inputs[0]
     shape = getattr(ref, "shape", None)
     return int(shape[0]) if shape else 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+__all__ = ["Progress", "format_logs"]
 
-def _format_logs(logs: dict[str, float]) -> str:
+
+def format_logs(logs: dict[str, float]) -> str:
+    """One epoch's figures as a line: ``loss 0.1234  accuracy 0.9500  lr 0.01  1.2s``."""
     parts = []
     for k, v in logs.items():
         if k == "time":
@@ -17,7 +20,7 @@ def _format_logs(logs: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-class _Progress:
+class Progress:
     """A tqdm bar on a terminal (verbose=1), or one line per epoch (verbose=2), or nothing."""
 
     def __init__(self, verbose: int, total: int | None, desc: str) -> None:

@@ -50,7 +50,7 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
     output = model(*inputs)
     loss = loss_fn(output, target)
     if regularization:
-        loss = _add_regularization(model, loss)
+        loss = add_regularization(model, loss)
     if not isinstance(loss, Tensor) or loss.size != 1:
         shape = getattr(loss, "shape", None)
         raise ValueError(f"train_step: the loss must be a one-element Tensor, got "
@@ -69,7 +69,7 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
     return loss.detach(), _detach(output)
 
 
-def _add_regularization(model: Any, loss: Any) -> Any:
+def add_regularization(model: Any, loss: Any) -> Any:
     """``loss + model.regularization_loss()`` when layers carry weight regularizers (Keras'
     ``weight_regularizer=``); the reported loss includes the penalty, as in Keras."""
     reg_fn = getattr(model, "regularization_loss", None)

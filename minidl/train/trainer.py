@@ -47,12 +47,12 @@ from ..backend import (
     to_numpy,
 )
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
-from .checkpoint import _arrays, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
 from .history import History
 from .losses import get_loss
-from .metrics import Metric, _batch_size, get_metric
-from .progress import _format_logs, _Progress
-from .step import NonFiniteLossError, _add_regularization, train_step
+from .metrics import Metric, get_metric, sample_count
+from .progress import Progress, format_logs
+from .step import NonFiniteLossError, add_regularization, train_step
 
 __all__ = ["Trainer"]
 
@@ -158,58 +158,24 @@ class Trainer:
         Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or
         infinite (checked every ``sync_every`` steps; on the CPU before the update).
         """
-        model = self.model
         if train:
             if self.optimizer is None:
                 raise ValueError("Trainer: fit needs an optimizer (Trainer(model, optimizer, ...))")
-            model.train()
+            self.model.train()
         else:
-            model.eval()
+            self.model.eval()
         for m in self.metrics:
             m.reset()
         total = len(loader) if hasattr(loader, "__len__") else None
-        progress = _Progress(self.verbose if show else 0, total, desc)
-        pending: list[tuple[Any, int]] = []   # (device 0-d loss, batch size) not yet read
-        loss_sum, count, step = 0.0, 0, 0
-        check_now = self.sync_every == 1
-
-        def sync() -> None:
-            nonlocal loss_sum, count
-            if not pending:
-                return
-            xp = get_array_module(pending[0][0])
-            values = to_numpy(xp.stack([p[0].reshape(()) for p in pending])).astype(np.float64)
-            sizes = np.array([p[1] for p in pending], dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                first = step - len(pending) + int(bad[0]) + 1
-                pending.clear()
-                raise self._nonfinite(float(values[bad[0]]), first, total, train)
-            loss_sum += float((values * sizes).sum())
-            count += int(sizes.sum())
-            pending.clear()
-
+        progress = Progress(self.verbose if show else 0, total, desc)
+        running = _RunningLoss()
+        step = 0
         try:
             with no_grad() if not train else contextlib.nullcontext():
                 for batch in loader:
                     step += 1
-                    inputs, target = self.unpack(batch)
-                    if train:
-                        try:
-                            loss, output = train_step(
-                                model, inputs, target, self.loss_fn, self.optimizer,
-                                check_finite=check_now, grad_clip=self.grad_clip,
-                                regularization=self.regularization)
-                        except NonFiniteLossError as e:
-                            raise self._nonfinite(e.value, step, total, train) from None
-                        self.global_step += 1
-                    else:
-                        output = model(*inputs)
-                        loss = self.loss_fn(output, target)
-                        if self.regularization:
-                            loss = _add_regularization(model, loss)
-                    n = _batch_size(target, inputs)
-                    pending.append((loss.data, n))
+                    loss, output, target, n = self._batch(batch, train, step, total)
+                    running.add(loss.data, n)
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
@@ -217,21 +183,48 @@ class Trainer:
                             cb.on_batch_end(self, step)
                     progress.update()
                     if step % self.sync_every == 0:
-                        sync()
+                        self._sync(running, step, total, train)
                         if progress.active:
-                            progress.show(self._figures(loss_sum, count))
+                            progress.show(self._figures(running))
             if step == 0:
                 raise ValueError("Trainer: the loader yielded no batches")
-            sync()
-            figures = self._figures(loss_sum, count)
+            self._sync(running, step, total, train)
+            figures = self._figures(running)
         except BaseException:
             progress.close()
             raise
         self._progress = progress  # closed by the caller, which knows the full epoch line
         return figures
 
-    def _figures(self, loss_sum: float, count: int) -> dict[str, float]:
-        out = {"loss": loss_sum / count if count else float("nan")}
+    def _batch(self, batch: Any, train: bool, step: int,
+               total: int | None) -> tuple[Tensor, Any, Any, int]:
+        """One batch: a :func:`train_step`, or (evaluating) the forward pass and the loss.
+        Returns (loss, output, target, number of samples)."""
+        inputs, target = self.unpack(batch)
+        if train:
+            try:
+                loss, output = train_step(
+                    self.model, inputs, target, self.loss_fn, self.optimizer,
+                    check_finite=self.sync_every == 1, grad_clip=self.grad_clip,
+                    regularization=self.regularization)
+            except NonFiniteLossError as e:
+                raise self._nonfinite(e.value, step, total, train) from None
+            self.global_step += 1
+        else:
+            output = self.model(*inputs)
+            loss = self.loss_fn(output, target)
+            if self.regularization:
+                loss = add_regularization(self.model, loss)
+        return loss, output, target, sample_count(target, inputs)
+
+    def _sync(self, running: _RunningLoss, step: int, total: int | None, train: bool) -> None:
+        """Read the pending losses back (one transfer); raise if one is not finite."""
+        bad = running.sync(step)
+        if bad is not None:
+            raise self._nonfinite(bad[1], bad[0], total, train)
+
+    def _figures(self, running: _RunningLoss) -> dict[str, float]:
+        out = {"loss": running.mean()}
         for m in self.metrics:
             out[m.name] = m.compute()
         return out
@@ -308,7 +301,7 @@ class Trainer:
         logs["time"] = time.perf_counter() - start
         self.epoch = epoch + 1
         self.history.append({"epoch": epoch + 1, **logs})
-        progress.close(logs, f"epoch {epoch + 1}/{epochs}  {_format_logs(logs)}")
+        progress.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
         # Checkpoints go last, so the state they save includes every other callback's update
         # for this epoch (scheduler step, early-stopping counters): resuming is then exact.
         ordered = sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
@@ -399,7 +392,7 @@ class Trainer:
         state: dict[str, Any] = {
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "model": dict(_arrays(self.model.state_dict())),
+            "model": dict(state_arrays(self.model.state_dict())),
             "rng": get_rng_state(),
             "history": {k: list(v) for k, v in self.history.items()},
             "callbacks": [cb.state_dict() for cb in self.callbacks],
@@ -421,7 +414,7 @@ class Trainer:
         if types and types != mine:
             raise ValueError(f"Trainer.load_state_dict: checkpoint was written with callbacks "
                              f"{types}, this trainer has {mine}")
-        backup = {k: v.copy() for k, v in _arrays(self.model.state_dict())}
+        backup = {k: v.copy() for k, v in state_arrays(self.model.state_dict())}
         try:
             self.model.load_state_dict(state["model"])
             if "optimizer" in state and self.optimizer is not None:
@@ -448,3 +441,35 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike, train_loader: Any = None) -> None:
         """Restore the state saved in ``path`` (and the train loader's, when given)."""
         self.load_state_dict(load_checkpoint(path), train_loader)
+
+
+class _RunningLoss:
+    """The sample-weighted sum of an epoch's batch losses. Each batch's 0-d loss stays on the
+    device until :meth:`sync` reads all pending ones back in one transfer."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Any, int]] = []   # (device 0-d loss, batch size) not yet read
+        self.total, self.count = 0.0, 0
+
+    def add(self, loss: Any, n: int) -> None:
+        self.pending.append((loss, n))
+
+    def sync(self, step: int) -> tuple[int, float] | None:
+        """Add the pending losses (the last of them from ``step``) to the sum; returns
+        (step, value) of the first one that is NaN or infinite instead, if any."""
+        if not self.pending:
+            return None
+        xp = get_array_module(self.pending[0][0])
+        values = to_numpy(xp.stack([p[0].reshape(()) for p in self.pending])).astype(np.float64)
+        sizes = np.array([p[1] for p in self.pending], dtype=np.float64)
+        first_step = step - len(self.pending) + 1
+        self.pending.clear()
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return first_step + int(bad[0]), float(values[bad[0]])
+        self.total += float((values * sizes).sum())
+        self.count += int(sizes.sum())
+        return None
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
