@@ -53,7 +53,6 @@ class Model(TrainingMixin, nn.GraphModule):
         print_fn("\n".join(out))
 
 
-
 class Sequential(TrainingMixin, nn.Sequential):
     """Keras' ``Sequential``: an :class:`minidl.nn.Sequential` with ``compile`` / ``fit`` /
     ``evaluate`` / ``predict`` / ``summary``.

@@ -666,4 +666,3 @@ class ModuleDict(Module):
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError("ModuleDict is a container; index it in your forward()")
-
