@@ -44,8 +44,8 @@ __version__ = "0.1.0"
 # The engine (autograd) sits below the ops, so the ops attach Tensor's operators from above.
 _install_tensor_methods()
 
-_LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "flow", "summary", "viz", "io",
-                    "kernels", "cli")
+_LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "keras", "flow", "summary", "viz",
+                    "io", "kernels", "cli")
 
 
 def __getattr__(name: str) -> Any:

@@ -60,7 +60,7 @@ def test_graph_nodes_build_symbolic_graphs():
     out = nn.Residual(nn.Conv2d(2, 2, 3, padding=1))(inp)
     out = nn.Concat(nn.Conv2d(2, 3, 1), nn.MaxPool2d(1))(out)
     assert out.shape == (None, 5, 4, 4)
-    model = nn.Model(inp, out)
+    model = nn.GraphModule(inp, out)
     assert model(md.randn(3, 2, 4, 4)).shape == (3, 5, 4, 4)
 
 

@@ -1,5 +1,7 @@
-"""Losses (minidl/functional/loss.py) against NumPy references, with gradchecks; and inverted
-dropout (minidl/functional/dropout.py): scaling, statistics, eval identity, gradient."""
+"""Losses (minidl/functional/loss.py) against NumPy references, with gradchecks; inverted
+dropout (minidl/functional/dropout.py): scaling, statistics, eval identity, gradient; and the
+table of loss names (minidl/train/losses.py): one meaning per name, through every entry point
+(get_loss, the Trainer, keras compile/evaluate)."""
 from __future__ import annotations
 
 import warnings
@@ -314,3 +316,104 @@ def test_dropout_keeps_dtype_and_is_reproducible(device):
     assert a.dtype == np.float32
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert (a.numpy() != c.numpy()).any()  # a fresh mask each call
+
+
+# ---- loss names (minidl/train/losses.py) -----------------------------------------------------
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _loss_case(name, seed=0):
+    """(output, target, expected value) for the loss ``name``, computed in NumPy: 6 samples,
+    3 classes. Every name of the table needs a case here (a KeyError otherwise)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((6, 3))
+    labels = rng.integers(0, 3, 6)
+    p, hot = _softmax(z), np.eye(3)[labels]
+    b = (labels % 2).astype(np.float64)[:, None]
+    q = 1 / (1 + np.exp(-z[:, :1]))                       # (6, 1) probabilities
+    r, t = z[:, :1], rng.standard_normal((6, 1))          # a regression output and target
+    ce = -np.mean(np.log(p[np.arange(6), labels]))
+    bce = -np.mean(b * np.log(q) + (1 - b) * np.log(1 - q))
+    cases = {
+        "cross_entropy": (z, labels, ce), "ce": (z, labels, ce),
+        "nll": (np.log(p), labels, ce), "nll_loss": (np.log(p), labels, ce),
+        "sparse_categorical_crossentropy": (p, labels, ce),
+        "categorical_crossentropy": (p, hot, ce),
+        "bce": (q, b, bce), "binary_crossentropy": (q, b, bce),
+        "bce_with_logits": (z[:, :1], b, bce),
+        "mse": (r, t, np.mean((r - t) ** 2)), "mean_squared_error": (r, t, np.mean((r - t) ** 2)),
+        "mse_loss": (r, t, np.mean((r - t) ** 2)),
+        "mae": (r, t, np.mean(np.abs(r - t))), "mean_absolute_error": (r, t, np.mean(np.abs(r - t))),
+    }
+    return cases[name]
+
+
+def _passthrough(width):
+    """A float64 Linear layer that returns its input exactly (identity weight, zero bias)."""
+    from minidl import nn
+    layer = nn.Linear(width, width).double()
+    with md.no_grad():
+        layer.weight.data[...] = np.eye(width)
+        layer.bias.data[...] = 0.0
+    return layer
+
+
+@pytest.mark.parametrize("name", __import__("minidl.train.losses", fromlist=["x"]).loss_names())
+def test_every_loss_name_gives_the_same_value_through_every_entry_point(name):
+    from minidl import keras, optim
+    from minidl.data import DataLoader
+    from minidl.train import Trainer, get_loss
+
+    out, target, expected = _loss_case(name)
+    direct = get_loss(name)(md.tensor(out), md.tensor(target)).item()
+    model = _passthrough(out.shape[1])
+    # batches of 4: 4 + 2 samples, so the sample-weighted epoch mean is checked too
+    trainer = Trainer(model, None, loss=name, metrics=[], verbose=0)
+    through_trainer = trainer.evaluate(DataLoader((out, target), batch_size=4))["loss"]
+    k = keras.Sequential(model)
+    k.compile(loss=name, optimizer=optim.SGD(k.parameters(), lr=0.0))
+    through_keras = k.evaluate(out, target, batch_size=4)
+    assert direct == pytest.approx(expected, rel=1e-7)
+    assert through_trainer == pytest.approx(expected, rel=1e-7)
+    assert through_keras == pytest.approx(expected, rel=1e-7)
+
+
+def test_keras_names_take_probabilities_and_torch_names_take_logits():
+    # The clash this table ended: the same name gave 0.7679 through the Trainer (logits)
+    # and 0.3567 through keras compile (probabilities).
+    from minidl import keras, optim
+    from minidl.train import get_loss
+
+    p, y = np.array([[0.7, 0.2, 0.1]]), np.array([0])
+    keras_ce = get_loss("sparse_categorical_crossentropy")(md.tensor(p), md.tensor(y)).item()
+    torch_ce = get_loss("cross_entropy")(md.tensor(p), md.tensor(y)).item()
+    assert keras_ce == pytest.approx(-np.log(0.7))                          # 0.3567
+    assert torch_ce == pytest.approx(np.log(np.exp(p).sum()) - 0.7)        # 0.7679
+    model = keras.Sequential(_passthrough(3))
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optim.SGD(model.parameters(), lr=0.0))
+    assert model.evaluate(p, y) == pytest.approx(keras_ce)
+
+
+def test_keras_losses_take_keras_target_shapes_and_clip_probabilities():
+    from minidl.train import get_loss
+
+    out = md.tensor(np.array([[0.5], [2.0]]))
+    flat = md.tensor(np.array([1.0, 0.0]))                  # (N,) targets for (N, 1) outputs
+    assert get_loss("mse")(out, flat).item() == pytest.approx((0.25 + 4.0) / 2)
+    assert get_loss("mae")(out, flat).item() == pytest.approx((0.5 + 2.0) / 2)
+    with pytest.raises(ValueError):                         # torch's name keeps torch's rule
+        get_loss("mse_loss")(out, flat)
+    probs = md.tensor(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    column = md.tensor(np.array([[0], [0]]))                # (N, 1) class indices
+    # p = 0 for the true class of row 2: clipped to 1e-7, as Keras does, so the loss is finite
+    assert get_loss("sparse_categorical_crossentropy")(probs, column).item() == \
+        pytest.approx(-np.log(1e-7) / 2, rel=1e-6)
+    assert get_loss("binary_crossentropy")(md.tensor([[0.0]]), md.tensor([1.0])).item() == \
+        pytest.approx(-np.log(1e-7), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        get_loss("hinge")
+

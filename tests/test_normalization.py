@@ -354,7 +354,7 @@ def test_normalization_errors_and_graph_before_adapt():
         nn.Normalization([0.0, 0.0], [1.0, 1.0])(md.ones(2, 3))
     norm = nn.Normalization()
     inp = nn.Input((3,))
-    model = nn.Model(inp, nn.Linear(3, 1)(norm(inp)))   # built before adapt, like Keras
+    model = nn.GraphModule(inp, nn.Linear(3, 1)(norm(inp)))   # built before adapt, like Keras
     norm.adapt(np.random.default_rng(0).normal(size=(20, 3)))
     assert model(md.ones(4, 3)).shape == (4, 1)
 

@@ -28,6 +28,9 @@ from minidl.train import (
     most_confused,
     train_step,
 )
+from minidl.train import metrics as metrics_module
+from minidl.train import progress as progress_module
+from minidl.train import trainer as trainer_module
 
 # ---- helpers --------------------------------------------------------------------------------
 
@@ -117,6 +120,14 @@ def test_metric_on_a_chosen_output_and_function_metric():
     fm = T.get_metric(lambda o, t: F.mean(F.abs(o - t)))
     fm.update(md.tensor(np.array([1.0, 2.0])), md.tensor(np.array([1.0, 0.0])))
     assert fm.compute() == pytest.approx(1.0)
+    # get_metric(name=, output=): a fresh metric, or a copy of a given one
+    assert T.get_metric("acc").name == "accuracy"
+    aux = T.get_metric("top1", name="aux_top1", output=1)
+    aux.update(out, target)
+    assert (aux.name, aux.output, aux.compute()) == ("aux_top1", 1, 1.0)
+    copied = T.get_metric(a0, output=1)
+    assert copied is not a0 and copied.output == 1 and a0.output is None
+    assert T.get_metric(a0) is a0
 
 
 def test_confusion_matrix_and_most_confused():
@@ -258,7 +269,7 @@ def test_verbosity(capsys, monkeypatch):
     Trainer(model, opt, metrics=["accuracy"], verbose=2).fit(train, epochs=2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "accuracy" in lines[0]
-    monkeypatch.setattr(T, "_isatty", lambda stream: True)
+    monkeypatch.setattr(progress_module, "_isatty", lambda stream: True)
     Trainer(model, opt, metrics=["accuracy"], verbose=1).fit(train, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "accuracy" in err and "batch" in err  # a tqdm bar
@@ -266,8 +277,9 @@ def test_verbosity(capsys, monkeypatch):
 
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
     calls = []
-    real = T.to_numpy
-    monkeypatch.setattr(T, "to_numpy", lambda a: calls.append(1) or real(a))
+    real = trainer_module.to_numpy
+    for module in (trainer_module, metrics_module):   # loss read-backs and metric read-backs
+        monkeypatch.setattr(module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = spirals(100)                               # 300 samples, 30 batches of 10
     loader = DataLoader((x, y), batch_size=10)
     model = mlp()
@@ -521,10 +533,13 @@ def test_history_lists_stay_aligned_when_validation_comes_and_goes():
     assert h.last()["epoch"] == 3
 
 
-def test_the_module_docstring_example_runs():
+@pytest.mark.parametrize("name", ["trainer", "losses", "history"])
+def test_the_module_docstring_examples_run(name):
     import doctest
+    import importlib
 
-    result = doctest.testmod(T, optionflags=doctest.NORMALIZE_WHITESPACE)
+    module = importlib.import_module(f"minidl.train.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

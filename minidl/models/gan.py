@@ -139,6 +139,11 @@ class GANTrainer:
     Optimisers default to Adam(lr=2e-4, betas=(0.5, 0.999)), as in DCGAN.
     ``real_label=0.9`` gives one-sided label smoothing (Salimans et al. 2016), which keeps
     the discriminator from becoming over-confident.
+
+    It keeps a loop of its own instead of :class:`minidl.train.Trainer`: each batch makes two
+    updates with two optimisers, the second through a frozen discriminator on the fake batch
+    the first one generated. ``train_step`` is one forward, one loss, one optimiser; two
+    calls of it would run the generator twice per batch and give D and G different fakes.
     """
 
     def __init__(self, generator: Module, discriminator: Module, g_optimizer: Any = None,

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import functional as F
-from ..autograd import no_grad, tensor
 from ..backend import manual_seed
+from ..data import DataLoader, mnist_subset
+from ..optim import Adam
+from ..train import Trainer
+from ..train import accuracy as _accuracy
 from .lenet import LeNet5, lenet5
 
 __all__ = ["TransferResult", "lenet_transfer_experiment", "accuracy"]
@@ -37,33 +39,18 @@ def _prepare(x: np.ndarray) -> np.ndarray:
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Fraction of ``x`` (N, 1, 28, 28) classified as ``y`` (eval mode, no graph)."""
-    was = model.training
-    model.eval()
-    correct = 0
-    with no_grad():
-        for i in range(0, len(x), batch_size):
-            pred = model(tensor(x[i:i + batch_size])).numpy().argmax(axis=1)
-            correct += int((pred == y[i:i + batch_size]).sum())
-    model.train(was)
-    return correct / len(x)
+    """Fraction of ``x`` (N, 1, 28, 28) classified as ``y`` (N,): :func:`minidl.train.accuracy`
+    of the model's outputs (eval mode, no graph)."""
+    return _accuracy(Trainer(model, metrics=[], verbose=0).predict(x, batch_size), y)
 
 
 def _fit(model: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, epochs: int,
-         batch_size: int, rng: np.random.Generator) -> float:
-    """Plain minibatch training; returns the wall time in seconds."""
+         batch_size: int, seed: int) -> float:
+    """Train with cross-entropy on shuffled batches (the Trainer's loop); returns the wall
+    time in seconds."""
     t0 = time.perf_counter()
-    model.train()
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            # labels go where the images go (the default device): a GPU loss refuses a
-            # host array
-            loss = F.cross_entropy(model(tensor(x[idx])), tensor(y[idx]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    loader = DataLoader((x, y), batch_size=batch_size, shuffle=True, seed=seed)
+    Trainer(model, optimizer, "cross_entropy", metrics=[], verbose=0).fit(loader, epochs)
     return time.perf_counter() - t0
 
 
@@ -84,8 +71,6 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     ``from scratch``: a fresh LeNet-5, Adam(lr), ``finetune_epochs``. Times are the
     wall-clock seconds of each training.
     """
-    from ..data import mnist_subset  # noqa: PLC0415
-    from ..optim import Adam  # noqa: PLC0415
     from . import extract_features, freeze, param_groups, replace_head  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
@@ -106,7 +91,7 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
 
     manual_seed(seed)
     base = lenet5(num_classes=5)
-    secs = _fit(base, Adam(base.parameters(), lr=lr), src_x, src_y, pretrain_epochs, 32, rng)
+    secs = _fit(base, Adam(base.parameters(), lr=lr), src_x, src_y, pretrain_epochs, 32, seed)
     pre = {"accuracy_0_4": accuracy(base, src_test_x, src_test_y), "seconds": secs,
            "images": len(src_x)}
     if verbose:
@@ -129,7 +114,7 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     t0 = time.perf_counter()
     codes = extract_features(m, tgt_x).numpy()
     head = m.classifier
-    _fit(head, Adam(head.parameters(), lr=head_lr), codes, tgt_y, probe_epochs, 25, rng)
+    _fit(head, Adam(head.parameters(), lr=head_lr), codes, tgt_y, probe_epochs, 25, seed + 1)
     secs = time.perf_counter() - t0
     results.append(TransferResult("frozen features + new head", accuracy(m, test_x, test_y),
                                   secs, m.num_parameters(trainable_only=True)))
@@ -137,14 +122,14 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     manual_seed(seed + 1)
     m = from_pretrained()
     opt = Adam(param_groups(m, lr=head_lr, body_lr=body_lr), lr=head_lr)
-    secs = _fit(m, opt, tgt_x, tgt_y, finetune_epochs, 25, rng)
+    secs = _fit(m, opt, tgt_x, tgt_y, finetune_epochs, 25, seed + 2)
     results.append(TransferResult(f"fine-tune (body lr {body_lr:g}, head lr {head_lr:g})",
                                   accuracy(m, test_x, test_y), secs,
                                   m.num_parameters(trainable_only=True)))
     # 3. from scratch on the few examples
     manual_seed(seed + 1)
     m = lenet5(num_classes=5)
-    secs = _fit(m, Adam(m.parameters(), lr=lr), tgt_x, tgt_y, finetune_epochs, 25, rng)
+    secs = _fit(m, Adam(m.parameters(), lr=lr), tgt_x, tgt_y, finetune_epochs, 25, seed + 3)
     results.append(TransferResult("from scratch", accuracy(m, test_x, test_y), secs,
                                   m.num_parameters(trainable_only=True)))
     if verbose:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..nn import Concat, Input, Linear, Model
+from ..keras import Input, Model
+from ..nn import Concat, Linear
 
 __all__ = ["wide_and_deep"]
 

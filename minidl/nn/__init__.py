@@ -1,4 +1,4 @@
-"""Modules, layers, initialisers, graph nodes and the Keras-style functional API.
+"""Modules, layers, initialisers, graph nodes and the symbolic graph (Input, GraphModule).
 
     >>> import minidl.nn as nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -20,21 +20,31 @@ from .activation import (
 )
 from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout
-from .functional_api import History, Input, Model, SymbolicTensor
 from .graph import Add, Concat, Residual
 from .linear import Linear
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normalization
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Reshape
+from .symbolic import GraphModule, Input, SymbolicTensor
 from .utils import clip_grad_norm_, clip_grad_value_, functional_call, mc_predict
 
 __all__ = [
     "ELU", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Concat",
-    "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "History",
+    "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "GlobalAvgPool2d", "GraphModule",
     "Identity", "Input", "Lambda", "LeakyReLU", "Linear", "LocalResponseNorm", "LogSoftmax",
-    "MaxPool2d", "Model", "Module", "ModuleDict", "ModuleList", "Normalization", "Parameter",
+    "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Normalization", "Parameter",
     "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "StateDictError",
     "SymbolicTensor", "Tanh", "clip_grad_norm_", "clip_grad_value_", "functional_call",
     "get_activation", "init", "mc_predict", "utils",
 ]
+
+# Names that moved out of nn (which imports nothing from train or keras), and where to.
+_MOVED = {"Model": "minidl.keras.Model (or minidl.nn.GraphModule, without compile/fit)",
+          "History": "minidl.train.History"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        raise AttributeError(f"minidl.nn.{name} has moved: use {_MOVED[name]}")
+    raise AttributeError(f"module 'minidl.nn' has no attribute {name!r}")

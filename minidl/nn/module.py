@@ -370,8 +370,10 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Fast path: a Tensor first argument is a real call, never a graph-building one.
-        if not (args and isinstance(args[0], Tensor)) and _functional_api.is_symbolic(args):
-            return _functional_api.symbolic_call(self, args, kwargs)
+        if not (args and isinstance(args[0], Tensor)):
+            symbolic = _symbolic_argument(args)
+            if symbolic is not None:  # building a graph (nn.Input): record, don't compute
+                return symbolic._record_call(self, args, kwargs)
         if self._forward_pre_hooks:
             for hook in list(self._forward_pre_hooks.values()):
                 result = hook(self, args)
@@ -522,6 +524,23 @@ class Module:
         self.__dict__.update(state)
 
 
+def _symbolic_argument(args: Any) -> Any:
+    """The first (nested) argument that stands for data still to come (an
+    ``nn.SymbolicTensor``), else None.
+
+    Recognised by its ``_record_call`` method rather than by class, so that this file needs
+    nothing from nn/symbolic.py, which builds on Module: the two import in one direction only.
+    """
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            found = _symbolic_argument(a)
+            if found is not None:
+                return found
+        elif hasattr(type(a), "_record_call"):
+            return a
+    return None
+
+
 def _check_module(container: str, m: Any) -> Module:
     if not isinstance(m, Module):
         raise TypeError(f"{container}: expected Module instances, got {type(m).__name__}")
@@ -533,7 +552,7 @@ class Sequential(Module):
 
     Children are named "0", "1", ... (or by key when given an OrderedDict), so parameters
     are ``0.weight``, ``2.bias``, ... as in torch. Indexing and slicing give the layers.
-    Like Keras' Sequential it also has ``compile``/``fit``/``evaluate``/``predict``/``summary``.
+    ``minidl.keras.Sequential`` adds Keras' ``compile``/``fit``/``evaluate``/``predict``.
     """
 
     def __init__(self, *layers: Module | Mapping[str, Module]) -> None:
@@ -572,27 +591,6 @@ class Sequential(Module):
         if isinstance(idx, slice):
             return Sequential(OrderedDict(mods[idx]))
         return mods[idx][1]
-
-    # Keras-style training (the implementation lives with the functional API).
-    def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Keras' ``compile``; see :meth:`minidl.nn.Model.compile`."""
-        from .functional_api import compile_module  # noqa: PLC0415
-        compile_module(self, *args, **kwargs)
-
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        """Keras' ``fit``; see :meth:`minidl.nn.Model.fit`."""
-        from .functional_api import fit_module  # noqa: PLC0415
-        return fit_module(self, *args, **kwargs)
-
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
-        """Keras' ``evaluate``; see :meth:`minidl.nn.Model.evaluate`."""
-        from .functional_api import evaluate_module  # noqa: PLC0415
-        return evaluate_module(self, *args, **kwargs)
-
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        """Keras' ``predict``; see :meth:`minidl.nn.Model.predict`."""
-        from .functional_api import predict_module  # noqa: PLC0415
-        return predict_module(self, *args, **kwargs)
 
 
 class ModuleList(Module):
@@ -668,7 +666,3 @@ class ModuleDict(Module):
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError("ModuleDict is a container; index it in your forward()")
-
-
-# At the bottom: functional_api needs Module defined (it subclasses it for Model).
-from . import functional_api as _functional_api  # noqa: E402

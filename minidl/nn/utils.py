@@ -8,10 +8,9 @@ from typing import Any
 from ..autograd import Tensor, no_grad, tensor
 from ..backend import get_array_module
 from .dropout import Dropout
-from .module import Module, Parameter
+from .module import Module
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "mc_predict", "parameters_to_vector",
-           "functional_call"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "mc_predict", "functional_call"]
 
 
 def _with_grads(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
@@ -57,13 +56,6 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     for p in _with_grads(parameters):
         xp = get_array_module(p.grad.data)
         p.grad.data = xp.clip(p.grad.data, -clip_value, clip_value)
-
-
-def parameters_to_vector(parameters: Iterable[Parameter]) -> Any:
-    """All parameter values concatenated into one flat array."""
-    arrays = [p.data.reshape(-1) for p in parameters]
-    xp = get_array_module(*arrays)
-    return xp.concatenate(arrays)
 
 
 def mc_predict(model: Module, x: Any, n: int = 30) -> tuple[Any, Any]:

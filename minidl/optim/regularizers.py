@@ -34,9 +34,6 @@ class Regularizer:
             return F.sum(w) * 0.0
         return total
 
-    def get_config(self) -> dict[str, float]:
-        return {"l1": self.l1, "l2": self.l2}
-
     def __repr__(self) -> str:
         if self.l1 and not self.l2:
             return f"l1({self.l1})"

@@ -1,0 +1,231 @@
+"""Keras' compile / fit / evaluate / predict, run by the one training loop (minidl.train.Trainer).
+
+``compile`` turns Keras' arguments into what the Trainer takes: one loss per output, by name
+from :mod:`minidl.train.losses` (the one table, Keras' names with Keras' meaning), summed
+with ``loss_weights``; an optimiser (a name gets Keras' default learning rate); metrics from
+:mod:`minidl.train.metrics`, one set per output. ``fit`` / ``evaluate`` / ``predict`` take
+NumPy arrays (one per input and per output, or a dict by ``Input`` name), wrap them in
+DataLoaders and hand them to a :class:`~minidl.train.Trainer`, so Keras-style training gets
+the Trainer's NaN checks, host-sync policy, callbacks and :class:`~minidl.train.History`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import optim
+from ..autograd import Tensor
+from ..backend import rng, to_numpy
+from ..data import DataLoader
+from ..nn import GraphModule
+from ..train import Callback, FunctionMetric, History, Metric, Trainer, get_loss, get_metric
+
+__all__ = ["TrainingMixin"]
+
+_KERAS_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3, "rmsprop": 1e-3,
+             "adagrad": 1e-3}
+_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW,
+               "nadam": optim.Nadam, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}
+
+
+class _Compiled:
+    """What ``compile`` chose: one loss and weight per output, the optimiser, the metrics."""
+
+    def __init__(self, losses: list[Callable[[Any, Any], Tensor]], weights: list[float],
+                 optimizer: Any, metrics: list[Metric]) -> None:
+        self.losses, self.weights, self.optimizer, self.metrics = (
+            losses, weights, optimizer, metrics)
+
+    def loss(self, outputs: Any, targets: Any) -> Tensor:
+        """The weighted sum of the per-output losses (the Trainer adds regularisation)."""
+        outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        tgts = targets if isinstance(targets, (list, tuple)) else [targets]
+        total: Any = 0.0
+        for fn, w, out, tgt in zip(self.losses, self.weights, outs, tgts):
+            total = total + fn(out, tgt) * w
+        return total
+
+
+class TrainingMixin:
+    """Keras' training methods, for :class:`minidl.keras.Model` and
+    :class:`minidl.keras.Sequential` (mixed into a Module)."""
+
+    def compile(self, loss: Any, optimizer: Any = "rmsprop", loss_weights: Any = None,
+                metrics: Any = None) -> None:
+        """Configure training, as Keras does.
+
+        loss: a name of :mod:`minidl.train.losses` -- Keras' 'mse', 'mae',
+        'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
+        (the cross-entropies take probabilities, as in Keras) or torch's 'cross_entropy',
+        'bce_with_logits' (logits), ... --, a callable ``(output, target) -> Tensor``, or a
+        list with one per output. loss_weights: one float per output.
+        optimizer: a ``minidl.optim`` optimiser or a name ('sgd', 'adam', 'adamw', 'nadam',
+        'rmsprop', 'adagrad', with Keras' default learning rates).
+        metrics: names ('accuracy', 'top5', 'mae', 'mse'), :class:`minidl.train.Metric`
+        objects or functions ``(output, target) -> Tensor`` (on Tensors), for every output.
+        """
+        names = _output_names(self)
+        n = len(names)
+        losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * n
+        if len(losses) != n:
+            raise ValueError(f"compile: {len(losses)} losses for {n} outputs")
+        weights = [1.0] * n if loss_weights is None else [float(w) for w in loss_weights]
+        if len(weights) != n:
+            raise ValueError(f"compile: {len(weights)} loss_weights for {n} outputs")
+        fns = [get_loss(x) for x in losses]
+        # Keras' order of the figures: the loss, each output's loss, then each output's metrics.
+        per_output: list[Metric] = []
+        if n > 1:
+            per_output = [FunctionMetric(fn, name=f"{name}_loss", output=i)
+                          for i, (name, fn) in enumerate(zip(names, fns))]
+        for i, name in enumerate(names):
+            for spec in metrics or []:
+                if n == 1:
+                    per_output.append(get_metric(spec))
+                else:
+                    m = get_metric(spec, output=i)
+                    m.name = f"{name}_{m.name}"
+                    per_output.append(m)
+        self._compiled = _Compiled(fns, weights, _make_optimizer(optimizer, self), per_output)
+
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
+            validation_data: tuple | None = None, shuffle: bool = True, verbose: int = 1,
+            validation_split: float = 0.0, callbacks: Sequence[Callback] = ()) -> History:
+        """Train for ``epochs`` epochs on NumPy data; returns the :class:`History` of this call
+        (also kept as ``model.history``).
+
+        x: an array (N, ...) or a list with one per input (or a dict by Input name); y: one
+        per output. ``validation_split`` holds out the last fraction of the samples, as
+        Keras does. Calling fit again continues training. Shuffling follows minidl's
+        generator (``md.manual_seed``). ``verbose`` > 0 prints one line per epoch;
+        ``callbacks`` are :mod:`minidl.train` callbacks.
+        """
+        c = _compiled(self)
+        xs, ys = _arrays(self, x, "x"), _arrays(self, y, "y")
+        if len(xs[0]) != len(ys[0]):
+            raise ValueError(f"fit: x has {len(xs[0])} samples but y has {len(ys[0])}")
+        if validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"fit: validation_split must be in (0, 1), got "
+                                 f"{validation_split}")
+            cut = int(len(xs[0]) * (1.0 - validation_split))
+            validation_data = ([a[cut:] for a in xs], [a[cut:] for a in ys])
+            xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
+        seed = int(rng().integers(2**62))  # from minidl's generator: md.manual_seed reproduces
+        train = DataLoader(_fields(self, xs, ys), batch_size=batch_size, shuffle=shuffle,
+                           seed=seed)
+        val = None
+        if validation_data is not None:
+            vx, vy = _arrays(self, validation_data[0], "x"), _arrays(self, validation_data[1], "y")
+            val = DataLoader(_fields(self, vx, vy), batch_size=batch_size)
+        trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics,
+                          verbose=2 if verbose else 0, callbacks=callbacks,
+                          num_inputs=len(xs))
+        history = trainer.fit(train, epochs=epochs, val_loader=val)
+        self.history = history
+        return history
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
+                 return_dict: bool = False) -> Any:
+        """Mean loss (and metrics) over the data, in eval mode without gradients.
+
+        Returns the loss as a float when there is nothing else to report, else a list
+        ``[loss, *others]`` in Keras' order, or a dict with ``return_dict=True``.
+        """
+        c = _compiled(self)
+        xs, ys = _arrays(self, x, "x"), _arrays(self, y, "y")
+        trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics, verbose=0,
+                          num_inputs=len(xs))
+        logs = trainer.evaluate(DataLoader(_fields(self, xs, ys), batch_size=batch_size))
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def predict(self, x: Any, batch_size: int = 32) -> Any:
+        """Outputs for NumPy inputs, in eval mode without gradients, as NumPy arrays (N, ...);
+        a list of arrays for a model with several outputs."""
+        xs = _arrays(self, x, "x")
+        out = Trainer(self, None, metrics=[], verbose=0).predict(_fields(self, xs, []),
+                                                                 batch_size=batch_size)
+        outs = list(out) if isinstance(out, tuple) else [out]
+        return outs[0] if len(outs) == 1 and _n_outputs(self) == 1 else outs
+
+
+def _make_optimizer(optimizer: Any, module: Any) -> Any:
+    if isinstance(optimizer, optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        key = optimizer.lower()
+        if key not in _OPTIMIZERS:
+            raise ValueError(f"compile: unknown optimizer {optimizer!r}; expected one of "
+                             f"{sorted(_OPTIMIZERS)} or an optimizer instance")
+        return _OPTIMIZERS[key](module.parameters(), lr=_KERAS_LR[key])
+    raise TypeError(f"compile: optimizer must be a name or a minidl.optim optimizer, got "
+                    f"{type(optimizer).__name__}")
+
+
+def _compiled(module: Any) -> _Compiled:
+    c = getattr(module, "_compiled", None)
+    if c is None:
+        raise RuntimeError(f"{type(module).__name__}: call compile(loss=..., optimizer=...) "
+                           "before fit/evaluate")
+    return c
+
+
+def _n_inputs(module: Any) -> int:
+    return len(module.inputs) if isinstance(module, GraphModule) else 1
+
+
+def _n_outputs(module: Any) -> int:
+    return len(module.outputs) if isinstance(module, GraphModule) else 1
+
+
+def _output_names(module: Any) -> list[str]:
+    """Prefixes of the per-output figures: '' for one output, else the output's name (its
+    SymbolicTensor's, else its layer's), or ``output_i`` when those clash."""
+    n = _n_outputs(module)
+    if n == 1:
+        return [""]
+    names = []
+    for i, s in enumerate(module.outputs):
+        layer = module._layer_names.get(id(s.node.module)) if s.node else None
+        names.append(s.name or layer or f"output_{i}")
+    if len(set(names)) < len(names):
+        names = [f"output_{i}" for i in range(n)]
+    return names
+
+
+def _arrays(module: Any, data: Any, what: str) -> list[np.ndarray]:
+    """``x`` or ``y`` as a list of host arrays, one per model input (``what='x'``) or
+    output (``'y'``); a dict of inputs is ordered by the Inputs' names."""
+    if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
+        by_name = {s.name: i for i, s in enumerate(module.inputs)}
+        missing = [k for k in by_name if k not in data]
+        if missing or None in by_name:
+            raise ValueError(f"fit: dict inputs need every Input named; missing {missing}")
+        data = [data[s.name] for s in module.inputs]
+    n = _n_inputs(module) if what == "x" else _n_outputs(module)
+    items = list(data) if isinstance(data, (list, tuple)) else [data]
+    if len(items) != n:
+        raise ValueError(f"expected {n} {what} array(s) (one per model "
+                         f"{'input' if what == 'x' else 'output'}), got {len(items)}")
+    arrays = [to_numpy(a.data) if isinstance(a, Tensor) else np.asarray(a) for a in items]
+    sizes = {len(a) for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"{what} arrays have different numbers of samples: "
+                         f"{[len(a) for a in arrays]}")
+    return arrays
+
+
+def _fields(module: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Inputs then targets for a DataLoader, with Keras' dtypes: float and uint8 inputs in
+    the parameter dtype (a DataLoader would scale uint8 images by 1/255; Keras does not),
+    float targets too; integer labels stay integers."""
+    dt = next((p.dtype for p in module.parameters() if p.dtype.kind == "f"),
+              np.dtype(np.float32))
+    return tuple([a.astype(dt) if a.dtype.kind in "fu" else a for a in xs]
+                 + [a.astype(dt) if a.dtype.kind == "f" else a for a in ys])

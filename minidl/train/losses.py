@@ -1,0 +1,110 @@
+"""The one table of loss names: ``get_loss(name)`` -> ``loss(output, target) -> scalar Tensor``.
+
+Every name has one meaning, whoever asks (``Trainer(loss=...)``, ``keras`` ``compile(loss=...)``):
+
+* torch's names take what ``torch.nn.functional`` takes. ``'cross_entropy'`` (``'ce'``):
+  logits (N, C, ...) and class indices (N, ...) or probability rows; ``'nll'``
+  (``'nll_loss'``): log-probabilities; ``'bce'``: probabilities; ``'bce_with_logits'``:
+  logits; ``'mse_loss'``: output and target of the same shape.
+* Keras' names take what Keras takes with ``from_logits=False``: **probabilities**, so the
+  model ends with ``Softmax`` / ``Sigmoid``. ``'sparse_categorical_crossentropy'``: class
+  indices (N,) (or (N, 1)); ``'categorical_crossentropy'``: one-hot or soft targets (N, C);
+  ``'binary_crossentropy'``: 0/1 targets. Probabilities are clipped to [1e-7, 1 - 1e-7]
+  before the log, as Keras does. ``'mse'`` (``'mean_squared_error'``) and ``'mae'``
+  (``'mean_absolute_error'``) accept a target with as many elements as the output ((N,)
+  for an (N, 1) output), as Keras does. For logits use the torch names.
+
+    >>> import minidl as md
+    >>> p = md.tensor([[0.7, 0.2, 0.1]])
+    >>> round(get_loss("sparse_categorical_crossentropy")(p, md.tensor([0])).item(), 4)
+    0.3567
+    >>> round(get_loss("cross_entropy")(p, md.tensor([0])).item(), 4)  # p taken as logits
+    0.7679
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor, tensor
+
+__all__ = ["get_loss", "loss_names", "sparse_categorical_crossentropy",
+           "categorical_crossentropy", "binary_crossentropy", "mean_squared_error",
+           "mean_absolute_error"]
+
+_EPS = 1e-7  # Keras' backend epsilon
+
+
+def _like_output(output: Tensor, target: Any) -> Tensor:
+    """``target`` as a Tensor on the output's device, reshaped to the output's shape when it
+    has as many elements (Keras accepts y (N,) for predictions (N, 1))."""
+    t = target if isinstance(target, Tensor) else tensor(target, device=output.device)
+    if t.shape != output.shape and t.size == output.size:
+        t = t.reshape(output.shape)
+    return t
+
+
+def sparse_categorical_crossentropy(output: Tensor, target: Any) -> Tensor:
+    """Keras' loss on probabilities (N, C, ...) and class indices (N, ...) or (N, 1, ...)."""
+    t = target if isinstance(target, Tensor) else tensor(target, device=output.device)
+    if t.ndim == output.ndim and t.shape[1] == 1:
+        t = t.reshape((t.shape[0], *t.shape[2:]))
+    if t.dtype.kind == "f":  # Keras takes float labels too
+        t = t.astype(np.int64)
+    return F.nll_loss(F.log(F.clip(output, _EPS, 1.0)), t)
+
+
+def categorical_crossentropy(output: Tensor, target: Any) -> Tensor:
+    """Keras' loss on probabilities (N, C, ...) and one-hot or soft targets of that shape."""
+    t = _like_output(output, target)
+    return -F.mean(F.sum(t * F.log(F.clip(output, _EPS, 1.0)), axis=1))
+
+
+def binary_crossentropy(output: Tensor, target: Any) -> Tensor:
+    """Keras' loss on probabilities and 0/1 (or soft) targets with as many elements."""
+    return F.binary_cross_entropy(F.clip(output, _EPS, 1.0 - _EPS), _like_output(output, target))
+
+
+def mean_squared_error(output: Tensor, target: Any) -> Tensor:
+    """Mean of ``(output - target)**2`` over all elements."""
+    return F.mse_loss(output, _like_output(output, target))
+
+
+def mean_absolute_error(output: Tensor, target: Any) -> Tensor:
+    """Mean of ``|output - target|`` over all elements."""
+    return F.mean(F.abs(output - _like_output(output, target)))
+
+
+_LOSSES: dict[str, Callable[[Any, Any], Tensor]] = {
+    # torch's names and meanings
+    "cross_entropy": F.cross_entropy, "ce": F.cross_entropy,
+    "nll": F.nll_loss, "nll_loss": F.nll_loss,
+    "mse_loss": F.mse_loss,
+    "bce": F.binary_cross_entropy,
+    "bce_with_logits": F.binary_cross_entropy_with_logits,
+    # Keras' names and meanings (probabilities, lenient target shapes)
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "binary_crossentropy": binary_crossentropy,
+    "mse": mean_squared_error, "mean_squared_error": mean_squared_error,
+    "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error,
+}
+
+
+def loss_names() -> list[str]:
+    """Every name :func:`get_loss` knows, sorted."""
+    return sorted(_LOSSES)
+
+
+def get_loss(spec: str | Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
+    """A loss callable ``loss(output, target) -> scalar Tensor`` from a name (see the module
+    docstring for what each expects) or a callable, returned as is."""
+    if callable(spec):
+        return spec
+    if not isinstance(spec, str) or spec.lower() not in _LOSSES:
+        raise ValueError(f"unknown loss {spec!r}; expected a callable or one of "
+                         f"{loss_names()}")
+    return _LOSSES[spec.lower()]

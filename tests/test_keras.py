@@ -1,0 +1,186 @@
+"""The Keras front end (minidl/keras/): Model and Sequential with compile/fit/evaluate/predict/summary."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidl as md
+import minidl.functional as F
+import minidl.nn as nn
+import minidl.optim as optim
+from minidl import keras
+from minidl.train import History, LambdaCallback, NonFiniteLossError
+
+
+def _housing(n=512, seed=0):
+    """A synthetic regression problem in the spirit of the lecture's California housing."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    y = (x[:, :3] @ np.array([1.0, -2.0, 0.5]) + np.sin(2 * x[:, 3]) + x[:, 4] * x[:, 5]
+         + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return x, y[:, None]
+
+
+def wide_and_deep():
+    """The lecture's snippet, rebuilt in minidl."""
+    input_wide = keras.Input(shape=[5], name="wide_input")
+    input_deep = keras.Input(shape=[6], name="deep_input")
+    hidden1 = nn.Linear(6, 30, activation="relu")(input_deep)
+    hidden2 = nn.Linear(30, 30, activation="relu")(hidden1)
+    concat = nn.Concat()([input_wide, hidden2])
+    output = nn.Linear(35, 1, name="output")(concat)
+    aux_output = nn.Linear(30, 1, name="aux_output")(hidden2)
+    return keras.Model(inputs=[input_wide, input_deep], outputs=[output, aux_output])
+
+
+def test_wide_and_deep_trains_and_loss_falls():
+    md.manual_seed(0)
+    x, y = _housing()
+    model = wide_and_deep()
+    model.compile(loss=["mse", "mse"], loss_weights=[0.9, 0.1],
+                  optimizer=optim.SGD(model.parameters(), lr=1e-2, momentum=0.9),
+                  metrics=["mae"])
+    xw, xd = x[:, :5], x[:, 2:]
+    before = model.evaluate([xw, xd], [y, y])
+    hist = model.fit([xw[:400], xd[:400]], [y[:400], y[:400]], epochs=15, batch_size=32,
+                     validation_data=([xw[400:], xd[400:]], [y[400:], y[400:]]), verbose=0)
+    losses = hist.history["loss"]
+    assert len(losses) == 15 and hist.epoch == list(range(15))
+    assert losses[-1] < 0.3 * losses[0]
+    assert hist.history["val_loss"][-1] < 0.5 * before[0]
+    assert {"output_loss", "aux_output_loss", "output_mae", "aux_output_mae",
+            "val_output_loss"} <= set(hist.history)
+    total, main, aux, main_mae, aux_mae = model.evaluate([xw, xd], [y, y])
+    assert total == pytest.approx(0.9 * main + 0.1 * aux, rel=1e-4)
+    y_pred_main, y_pred_aux = model.predict([xw[:7], xd[:7]])
+    assert y_pred_main.shape == (7, 1) and y_pred_aux.shape == (7, 1)
+    assert isinstance(y_pred_main, np.ndarray)
+    # dict inputs by Input name, as Keras allows
+    again = model.predict({"wide_input": xw[:7], "deep_input": xd[:7]})
+    np.testing.assert_allclose(again[0], y_pred_main, rtol=1e-6)
+
+
+def test_summary(capsys):
+    model = wide_and_deep()
+    model.summary()
+    text = capsys.readouterr().out
+    assert "wide_input (Input)" in text and "(None, 35)" in text
+    assert "output (Linear)" in text and "36" in text
+    assert f"Total params: {model.num_parameters():,}" in text
+    lines = []
+    model.get_layer("linear").freeze()
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 210" in lines[0]
+
+
+def test_sequential_has_keras_training_methods():
+    md.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = keras.Sequential(nn.Linear(4, 16, activation="relu"), nn.Linear(16, 2),
+                          nn.Softmax())
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                  metrics=["accuracy"])
+    assert isinstance(model._compiled.optimizer, optim.Adam)
+    assert model._compiled.optimizer.param_groups[0]["lr"] == 1e-3   # Keras' default
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=optim.Adam(model.parameters(), lr=1e-2), metrics=["accuracy"])
+    hist = model.fit(x, y, epochs=30, batch_size=32, verbose=0, validation_split=0.2)
+    assert hist.history["accuracy"][-1] > 0.9
+    assert "val_accuracy" in hist.history
+    loss, acc = model.evaluate(x, y)
+    assert acc > 0.9
+    assert model.evaluate(x, y, return_dict=True)["accuracy"] == pytest.approx(acc)
+    assert model.predict(x[:3]).shape == (3, 2)
+
+
+def test_fit_freezing_keeps_weights(capsys):
+    md.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x.sum(1, keepdims=True)
+    inp = keras.Input((3,))
+    frozen = nn.Linear(3, 8, trainable=False)
+    head = nn.Linear(8, 1)
+    model = keras.Model(inp, head(nn.Tanh()(frozen(inp))))
+    w = frozen.weight.numpy().copy()
+    h0 = head.weight.numpy().copy()
+    model.compile(loss="mse", optimizer=optim.Adam(model.parameters(), lr=1e-2))
+    model.fit(x, y, epochs=3, batch_size=16, verbose=1)
+    assert "epoch 3/3" in capsys.readouterr().out.lower()
+    np.testing.assert_array_equal(frozen.weight.numpy(), w)
+    assert frozen.weight.grad is None
+    assert not np.allclose(head.weight.numpy(), h0)
+
+
+def test_fit_adds_regularization_loss():
+    from minidl.optim import regularizers
+    x = np.ones((4, 2), dtype=np.float32)
+    y = np.zeros((4, 1), dtype=np.float32)
+    model = keras.Sequential(nn.Linear(2, 1, weight_regularizer=regularizers.l2(10.0)))
+    with md.no_grad():
+        model[0].weight.data[...] = 1.0
+        model[0].bias.data[...] = 0.0
+    model.compile(loss="mse", optimizer=optim.SGD(model.parameters(), lr=0.0))
+    assert model.evaluate(x, y) == pytest.approx(4.0 + 10.0 * 2)
+
+
+def test_compile_errors():
+    a, b = keras.Input((3,)), keras.Input((3,))
+    out = nn.Add()(a, b)
+    model = keras.Model([a, b], out)
+    with pytest.raises(RuntimeError, match="compile"):
+        model.fit([np.zeros((2, 3))] * 2, np.zeros((2, 3)))
+    model = keras.Model([a, b], nn.Linear(3, 3)(out))
+    model.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match="expected 2 x array"):
+        model.fit(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="2 losses for 1 outputs"):
+        model.compile(loss=["mse", "mse"])
+    with pytest.raises(ValueError, match="unknown loss"):
+        model.compile(loss="hinge-ish")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        model.compile(loss="mse", optimizer="lion")
+
+
+def test_fit_runs_the_trainer_loop_and_returns_its_history():
+    md.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = x.sum(1)                                        # (N,) targets for an (N, 1) output
+    model = keras.Sequential([keras.layers.Input((3,)), nn.Linear(3, 1)])
+    model.compile(loss="mse", optimizer="sgd", metrics=["mae"])
+    seen = []
+    hist = model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                     callbacks=[LambdaCallback(on_epoch_end=lambda t, e, logs: seen.append(e))])
+    assert isinstance(hist, History) and model.history is hist and seen == [0, 1]
+    assert hist["epoch"] == [1, 2] and hist.epoch == [0, 1] and hist.history is hist
+    assert {"loss", "mae", "lr", "time"} <= set(hist)
+    again = model.fit(x, y, epochs=1, verbose=0)        # continues training, a fresh History
+    assert again.epoch == [0] and again["loss"][0] < hist["loss"][0]
+    model.compile(loss=lambda out, target: F.mse_loss(out, target.reshape(out.shape)) * np.nan,
+                  optimizer="sgd")
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_sequential_takes_a_leading_input_and_prints_a_summary(capsys):
+    model = keras.Sequential([keras.layers.Input((4,)), nn.Linear(4, 2), nn.ReLU()])
+    assert model.input_shape == (4,) and len(model) == 2
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
+    model.summary()
+    text = capsys.readouterr().out
+    assert "Linear" in text and "10" in text
+    with pytest.raises(ValueError, match="input shape is unknown"):
+        keras.Sequential(nn.Linear(4, 2)).summary()
+    assert keras.models.Model is keras.Model and keras.models.Sequential is keras.Sequential
+
+
+def test_nn_keeps_only_the_graph_and_names_the_moved_classes():
+    with pytest.raises(AttributeError, match="minidl.keras.Model"):
+        nn.Model  # noqa: B018
+    with pytest.raises(AttributeError, match="minidl.train.History"):
+        nn.History  # noqa: B018
+    for method in ("compile", "fit", "evaluate", "predict"):
+        assert not hasattr(nn.Sequential(), method) and not hasattr(nn.GraphModule, method)
+    assert issubclass(keras.Model, nn.GraphModule) and issubclass(keras.Sequential, nn.Sequential)
+
