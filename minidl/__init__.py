@@ -17,23 +17,16 @@ from . import functional
 from .autograd import (
     Function,
     Tensor,
-    arange,
     detect_anomaly,
     enable_grad,
-    full,
     grad,
     is_grad_enabled,
     no_grad,
-    ones,
-    ones_like,
-    rand,
-    randn,
     set_grad_enabled,
     tensor,
-    zeros,
-    zeros_like,
 )
 from .backend import cupy_available, device, get_default_device, manual_seed, set_default_device
+from .factories import arange, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .functional.shape import cat, split, stack
 from .functional.tensor_methods import install_tensor_methods as _install_tensor_methods
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck

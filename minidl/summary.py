@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from . import nn
-from .autograd import Tensor, no_grad, randn
+from .autograd import Tensor, no_grad
+from .factories import randn
 
 __all__ = ["summary", "Summary", "LayerRow", "count_macs"]
 

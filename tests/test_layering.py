@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minidl"
 LAYERS = [
     {"backend", "parallel"},
     {"autograd"},
-    {"gradcheck", "kernels"},
+    {"gradcheck", "factories", "kernels"},
     {"functional"},
     {"nn"},
     {"optim", "data", "io"},

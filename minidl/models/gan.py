@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor, no_grad, randn, tensor
+from ..autograd import Tensor, no_grad, tensor
 from ..backend import get_array_module
+from ..factories import randn
 from ..nn import (
     BatchNorm2d,
     Conv2d,
