@@ -18,11 +18,12 @@ from .activation import (
     Tanh,
     get_activation,
 )
+from .containers import ModuleDict, ModuleList, Sequential
 from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .graph import Add, Concat, Residual
 from .linear import Linear
-from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
+from .module import Module, Parameter, StateDictError
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normalization
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Reshape
