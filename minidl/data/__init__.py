@@ -28,6 +28,7 @@ from .datasets import (
     mnist,
     mnist_subset,
     read_idx,
+    standardize_mnist,
 )
 from .download import DownloadError, default_root, download_file, sha256_of
 from .loader import DataLoader
@@ -51,5 +52,5 @@ __all__ = [
     "download_file", "sha256_of", "default_root", "DownloadError", "DatasetNotFoundError",
     "CHECKSUMS", "MIRRORS", "MNIST_MEAN", "MNIST_STD", "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_CLASSES",
-    "CIFAR10_CLASSES",
+    "CIFAR10_CLASSES", "standardize_mnist",
 ]

@@ -25,7 +25,7 @@ __all__ = [
     "CHECKSUMS", "MIRRORS", "DatasetNotFoundError", "read_idx", "mnist", "fashion_mnist",
     "cifar10", "mnist_subset", "MNIST_MEAN", "MNIST_STD", "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD", "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_CLASSES",
-    "CIFAR10_CLASSES",
+    "CIFAR10_CLASSES", "standardize_mnist",
 ]
 
 # Per-channel statistics of the training sets in [0, 1] units, for Normalize.
@@ -37,6 +37,19 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
+
+
+def standardize_mnist(images: np.ndarray) -> np.ndarray:
+    """uint8 MNIST images (any shape) -> float32 ``(x / 255 - MNIST_MEAN) / MNIST_STD``.
+
+    The array version of ``Normalize(MNIST_MEAN, MNIST_STD)`` after scaling to [0, 1], for
+    code that works on whole arrays rather than through a DataLoader.
+
+        >>> x = standardize_mnist(np.array([0, 255], np.uint8))
+        >>> x.dtype, [round(float(v), 4) for v in x]
+        (dtype('float32'), [-0.4242, 2.8215])
+    """
+    return ((images.astype(np.float32) / 255.0 - MNIST_MEAN[0]) / MNIST_STD[0]).astype(np.float32)
 
 # SHA-256 of every file a loader may download (the published .gz / .tar.gz archives).
 CHECKSUMS: dict[str, dict[str, str]] = {

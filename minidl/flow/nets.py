@@ -10,7 +10,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor, tensor
 from ..backend import get_default_device
-from ..data import mnist_subset
+from ..data import mnist_subset, standardize_mnist
 from ..optim import SGD
 from ..train import NonFiniteLossError, Trainer, accuracy
 
@@ -138,7 +138,7 @@ def mnist_inputs(split: str = "train", flat: bool = True) -> tuple[np.ndarray, n
     key = (split, flat)
     if key not in _DATA:
         x, y = mnist_subset(split)
-        x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+        x = standardize_mnist(x)
         _DATA[key] = (x.reshape(len(x), -1) if flat else x, y)
     return _DATA[key]
 

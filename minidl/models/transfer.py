@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import manual_seed
-from ..data import DataLoader, mnist_subset
+from ..data import DataLoader, mnist_subset, standardize_mnist
 from ..optim import Adam
 from ..train import Trainer
 from ..train import accuracy as _accuracy
@@ -32,10 +32,6 @@ class TransferResult:
     accuracy: float
     seconds: float
     trainable_params: int
-
-
-def _prepare(x: np.ndarray) -> np.ndarray:
-    return ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
@@ -76,7 +72,7 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     rng = np.random.default_rng(seed)
     xtr, ytr = mnist_subset("train")
     xte, yte = mnist_subset("test")
-    xtr, xte = _prepare(xtr), _prepare(xte)
+    xtr, xte = standardize_mnist(xtr), standardize_mnist(xte)
 
     def take(x: np.ndarray, y: np.ndarray, digits: range, per_class: int | None
              ) -> tuple[np.ndarray, np.ndarray]:
