@@ -19,6 +19,7 @@ from ..data import DataLoader, mnist_subset, standardize_mnist
 from ..optim import Adam
 from ..train import Trainer
 from ..train import accuracy as _accuracy
+from . import extract_features, freeze, param_groups, replace_head
 from .lenet import LeNet5, lenet5
 
 __all__ = ["TransferResult", "lenet_transfer_experiment", "accuracy"]
@@ -67,31 +68,14 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     ``from scratch``: a fresh LeNet-5, Adam(lr), ``finetune_epochs``. Times are the
     wall-clock seconds of each training.
     """
-    from . import extract_features, freeze, param_groups, replace_head  # noqa: PLC0415
-
-    rng = np.random.default_rng(seed)
-    xtr, ytr = mnist_subset("train")
-    xte, yte = mnist_subset("test")
-    xtr, xte = standardize_mnist(xtr), standardize_mnist(xte)
-
-    def take(x: np.ndarray, y: np.ndarray, digits: range, per_class: int | None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.concatenate([np.flatnonzero(y == d)[:per_class] for d in digits])
-        idx = rng.permutation(idx)
-        return x[idx], (y[idx] - digits.start).astype(np.int64)
-
-    src_x, src_y = take(xtr, ytr, range(0, 5), pretrain_per_class)
-    tgt_x, tgt_y = take(xtr, ytr, range(5, 10), shots)
-    test_x, test_y = take(xte, yte, range(5, 10), None)
-    src_test_x, src_test_y = take(xte, yte, range(0, 5), None)
-
+    src, tgt, test, src_test = _digit_tasks(np.random.default_rng(seed), shots,
+                                            pretrain_per_class)
     manual_seed(seed)
     base = lenet5(num_classes=5)
-    secs = _fit(base, Adam(base.parameters(), lr=lr), src_x, src_y, pretrain_epochs, 32, seed)
-    pre = {"accuracy_0_4": accuracy(base, src_test_x, src_test_y), "seconds": secs,
-           "images": len(src_x)}
+    secs = _fit(base, Adam(base.parameters(), lr=lr), *src, pretrain_epochs, 32, seed)
+    pre = {"accuracy_0_4": accuracy(base, *src_test), "seconds": secs, "images": len(src[0])}
     if verbose:
-        print(f"pretrained on {len(src_x)} images of 0-4: test accuracy "
+        print(f"pretrained on {len(src[0])} images of 0-4: test accuracy "
               f"{pre['accuracy_0_4']:.3f} ({secs:.1f} s)")
     pretrained = {k: v.numpy().copy() for k, v in base.state_dict().items()}
 
@@ -101,36 +85,60 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
         replace_head(m, 5)  # a new, randomly initialised head for the new classes
         return m
 
-    results = []
-    # 1. frozen features + new head: compute the CNN codes once, then train only the
-    #    84 -> 5 linear layer on them (a frozen body needs no forward pass per epoch).
     manual_seed(seed + 1)
-    m = from_pretrained()
-    freeze(m, depth=-1)
-    t0 = time.perf_counter()
-    codes = extract_features(m, tgt_x).numpy()
-    head = m.classifier
-    _fit(head, Adam(head.parameters(), lr=head_lr), codes, tgt_y, probe_epochs, 25, seed + 1)
-    secs = time.perf_counter() - t0
-    results.append(TransferResult("frozen features + new head", accuracy(m, test_x, test_y),
-                                  secs, m.num_parameters(trainable_only=True)))
-    # 2. fine-tune everything, the pretrained body with a smaller learning rate
+    results = [_frozen_features(from_pretrained(), tgt, test, head_lr, probe_epochs, seed + 1)]
+    # fine-tune everything, the pretrained body with a smaller learning rate
     manual_seed(seed + 1)
     m = from_pretrained()
     opt = Adam(param_groups(m, lr=head_lr, body_lr=body_lr), lr=head_lr)
-    secs = _fit(m, opt, tgt_x, tgt_y, finetune_epochs, 25, seed + 2)
-    results.append(TransferResult(f"fine-tune (body lr {body_lr:g}, head lr {head_lr:g})",
-                                  accuracy(m, test_x, test_y), secs,
-                                  m.num_parameters(trainable_only=True)))
-    # 3. from scratch on the few examples
+    secs = _fit(m, opt, *tgt, finetune_epochs, 25, seed + 2)
+    results.append(_result(f"fine-tune (body lr {body_lr:g}, head lr {head_lr:g})", m, test,
+                           secs))
+    # from scratch on the few examples
     manual_seed(seed + 1)
     m = lenet5(num_classes=5)
-    secs = _fit(m, Adam(m.parameters(), lr=lr), tgt_x, tgt_y, finetune_epochs, 25, seed + 3)
-    results.append(TransferResult("from scratch", accuracy(m, test_x, test_y), secs,
-                                  m.num_parameters(trainable_only=True)))
+    secs = _fit(m, Adam(m.parameters(), lr=lr), *tgt, finetune_epochs, 25, seed + 3)
+    results.append(_result("from scratch", m, test, secs))
     if verbose:
         for r in results:
             print(f"{r.method:45s} accuracy {r.accuracy:.3f}  ({r.seconds:.1f} s, "
                   f"{r.trainable_params:,} trainable)")
     return {"pretrain": pre, "results": results, "shots": shots,
-            "target_train": len(tgt_x), "target_test": len(test_x)}
+            "target_train": len(tgt[0]), "target_test": len(test[0])}
+
+
+Task = tuple[np.ndarray, np.ndarray]
+
+
+def _digit_tasks(rng: np.random.Generator, shots: int, pretrain_per_class: int | None
+                 ) -> tuple[Task, Task, Task, Task]:
+    """Source train (0-4), target train (5-9, ``shots`` per class), target test, source test;
+    labels renumbered from 0, images standardised, each set shuffled by ``rng``."""
+    xtr, ytr = mnist_subset("train")
+    xte, yte = mnist_subset("test")
+    xtr, xte = standardize_mnist(xtr), standardize_mnist(xte)
+
+    def take(x: np.ndarray, y: np.ndarray, digits: range, per_class: int | None) -> Task:
+        idx = np.concatenate([np.flatnonzero(y == d)[:per_class] for d in digits])
+        idx = rng.permutation(idx)
+        return x[idx], (y[idx] - digits.start).astype(np.int64)
+
+    return (take(xtr, ytr, range(0, 5), pretrain_per_class), take(xtr, ytr, range(5, 10), shots),
+            take(xte, yte, range(5, 10), None), take(xte, yte, range(0, 5), None))
+
+
+def _frozen_features(m: LeNet5, tgt: Task, test: Task, head_lr: float, epochs: int,
+                     seed: int) -> TransferResult:
+    """Frozen body + new head: the CNN codes are computed once, then only the 84 -> 5 head
+    trains on them (a frozen body needs no forward pass per epoch)."""
+    freeze(m, depth=-1)
+    t0 = time.perf_counter()
+    codes = extract_features(m, tgt[0]).numpy()
+    head = m.classifier
+    _fit(head, Adam(head.parameters(), lr=head_lr), codes, tgt[1], epochs, 25, seed)
+    return _result("frozen features + new head", m, test, time.perf_counter() - t0)
+
+
+def _result(method: str, m: LeNet5, test: Task, seconds: float) -> TransferResult:
+    return TransferResult(method, accuracy(m, *test), seconds,
+                          m.num_parameters(trainable_only=True))
