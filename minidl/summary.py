@@ -179,18 +179,8 @@ def summary(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]],
     handles = []
 
     def hook(module: Any, inputs: tuple, output: Any) -> None:
-        direct = [p for p in module._parameters.values() if p is not None]
-        if not any(True for _ in module.children()):
-            direct = list(module.parameters())
-        bufs = [b for b in module._buffers.values() if b is not None]
         name = names.get(id(module), "?") or type(model).__name__
-        rows.append(LayerRow(
-            name=name, type=type(module).__name__, output_shape=_shapes(output),
-            params=sum(int(p.size) for p in direct),
-            trainable_params=sum(int(p.size) for p in direct if p.requires_grad),
-            buffers=sum(int(b.size) for b in bufs),
-            macs=count_macs(module, inputs, output), output_bytes=_bytes(output),
-            depth=name.count(".") if name else 0))
+        rows.append(_layer_row(name, module, inputs, output))
 
     for m in model.modules():
         if _is_row(m):
@@ -206,18 +196,40 @@ def summary(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]],
             h.remove()
         model.train(was_training)
 
+    s = _totals(model, shapes, rows, _shapes(out), batch_size * np.dtype(dtype).itemsize)
+    if verbose:
+        print_fn(s.table(max_rows=max_rows))
+    return s
+
+
+def _layer_row(name: str, module: Any, inputs: tuple, output: Any) -> LayerRow:
+    """One table row: a leaf counts all its parameters, a container only its own."""
+    direct = [p for p in module._parameters.values() if p is not None]
+    if not any(True for _ in module.children()):
+        direct = list(module.parameters())
+    bufs = [b for b in module._buffers.values() if b is not None]
+    return LayerRow(
+        name=name, type=type(module).__name__, output_shape=_shapes(output),
+        params=sum(int(p.size) for p in direct),
+        trainable_params=sum(int(p.size) for p in direct if p.requires_grad),
+        buffers=sum(int(b.size) for b in bufs),
+        macs=count_macs(module, inputs, output), output_bytes=_bytes(output),
+        depth=name.count(".") if name else 0)
+
+
+def _totals(model: Any, shapes: list[tuple[int, ...]], rows: list[LayerRow],
+            output_shapes: Any, batch_bytes: int) -> Summary:
+    """The Summary of ``rows`` with the model-wide counts; ``batch_bytes`` is what one input
+    number takes over the whole batch (batch size times item size)."""
     params = list(model.parameters())
     s = Summary(model_name=getattr(model, "name", None) or type(model).__name__,
-                input_shapes=shapes, rows=rows, output_shapes=_shapes(out))
+                input_shapes=shapes, rows=rows, output_shapes=output_shapes)
     s.total_params = sum(int(p.size) for p in params)
     s.trainable_params = sum(int(p.size) for p in params if p.requires_grad)
     s.frozen_params = s.total_params - s.trainable_params
     s.total_buffers = sum(int(b.size) for b in model.buffers())
     s.total_macs = sum(r.macs for r in rows)
     s.activation_bytes = sum(r.output_bytes for r in rows)
-    s.input_bytes = sum(int(np.prod(sh)) * batch_size * np.dtype(dtype).itemsize
-                        for sh in shapes)
+    s.input_bytes = sum(int(np.prod(sh)) * batch_bytes for sh in shapes)
     s.param_bytes = sum(int(p.size) * p.dtype.itemsize for p in params)
-    if verbose:
-        print_fn(s.table(max_rows=max_rows))
     return s
