@@ -233,3 +233,10 @@ def _totals(model: Any, shapes: list[tuple[int, ...]], rows: list[LayerRow],
     s.input_bytes = sum(int(np.prod(sh)) * batch_bytes for sh in shapes)
     s.param_bytes = sum(int(p.size) * p.dtype.itemsize for p in params)
     return s
+
+
+if __name__ == "__main__":  # the command moved to the CLI, which sits above the zoo
+    import sys
+
+    sys.exit("python -m minidl.summary has moved: run `minidl summary MODEL` "
+             "(or `python -m minidl.cli summary MODEL`; `--zoo-table` for every model)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,12 @@ def test_train_reads_fashion_mnist_files_from_data_root(capsys, tmp_path):
     assert rc == 0, err
     assert "on fashion-mnist (64 train / 16 test)" in out
 
+
+
+def test_old_summary_module_command_names_the_new_one():
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-m", "minidl.summary", "lenet5"], capture_output=True,
+                         text=True, cwd=root)
+    assert out.returncode == 1 and out.stdout == ""
+    assert "has moved: run `minidl summary MODEL`" in out.stderr
+    assert "Traceback" not in out.stderr

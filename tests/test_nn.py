@@ -472,3 +472,14 @@ def test_mc_predict_uses_bn_running_stats():
     with md.no_grad():
         np.testing.assert_allclose(mean.numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(std.numpy(), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["compile", "fit", "evaluate", "predict", "summary"])
+def test_keras_methods_on_an_nn_module_name_the_keras_model(method):
+    net = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(AttributeError, match=r"minidl\.keras\.Sequential\(\[\.\.\.\]\)") as e:
+        getattr(net, method)
+    assert f"no {method}()" in str(e.value)
+    assert not hasattr(net, method)
+    with pytest.raises(AttributeError, match="object has no attribute 'compiled'"):
+        net.compiled

@@ -28,6 +28,10 @@ from ..backend import device_of, get_array_module, to_device, to_numpy
 __all__ = ["Parameter", "Module", "StateDictError"]
 
 
+# Keras' training methods, which live on minidl.keras.Model / Sequential (see __getattr__).
+_KERAS_METHODS = frozenset({"compile", "fit", "evaluate", "predict", "summary"})
+
+
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable (``requires_grad=True`` by default).
 
@@ -153,6 +157,12 @@ class Module:
             reg = d.get(key)
             if reg is not None and name in reg:
                 return reg[name]
+        if name in _KERAS_METHODS:
+            raise AttributeError(
+                f"'{type(self).__name__}' has no {name}(): nn modules keep no training loop. "
+                f"Build the model with minidl.keras.Sequential([...]) or minidl.keras.Model("
+                f"inputs, outputs) for compile/fit/evaluate/predict/summary, or train it with "
+                f"minidl.train.Trainer")
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:

@@ -9,20 +9,24 @@ class History(dict):
 
     Keys: ``epoch`` (from 1), ``loss``, one per metric (``accuracy``, ``top5``, ...), the
     same with ``val_`` when validating, ``lr`` (learning rate of the epoch) and ``time``
-    (seconds). Keras' spelling works too: ``history.history['loss']`` is the same list, and
-    ``history.epoch`` lists the epochs from 0, as Keras numbers them.
+    (seconds). Keras' spelling works too: ``history.history`` holds the losses and metrics
+    only, as in Keras (so ``pd.DataFrame(history.history).plot()`` draws what it draws
+    there), and ``history.epoch`` lists the epochs from 0, as Keras numbers them.
 
         >>> h = History()
-        >>> h.append({"epoch": 1, "loss": 0.5})
-        >>> h.append({"epoch": 2, "loss": 0.25})
-        >>> h["loss"], h.history["loss"], h.epoch, h.last()
-        ([0.5, 0.25], [0.5, 0.25], [0, 1], {'epoch': 2, 'loss': 0.25})
+        >>> h.append({"epoch": 1, "loss": 0.5, "lr": 0.1})
+        >>> h.append({"epoch": 2, "loss": 0.25, "lr": 0.1})
+        >>> h["loss"], h.history, h.epoch, h.last()
+        ([0.5, 0.25], {'loss': [0.5, 0.25]}, [0, 1], {'epoch': 2, 'loss': 0.25, 'lr': 0.1})
     """
 
+    #: the keys minidl records beside Keras' losses and metrics
+    BOOKKEEPING = ("epoch", "lr", "time")
+
     @property
-    def history(self) -> History:
-        """Keras' ``History.history``: this dict itself."""
-        return self
+    def history(self) -> dict[str, list[float]]:
+        """Keras' ``History.history``: the per-epoch losses and metrics (the same lists)."""
+        return {k: v for k, v in self.items() if k not in self.BOOKKEEPING}
 
     @property
     def epoch(self) -> list[int]:
