@@ -2,7 +2,6 @@
 transforms against per-image oracles, and the DataLoader's order, dtypes and resumption."""
 from __future__ import annotations
 
-import doctest
 import gzip
 import hashlib
 import http.server
@@ -844,17 +843,6 @@ def test_loader_with_ten_crop_transform():
         D.TenCrop(4, flatten=True), D.Normalize(0.5, 0.5)]))
     xb, yb = next(iter(loader))
     assert xb.shape == (40, 1, 4, 4) and yb.shape == (4,) and xb.dtype == np.float32
-
-
-# ---- docstring examples --------------------------------------------------------------------
-
-@pytest.mark.parametrize("module", ["minidl.data", "minidl.data.transforms",
-                                    "minidl.data.dataset", "minidl.data.loader",
-                                    "minidl.data.datasets"])
-def test_docstring_examples(module):
-    mod = importlib.import_module(module)
-    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
 
 
 @pytest.mark.parametrize("make, match", [

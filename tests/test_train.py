@@ -533,16 +533,6 @@ def test_history_lists_stay_aligned_when_validation_comes_and_goes():
     assert h.last()["epoch"] == 3
 
 
-@pytest.mark.parametrize("name", ["trainer", "losses", "history"])
-def test_the_module_docstring_examples_run(name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(f"minidl.train.{name}")
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_grad_clip_bounds_each_update():
     x, y = spirals(20)
     loader = DataLoader((x, y), batch_size=60)
