@@ -32,7 +32,9 @@ LAYERS = [
     {"cli"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
-ROOT_RANK = RANK["functional"]  # `import minidl` runs __init__, which imports the engine
+# `import minidl` reaches every layer through the root's lazy attributes (md.train, ...), so
+# only the top layer may import the root package itself.
+ROOT_RANK = RANK["cli"] - 1
 
 
 def _module_name(path: Path) -> str:
@@ -53,7 +55,10 @@ def _imports(path: Path, name: str | None = None) -> list[tuple[int, str]]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
+        dynamic = _import_module_target(node, package)
+        if dynamic:
+            found.append((node.lineno, dynamic))
+        elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -66,6 +71,22 @@ def _imports(path: Path, name: str | None = None) -> list[tuple[int, str]]:
                 sub = f"{module}.{alias.name}"
                 found.append((node.lineno, sub if _is_module(sub) else module))
     return found
+
+
+def _import_module_target(node: ast.AST, package: str) -> str | None:
+    """The module of an ``importlib.import_module("...")`` call with constant arguments."""
+    if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id",
+                                                                              None))
+            == "import_module" and node.args and isinstance(node.args[0], ast.Constant)):
+        return None
+    name = str(node.args[0].value)
+    if not name.startswith("."):
+        return name
+    anchor = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1],
+                                                                     ast.Constant) else package
+    dots = len(name) - len(name.lstrip("."))
+    base = str(anchor).split(".")
+    return ".".join(base[:len(base) - dots + 1] + [name.lstrip(".")])
 
 
 def _all_modules() -> dict[str, Path]:
@@ -157,6 +178,11 @@ def test_the_checker_sees_deferred_and_relative_imports(tmp_path):
     imports = dict((t, line) for line, t in _imports(PACKAGE / "__init__.py"))
     assert "minidl.autograd" in imports and "minidl.functional" in imports
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from ..train import Trainer\n    from . import module\n")
-    found = [t for _, t in _imports(probe, "minidl.nn.probe")]
-    assert found == ["minidl.train", "minidl.nn.module"]
+    probe.write_text("import importlib\n"
+                     "def f():\n    from ..train import Trainer\n    from . import module\n"
+                     "    import minidl as md\n    importlib.import_module('minidl.keras')\n"
+                     "    importlib.import_module('.optim', 'minidl')\n")
+    found = sorted(t for _, t in _imports(probe, "minidl.nn.probe"))
+    assert found == ["importlib", "minidl", "minidl.keras", "minidl.nn.module", "minidl.optim",
+                     "minidl.train"]
+    assert all(_rank(t) > RANK["nn"] for t in ("minidl", "minidl.keras", "minidl.train"))

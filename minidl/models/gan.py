@@ -23,7 +23,8 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad, tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, manual_seed
+from ..data import mnist_subset
 from ..factories import randn
 from ..nn import (
     BatchNorm2d,
@@ -275,9 +276,6 @@ def train_gan(dataset: str = "mnist-subset", epochs: int = 15, batch_size: int =
     """Train a DCGAN on the bundled MNIST subset (all 5,000 digits), writing
     ``out_dir/samples_epoch_K.png`` (64 samples from fixed noise) after every epoch.
     """
-    from .. import manual_seed  # noqa: PLC0415
-    from ..data import mnist_subset  # noqa: PLC0415
-
     if dataset != "mnist-subset":
         raise ValueError(f"train_gan: only dataset 'mnist-subset' is bundled, got {dataset!r}")
     manual_seed(seed)
