@@ -19,7 +19,8 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..autograd import Tensor, no_grad
+from .. import functional as F
+from ..autograd import Tensor, no_grad, tensor
 from ..io import load_torch_state_dict, read_state_dict
 from ..nn import Linear, Module, init
 from .alexnet import AlexNet, alexnet
@@ -256,8 +257,6 @@ def extract_features(model: Module, x: Any, batch_size: int | None = None) -> Te
     Works for every model of the zoo (and any model with a ``head_name`` or a final
     Linear): a forward pre-hook on the head captures its input. x: (N, ...) -> (N, D).
     """
-    from .. import functional as F  # noqa: PLC0415
-    from ..autograd import tensor  # noqa: PLC0415
     if not isinstance(x, Tensor):
         x = tensor(x)
     head = get_submodule(model, _head_path(model))

@@ -37,6 +37,7 @@ from ..nn import (
     Tanh,
     init,
 )
+from ..optim import Adam
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "dcgan_generator", "dcgan_discriminator",
            "GANTrainer", "save_image_grid", "train_gan"]
@@ -151,7 +152,6 @@ class GANTrainer:
     def __init__(self, generator: Module, discriminator: Module, g_optimizer: Any = None,
                  d_optimizer: Any = None, z_dim: int | None = None, lr: float = 2e-4,
                  betas: tuple[float, float] = (0.5, 0.999), real_label: float = 1.0) -> None:
-        from ..optim import Adam  # noqa: PLC0415 - optim is a sibling layer, loaded lazily
 
         self.generator, self.discriminator = generator, discriminator
         self.z_dim = int(z_dim if z_dim is not None else generator.z_dim)

@@ -5,6 +5,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from .. import io
 from ..autograd import Tensor
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
@@ -19,7 +20,6 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     rename), so Python ints of any size (RNG states) survive exactly and an interrupted save
     leaves the previous file intact.
     """
-    from .. import io  # noqa: PLC0415 - lazy, like every heavier sibling
 
     io.save({"format": _FORMAT, **state}, path)
 
@@ -30,7 +30,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises FileNotFoundError for a missing file and ValueError (``minidl.io.CheckpointError``
     for damaged files) for anything that is not a training checkpoint.
     """
-    from .. import io  # noqa: PLC0415
 
     state = io.load(path)
     if not isinstance(state, dict) or state.get("format") != _FORMAT:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..autograd import Tensor
 from ..backend import to_numpy
+from ..nn.utils import clip_grad_norm_
 
 __all__ = ["NonFiniteLossError", "train_step"]
 
@@ -61,7 +62,6 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
             raise NonFiniteLossError(f"loss is {value}", value=value)
     loss.backward()
     if grad_clip is not None:
-        from ..nn.utils import clip_grad_norm_  # noqa: PLC0415 - nn sits below; lazy import
 
         clip_grad_norm_(list(parameters) if parameters is not None else model.parameters(),
                         grad_clip)

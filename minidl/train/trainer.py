@@ -46,6 +46,7 @@ from ..backend import (
     to_device,
     to_numpy,
 )
+from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
 from .history import History
@@ -331,7 +332,6 @@ class Trainer:
         DataLoader), a tuple of input arrays, or a loader whose batches start with the
         inputs (a trailing target field is ignored when ``num_inputs`` allows).
         """
-        from ..data import DataLoader  # noqa: PLC0415 - data sits beside train, lazily
 
         if isinstance(data, Tensor) or (hasattr(data, "shape") and hasattr(data, "dtype")):
             loader: Any = DataLoader((data,), batch_size=batch_size, device=self.device)
