@@ -7,7 +7,11 @@
     ('Adam', (0.9, 0.999))
 """
 from . import constraints, lr_scheduler, regularizers
-from .optimizer import SGD, Adagrad, Adam, AdamW, NAdam, Nadam, Optimizer, RMSprop
+from .adagrad import Adagrad
+from .adam import Adam, AdamW, NAdam, Nadam
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Nadam", "Optimizer", "RMSprop",
            "constraints", "lr_scheduler", "regularizers"]
