@@ -208,7 +208,7 @@ def test_where_broadcast_error_names_shapes(device, xp):
 
 # ---- second derivatives of the elementwise ops --------------------------------------------
 
-@pytest.mark.parametrize("name", ["mul", "div", "pow", "exp", "log", "sqrt", "var", "getitem"])
+@pytest.mark.parametrize("name", ["mul", "div", "pow", "exp", "log", "sqrt"])
 def test_gradgradcheck_math(device, name):
     rng = np.random.default_rng(0)
     a, b = leaf(rng.uniform(0.5, 2, (2, 3)), device), leaf(rng.uniform(0.5, 2, (3,)), device)
@@ -219,7 +219,5 @@ def test_gradgradcheck_math(device, name):
         "exp": (F.exp, (a,)),
         "log": (F.log, (a,)),
         "sqrt": (F.sqrt, (a,)),
-        "var": (lambda u: F.var(u, axis=0), (a,)),
-        "getitem": (lambda u: u[[0, 0, 1], 1:] ** 2, (a,)),
     }[name]
     assert md.gradgradcheck(fn, *ins)

@@ -98,6 +98,11 @@ def test_reductions_on_empty_and_errors(device):
         F.sum(leaf(np.ones((2, 3)), device), axis=2)
 
 
+
+def test_var_gradgradcheck(device):
+    a = leaf(np.random.default_rng(0).uniform(0.5, 2, (2, 3)), device)
+    assert md.gradgradcheck(lambda u: F.var(u, axis=0), a)
+
 # ---- broadcast_to and its adjoint sum_to -------------------------------------------------
 
 @fixture_ok

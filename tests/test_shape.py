@@ -131,6 +131,11 @@ def test_getitem_out_of_range(device):
         leaf([1.0, 2.0, 3.0], device)[5]
 
 
+
+def test_getitem_gradgradcheck(device):
+    a = leaf(np.random.default_rng(0).uniform(0.5, 2, (2, 3)), device)
+    assert md.gradgradcheck(lambda u: u[[0, 0, 1], 1:] ** 2, a)
+
 # ---- joins ------------------------------------------------------------------------------
 
 @fixture_ok
