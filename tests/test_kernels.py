@@ -1,6 +1,11 @@
 """Raw kernels (minidl.kernels) against the reference (minidl/kernels/reference.py) and a loop
-pooling oracle, on every device; the reference itself against its definition."""
+pooling oracle, on every device; the reference against its definition; the CuPy kernel table
+against its call sites."""
 from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,7 @@ from hypothesis import strategies as st
 
 from minidl import kernels
 from minidl.backend import to_numpy
-from minidl.kernels import reference
+from minidl.kernels import _cupy, reference
 
 FIXTURE_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -236,3 +241,74 @@ def test_pool_kernels_same_result_in_both_memory_layouts(xp, pads):
                         kernels.avg_pool2d_backward(gg, (6, 7), k, s, pads, inv)])
     for a, b in zip(*results):
         np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-12)
+
+
+# ---- the CuPy kernel table, read without a GPU ------------------------------------------
+# CuPy reads each parameter of an ElementwiseKernel as "[raw] TYPE NAME", TYPE a one-letter
+# placeholder or a NumPy dtype name; "i" is its loop index, and each non-raw parameter is
+# one element of its array. These tests catch a table entry and its call sites drifting
+# apart on a machine that cannot compile the kernels.
+
+C_WORDS = {"const", "int", "ptrdiff_t", "for", "if", "continue"}
+
+
+def _cupy_source_calls():
+    """(kernel name, number of arguments) of every ``_k("name")(...)`` call in _cupy.py."""
+    n_pool = len(_cupy._pool_args((1, 1), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)))
+    calls = []
+    for node in ast.walk(ast.parse(Path(_cupy.__file__).read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Call)
+                and isinstance(node.func.func, ast.Name) and node.func.func.id == "_k"):
+            n = 0
+            for a in node.args:
+                if not isinstance(a, ast.Starred):
+                    n += 1
+                elif isinstance(a.value, ast.Call) and getattr(a.value.func, "id", "") == "_pool_args":
+                    n += n_pool
+                else:
+                    pytest.fail(f"cannot count the arguments of {ast.unparse(node)}")
+            calls.append((node.func.args[0].value, n))
+    return calls
+
+
+def _cupy_params(params: str) -> list[tuple[bool, str, str]]:
+    """(raw, type, name) of each parameter, refusing what CuPy's parser refuses."""
+    out = []
+    for p in params.split(","):
+        *mods, typ, name = p.split()
+        assert set(mods) <= {"raw"}, f"unknown keyword in {p!r}"
+        assert len(typ) == 1 or np.dtype(typ).name == typ, f"unknown type in {p!r}"
+        assert name.isidentifier() and name != "i", f"bad parameter name in {p!r}"
+        out.append(("raw" in mods, typ, name))
+    return out
+
+
+def test_every_cupy_kernel_called_is_in_the_table_and_every_entry_is_called():
+    called = {name for name, _ in _cupy_source_calls()}
+    assert called == set(_cupy._KERNELS)
+
+
+@pytest.mark.parametrize("name", sorted(_cupy._KERNELS))
+def test_cupy_kernel_spec_declares_what_its_body_uses(name):
+    spec = _cupy._KERNELS[name]
+    assert re.fullmatch(r"minidl_[a-z0-9_]+", spec.name)
+    ins, outs = _cupy_params(spec.in_params), _cupy_params(spec.out_params)
+    names = [p[2] for p in ins + outs]
+    assert len(set(names)) == len(names), f"{name}: a parameter is declared twice"
+    assert not any(raw for raw, _, _ in outs), f"{name}: outputs are one element per thread"
+    body = re.sub(r"//[^\n]*", "", spec.operation)
+    for _, _, out in outs:
+        assert re.search(rf"\b{out}\s*=(?!=)", body), f"{name}: output {out} is never written"
+    types = {t for _, t, _ in ins + outs if len(t) == 1}
+    local = set(re.findall(r"\b(?:int|ptrdiff_t|T)\s+(\w+)\s*=", body))
+    used = set(re.findall(r"\b[A-Za-z_]\w*", body)) - C_WORDS - types - local - {"i"}
+    assert used <= set(names), f"{name}: body uses undeclared {sorted(used - set(names))}"
+    assert set(names) <= used, f"{name}: parameters never used {sorted(set(names) - used)}"
+
+
+def test_cupy_kernel_call_sites_pass_every_parameter():
+    """Each call passes the inputs and the preallocated outputs, as many as the spec declares."""
+    for name, n in _cupy_source_calls():
+        spec = _cupy._KERNELS[name]
+        declared = len(_cupy_params(spec.in_params)) + len(_cupy_params(spec.out_params))
+        assert n == declared, f"_k({name!r}) is called with {n} arguments, declares {declared}"

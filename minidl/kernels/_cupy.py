@@ -1,12 +1,12 @@
 """CuPy kernels for convolution and pooling (GPU).
 
-Each kernel is a ``cupy.ElementwiseKernel`` built once (``functools.cache``) and compiled by
-CuPy on first use, then served from CuPy's kernel cache. One thread computes one output
-element; the scatter directions (col2im, pooling backward) are written as gathers (each
-input pixel sums the windows that contain it), so no atomics are needed and results are
-deterministic. Flat offsets into the arrays are computed in ``ptrdiff_t``: a column matrix
-can pass 2**31 elements (VGG's second conv at batch 128 has 3.7e9), and an ``int`` offset
-would wrap around to an illegal address.
+Each kernel is a ``cupy.ElementwiseKernel`` described by one entry of the ``_KERNELS``
+table, built once (``functools.cache``) and compiled by CuPy on first use, then served from
+CuPy's kernel cache. One thread computes one output element; the scatter directions
+(col2im, pooling backward) are written as gathers (each input pixel sums the windows that
+contain it), so no atomics are needed and results are deterministic. Flat offsets into the
+arrays are computed in ``ptrdiff_t``: a column matrix can pass 2**31 elements (VGG's second
+conv at batch 128 has 3.7e9), and an ``int`` offset would wrap around to an illegal address.
 
 The column matrix on the GPU is (G, C/G*kh*kw, N*Ho*Wo): channel-major rows, so that the
 forward is ONE batched GEMM ``W (G, K/G, C/G*kh*kw) @ cols`` per call and the weight gradient
@@ -15,7 +15,7 @@ another, both handed to cuBLAS without copies. Public shapes are NCHW as on the 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backend import xp_for
 from ._numpy import Pads, out_size
@@ -31,29 +31,33 @@ _INDEX = """
 """
 
 
-@functools.cache
-def _k(name: str) -> Any:
-    """Build (once) the ElementwiseKernel called ``name``."""
-    cp = xp_for("cuda")
-    if name == "im2col":
+class _Spec(NamedTuple):
+    """One ``cupy.ElementwiseKernel``: its arguments, in the order CuPy takes them."""
+
+    in_params: str
+    out_params: str
+    operation: str  # the CUDA body run by each thread; ``i`` is its output index
+    name: str
+
+
+_KERNELS: dict[str, _Spec] = {
+    "im2col": _Spec(
         # x (N, C, H, W) contiguous -> col (C, kh, kw, N, Ho, Wo)
-        return cp.ElementwiseKernel(
-            "raw T x, int32 N, int32 C, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-            "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 dy, int32 dx",
-            "T col",
-            _INDEX + """
+        "raw T x, int32 N, int32 C, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 dy, int32 dx",
+        "T col",
+        _INDEX + """
             const int h = ho * sy - ph + ii * dy;
             const int w = wo * sx - pw + jj * dx;
             const ptrdiff_t nc = (ptrdiff_t)n * C + c;
             col = (0 <= h && h < H && 0 <= w && w < W) ? x[(nc * H + h) * W + w] : (T)0;
-            """, "minidl_im2col")
-    if name == "col2im":
+            """, "minidl_im2col"),
+    "col2im": _Spec(
         # col (C, kh, kw, N, Ho, Wo) -> img (N, C, H, W): each pixel gathers its windows
-        return cp.ElementwiseKernel(
-            "raw T col, int32 N, int32 C, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-            "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 dy, int32 dx",
-            "T img",
-            """
+        "raw T col, int32 N, int32 C, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 dy, int32 dx",
+        "T img",
+        """
             const int w = i % W;
             const int h = (i / W) % H;
             const int c = (i / (W * H)) % C;
@@ -74,14 +78,13 @@ def _k(name: str) -> Any:
                 }
             }
             img = val;
-            """, "minidl_col2im")
-    if name == "max_fwd":
+            """, "minidl_col2im"),
+    "max_fwd": _Spec(
         # x (N*C, H, W) -> y, idx (N*C, Ho, Wo); ties go to the first maximum (strict >)
-        return cp.ElementwiseKernel(
-            "raw T x, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sy, "
-            "int32 sx, int32 ph, int32 pw",
-            "T y, int32 idx",
-            """
+        "raw T x, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sy, "
+        "int32 sx, int32 ph, int32 pw",
+        "T y, int32 idx",
+        """
             const int wo = i % Wo;
             const int ho = (i / Wo) % Ho;
             const int nc = i / (Wo * Ho);
@@ -99,13 +102,13 @@ def _k(name: str) -> Any:
             }
             y = best;
             idx = arg;
-            """, "minidl_max_pool_fwd")
-    if name == "max_bwd":
-        return cp.ElementwiseKernel(
-            "raw T gy, raw int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-            "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
-            "T dx",
-            """
+            """, "minidl_max_pool_fwd"),
+    "max_bwd": _Spec(
+        # gy, idx (N*C, Ho, Wo) -> dx (N*C, H, W): each pixel sums the windows it won
+        "raw T gy, raw int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+        "T dx",
+        """
             const int w = i % W;
             const int h = (i / W) % H;
             const int nc = i / (W * H);
@@ -125,26 +128,26 @@ def _k(name: str) -> Any:
                 }
             }
             dx = val;
-            """, "minidl_max_pool_bwd")
-    if name == "max_gather":
-        return cp.ElementwiseKernel(
-            "raw T x, int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kw, int32 sy, "
-            "int32 sx, int32 ph, int32 pw",
-            "T y",
-            """
+            """, "minidl_max_pool_bwd"),
+    "max_gather": _Spec(
+        # x (N*C, H, W), idx (N*C, Ho, Wo) -> y: the element at each window's argmax
+        "raw T x, int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kw, int32 sy, "
+        "int32 sx, int32 ph, int32 pw",
+        "T y",
+        """
             const int wo = i % Wo;
             const int ho = (i / Wo) % Ho;
             const int nc = i / (Wo * Ho);
             const int h = ho * sy - ph + idx / kw;
             const int w = wo * sx - pw + idx % kw;
             y = (0 <= h && h < H && 0 <= w && w < W) ? x[((ptrdiff_t)nc * H + h) * W + w] : (T)0;
-            """, "minidl_max_pool_gather")
-    if name == "avg_fwd":
-        return cp.ElementwiseKernel(
-            "raw T x, raw T inv_div, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-            "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
-            "T y",
-            """
+            """, "minidl_max_pool_gather"),
+    "avg_fwd": _Spec(
+        # x (N*C, H, W), inv_div (Ho, Wo) -> y (N*C, Ho, Wo): window sums / divisor
+        "raw T x, raw T inv_div, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+        "T y",
+        """
             const int wo = i % Wo;
             const int ho = (i / Wo) % Ho;
             const int nc = i / (Wo * Ho);
@@ -159,13 +162,13 @@ def _k(name: str) -> Any:
                 }
             }
             y = acc * inv_div[ho * Wo + wo];
-            """, "minidl_avg_pool_fwd")
-    if name == "avg_bwd":
-        return cp.ElementwiseKernel(
-            "raw T gy, raw T inv_div, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-            "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
-            "T dx",
-            """
+            """, "minidl_avg_pool_fwd"),
+    "avg_bwd": _Spec(
+        # gy (N*C, Ho, Wo) -> dx (N*C, H, W): each pixel gathers its windows
+        "raw T gy, raw T inv_div, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+        "T dx",
+        """
             const int w = i % W;
             const int h = (i / W) % H;
             const int nc = i / (W * H);
@@ -184,8 +187,14 @@ def _k(name: str) -> Any:
                 }
             }
             dx = val;
-            """, "minidl_avg_pool_bwd")
-    raise KeyError(name)
+            """, "minidl_avg_pool_bwd"),
+}
+
+
+@functools.cache
+def _k(name: str) -> Any:
+    """Build (once) the ElementwiseKernel called ``name`` (a key of ``_KERNELS``)."""
+    return xp_for("cuda").ElementwiseKernel(*_KERNELS[name])
 
 
 def _cols(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,

@@ -1,0 +1,210 @@
+"""Shape ops (minidl/functional/shape.py): reshape, permute, squeeze, ..., indexing, cat, stack,
+split and pad.
+
+Forward against NumPy, float64 gradcheck over all of an op's inputs on hypothesis-generated
+shapes (tests/op_checks.py has the shared helpers).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from op_checks import close, fixture_ok, leaf, seeds
+
+import minidl as md
+import minidl.functional as F
+
+# ---- shape ops --------------------------------------------------------------------------
+
+@fixture_ok
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3), seed=seeds,
+       data=st.data())
+def test_reshape_and_permute(device, shape, seed, data):
+    x = np.random.default_rng(seed).standard_normal(shape)
+    tx = leaf(x, device)
+    close(tx.reshape(-1), x.reshape(-1))
+    assert md.gradcheck(lambda t: t.reshape(-1), tx)
+    perm = tuple(data.draw(st.permutations(range(len(shape)))))
+    close(tx.permute(*perm) if perm else F.permute(tx, perm), np.transpose(x, perm))
+    assert md.gradcheck(lambda t: F.transpose(t, perm), tx)
+    close(tx.T, x.T)
+    assert md.gradcheck(lambda t: t.T, tx)
+
+
+@fixture_ok
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=3), seed=seeds)
+def test_flatten_squeeze_unsqueeze_swapaxes(device, shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape)
+    tx = leaf(x, device)
+    close(F.flatten(tx), x.reshape(shape[0], -1))
+    close(tx.flatten(0, -1), x.reshape(-1))
+    close(F.unsqueeze(tx, -1), x[..., None])
+    close(tx.unsqueeze(0).squeeze(0), x)
+    close(F.squeeze(tx), np.squeeze(x))
+    close(F.swapaxes(tx, 0, -1), np.swapaxes(x, 0, -1))
+    assert md.gradcheck(lambda t: F.squeeze(F.swapaxes(F.flatten(F.unsqueeze(t, 1)), 0, 1)), tx)
+
+
+def test_squeeze_and_reshape_errors(device):
+    x = leaf(np.ones((2, 3)), device)
+    with pytest.raises(ValueError, match=r"squeeze: axis 1 of shape \(2, 3\) has size 3"):
+        F.squeeze(x, 1)
+    with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, 2\)"):
+        x.reshape(4, 2)
+    with pytest.raises(ValueError, match="permute"):
+        x.permute(0, 0)
+
+
+# ---- indexing ---------------------------------------------------------------------------
+
+INDICES = {
+    "int": 1,
+    "negative_int": -1,
+    "reversed_slice": slice(None, None, -2),
+    "ellipsis": (Ellipsis, 1),
+    "newaxis": (None, 0, slice(1, 3)),
+    "int_array_with_repeats": [0, 2, 0, 0],
+    "2d_int_array": np.array([[0, 1], [1, 0], [2, 2]]),
+    "paired_arrays": ([0, 2, 2], [1, 1, 3]),
+    "slice_then_array": (slice(None), [3, 3, 0]),
+    "array_slice_array": ([1, 1], slice(None), [0, 1]),
+    "bool_mask": np.array([True, False, True]),
+    "bool_mask_2d": np.array([[True, False, True, False]] * 3),
+    "empty_array": np.array([], dtype=np.int64),
+}
+
+
+@pytest.mark.parametrize("name", list(INDICES))
+def test_getitem(device, xp, name):
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    index = INDICES[name]
+    dev_index = tuple(xp.asarray(i) if isinstance(i, (list, np.ndarray)) else i
+                      for i in index) if isinstance(index, tuple) else \
+        xp.asarray(index) if isinstance(index, (list, np.ndarray)) else index
+    tx = leaf(x, device)
+    y = tx[dev_index]
+    close(y, x[index])
+    assert md.gradcheck(lambda t: t[dev_index], tx)
+    assert md.gradgradcheck(lambda t: t[dev_index] * t[dev_index], tx)
+    # the gradient of sum(x[index] * g) scatter-adds g into x's shape
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    y.backward(md.tensor(g, device=device))
+    expected = np.zeros_like(x)
+    np.add.at(expected, index, g)
+    close(tx.grad, expected)
+
+
+def test_getitem_repeated_indices_accumulate(device, xp):
+    x = leaf([10.0, 20.0, 30.0], device)
+    y = x[xp.asarray([0, 0, 2, 0])]
+    close(y, [10, 10, 30, 10])
+    y.backward(md.tensor([1.0, 2.0, 3.0, 4.0], device=device))
+    close(x.grad, [7, 0, 3])  # 1 + 2 + 4 into slot 0, not the last write only
+    x2 = leaf(np.zeros((2, 2)), device)
+    x2[xp.asarray([1, 1]), xp.asarray([0, 0])].sum().backward()
+    close(x2.grad, [[0, 0], [2, 0]])
+
+
+@fixture_ok
+@given(n=st.integers(1, 4), m=st.integers(1, 3), seed=seeds, data=st.data())
+def test_getitem_random_int_arrays(device, xp, n, m, seed, data):
+    # negative and repeated indices included
+    index = np.array(data.draw(st.lists(st.integers(-n, n - 1), max_size=6)), dtype=np.int64)
+    x = np.random.default_rng(seed).standard_normal((n, m))
+    tx = leaf(x, device)
+    close(tx[xp.asarray(index)], x[index])
+    assert md.gradcheck(lambda t: t[xp.asarray(index)], tx)
+
+
+def test_getitem_with_tensor_index(device):
+    x = leaf(np.arange(6.0).reshape(3, 2), device)
+    idx = md.tensor([2, 0, 2], device=device)
+    close(x[idx], [[4, 5], [0, 1], [4, 5]])
+    x[idx].sum().backward()
+    close(x.grad, [[1, 1], [0, 0], [2, 2]])
+
+
+def test_getitem_out_of_range(device):
+    with pytest.raises(IndexError, match=r"getitem.*\(3,\)"):
+        leaf([1.0, 2.0, 3.0], device)[5]
+
+
+
+def test_getitem_gradgradcheck(device):
+    a = leaf(np.random.default_rng(0).uniform(0.5, 2, (2, 3)), device)
+    assert md.gradgradcheck(lambda u: u[[0, 0, 1], 1:] ** 2, a)
+
+# ---- joins ------------------------------------------------------------------------------
+
+@fixture_ok
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3), seed=seeds,
+       data=st.data())
+def test_cat_and_stack(device, shape, seed, data):
+    rng = np.random.default_rng(seed)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    sizes = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+    parts = []
+    for k in sizes:
+        s = list(shape)
+        s[axis] = k
+        parts.append(rng.standard_normal(s))
+    ts = [leaf(p, device) for p in parts]
+    close(md.cat(ts, axis=axis), np.concatenate(parts, axis=axis))
+    assert md.gradcheck(lambda *xs: md.cat(list(xs), axis=axis), *ts)
+    same = [leaf(rng.standard_normal(shape), device) for _ in range(len(sizes))]
+    new_axis = data.draw(st.integers(-len(shape) - 1, len(shape)))
+    close(md.stack(same, axis=new_axis), np.stack([t.numpy() for t in same], axis=new_axis))
+    assert md.gradcheck(lambda *xs: md.stack(list(xs), axis=new_axis), *same)
+
+
+@fixture_ok
+@given(n=st.integers(1, 6), k=st.integers(1, 4), seed=seeds)
+def test_split(device, n, k, seed):
+    x = np.random.default_rng(seed).standard_normal((2, n))
+    tx = leaf(x, device)
+    pieces = md.split(tx, k, axis=1)
+    expected = np.split(x, list(range(k, n, k)), axis=1)
+    assert len(pieces) == len(expected)
+    for p, e in zip(pieces, expected):
+        close(p, e)
+    assert md.gradcheck(lambda t: md.split(t, k, axis=1), tx)
+    sections = [1, n - 1] if n > 1 else [1]
+    assert [p.shape for p in F.split(tx, sections, axis=-1)] == [(2, s) for s in sections]
+    assert md.gradcheck(lambda t: F.split(t, sections, axis=-1), tx)
+
+
+def test_split_unused_pieces_get_zero_gradient(device):
+    x = leaf(np.arange(6.0), device)
+    a, b, c = md.split(x, 2)
+    (b * 3).sum().backward()  # a and c receive no gradient; the engine fills zeros
+    close(x.grad, [0, 0, 3, 3, 0, 0])
+
+
+def test_join_errors(device):
+    a, b = leaf(np.ones((2, 3)), device), leaf(np.ones((4, 2)), device)
+    with pytest.raises(ValueError, match=r"cat: shapes \[\(2, 3\), \(4, 2\)\]"):
+        md.cat([a, b])
+    with pytest.raises(ValueError, match=r"stack.*\(2, 3\).*\(4, 2\)"):
+        md.stack([a, b])
+    with pytest.raises(ValueError, match="cat: expected a non-empty"):
+        md.cat([])
+    with pytest.raises(ValueError, match=r"split: sizes \[1, 1\] do not add up to 3"):
+        F.split(a, [1, 1], axis=1)
+    with pytest.raises(ValueError, match="pad: negative"):
+        F.pad(a, (-1, 0))
+    with pytest.raises(ValueError, match="pad"):
+        F.pad(a, (1, 1, 1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("widths", [(1, 2), (0, 1, 2, 0), (1, 1, 0, 0, 2, 1), ()])
+def test_pad(device, widths):
+    x = np.random.default_rng(0).standard_normal((2, 3, 2))
+    tx = leaf(x, device)
+    np_widths = [(0, 0)] * 3
+    for i in range(len(widths) // 2):  # torch order: last dim first
+        np_widths[2 - i] = (widths[2 * i], widths[2 * i + 1])
+    close(F.pad(tx, widths, value=-1.5), np.pad(x, np_widths, constant_values=-1.5))
+    assert md.gradcheck(lambda t: F.pad(t, widths, value=-1.5), tx)
+    assert md.gradgradcheck(lambda t: F.pad(t * t, widths), tx)
