@@ -221,6 +221,18 @@ def test_recorder_layer_selection_and_errors():
         Recorder(net).step_rows(0)
 
 
+def test_recorder_table_prints_to_the_current_stdout(capsys):
+    """The default is the standard output when table() runs, not when the module loaded."""
+    x, y = _batch(4)
+    net = _recorded_net()
+    with Recorder(net) as rec:
+        F.cross_entropy(net(x), y).backward()
+    text = rec.table()
+    assert capsys.readouterr().out == text + "\n"
+    rec.table(file=None)
+    assert capsys.readouterr().out == ""
+
+
 def test_recorder_table_csv_and_plot(tmp_path):
     x, y = _batch(4)
     net = _recorded_net()

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from .. import functional as F
 from .. import nn
@@ -248,16 +248,17 @@ class Recorder:
         return [r["layer"] for r in rows], [r[column] for r in rows]
 
     def table(self, step: int | str | None = None, columns: Sequence[str] | None = None,
-              file: TextIO | None = sys.stdout) -> str:
-        """Print (to ``file``; None to only return) and return the table of one step (default:
-        the last), or of every step with ``step='all'``."""
+              file: TextIO | None | Literal["stdout"] = "stdout") -> str:
+        """Print (to ``file``: the standard output of the moment by default, None to only
+        return) and return the table of one step (default: the last), or of every step with
+        ``step='all'``."""
         if self.num_steps == 0:
             text = "(Recorder: nothing recorded yet; run a forward and backward pass)"
         else:
             rows = self.rows if step == "all" else self.step_rows(-1 if step is None else step)
             text = format_table(rows, list(columns or COLUMNS))
         if file is not None:
-            print(text, file=file)
+            print(text, file=sys.stdout if isinstance(file, str) else file)
         return text
 
     def to_csv(self, path: str | os.PathLike) -> Path:
