@@ -140,7 +140,7 @@ def test_compile_errors():
         model.compile(loss=["mse", "mse"])
     with pytest.raises(ValueError, match="unknown loss"):
         model.compile(loss="hinge-ish")
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    with pytest.raises(ValueError, match="compile: unknown optimizer 'lion'; expected one of"):
         model.compile(loss="mse", optimizer="lion")
 
 

@@ -610,3 +610,15 @@ def test_blobs_with_regularization_still_learn():
     assert np.all(np.linalg.norm(model[2].weight.numpy(), axis=1) <= 3.0 + 1e-5)
     with md.no_grad():
         assert (model(md.tensor(x)).numpy().argmax(1) == y).mean() > 0.9
+
+
+def test_get_optimizer_by_name():
+    params = [nn.Parameter(md.ones(2))]
+    assert set(optim.OPTIMIZERS) == {"sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
+    for name, cls in optim.OPTIMIZERS.items():
+        opt = optim.get_optimizer(name.upper(), params, lr=0.5)
+        assert type(opt) is cls and opt.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamax'; expected one of \['adagrad'"):
+        optim.get_optimizer("adamax", params, lr=0.1)
+    with pytest.raises(ValueError, match="unknown optimizer 3"):
+        optim.get_optimizer(3, params, lr=0.1)

@@ -105,15 +105,8 @@ def _make_optimizer(name: str, params: Any, lr: float, momentum: float = 0.9,
                     weight_decay: float = 0.0) -> Any:
     from .. import optim  # noqa: PLC0415
 
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "nadam":
-        return optim.Nadam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
+    extra = {"momentum": momentum} if name == "sgd" else {}
+    return optim.get_optimizer(name, params, lr=lr, weight_decay=weight_decay, **extra)
 
 
 def _make_scheduler(name: str, optimizer: Any, lr: float, epochs: int, steps: int) -> Any:

@@ -24,10 +24,9 @@ from ..train import Callback, FunctionMetric, History, Metric, Trainer, get_loss
 
 __all__ = ["TrainingMixin"]
 
+# Keras' default learning rates by optimizer name (minidl.optim.get_optimizer builds them).
 _KERAS_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3, "rmsprop": 1e-3,
              "adagrad": 1e-3}
-_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW,
-               "nadam": optim.Nadam, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}
 
 
 class _Compiled:
@@ -159,11 +158,11 @@ def _make_optimizer(optimizer: Any, module: Any) -> Any:
     if isinstance(optimizer, optim.Optimizer):
         return optimizer
     if isinstance(optimizer, str):
-        key = optimizer.lower()
-        if key not in _OPTIMIZERS:
-            raise ValueError(f"compile: unknown optimizer {optimizer!r}; expected one of "
-                             f"{sorted(_OPTIMIZERS)} or an optimizer instance")
-        return _OPTIMIZERS[key](module.parameters(), lr=_KERAS_LR[key])
+        try:
+            return optim.get_optimizer(optimizer, module.parameters(),
+                                       lr=_KERAS_LR.get(optimizer.lower(), 1e-3))
+        except ValueError as e:
+            raise ValueError(f"compile: {e}, or an optimizer instance") from None
     raise TypeError(f"compile: optimizer must be a name or a minidl.optim optimizer, got "
                     f"{type(optimizer).__name__}")
 

@@ -3,7 +3,8 @@
 ``optimizer.py`` the Optimizer base class (parameter groups, state dicts); the rules by
 family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam), ``rmsprop.py``, ``adagrad.py``;
 ``lr_scheduler.py`` schedules; ``regularizers.py`` and ``constraints.py`` what layers take as
-``weight_regularizer=`` and ``weight_constraint=``.
+``weight_regularizer=`` and ``weight_constraint=``; :func:`get_optimizer` builds one by name
+(the CLI's ``--optimizer`` and Keras' ``compile(optimizer="adam")``).
 
     >>> import minidl as md, minidl.nn as nn, minidl.optim as optim
     >>> net = nn.Linear(3, 1)
@@ -11,6 +12,8 @@ family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam), ``rmsprop.py``, ``adagra
     >>> type(opt).__name__, opt.param_groups[0]["betas"]
     ('Adam', (0.9, 0.999))
 """
+from typing import Any
+
 from . import constraints, lr_scheduler, regularizers
 from .adagrad import Adagrad
 from .adam import Adam, AdamW, NAdam, Nadam
@@ -18,5 +21,25 @@ from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Nadam", "Optimizer", "RMSprop",
-           "constraints", "lr_scheduler", "regularizers"]
+__all__ = ["OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Nadam", "Optimizer",
+           "RMSprop", "constraints", "get_optimizer", "lr_scheduler", "regularizers"]
+
+#: The optimisers by their lower-case names (Keras' and the CLI's spellings).
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "nadam": Nadam, "rmsprop": RMSprop,
+    "adagrad": Adagrad}
+
+
+def get_optimizer(name: str, params: Any, **settings: Any) -> Optimizer:
+    """The optimiser called ``name`` (any case) over ``params``, with ``settings`` such as
+    ``lr=`` and ``weight_decay=`` passed to its constructor.
+
+        >>> import minidl.nn as nn
+        >>> opt = get_optimizer("SGD", nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
+        >>> type(opt).__name__, opt.param_groups[0]["momentum"]
+        ('SGD', 0.9)
+    """
+    cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    return cls(params, **settings)
