@@ -20,6 +20,7 @@ import minidl.nn as nn
 from minidl.flow import COLUMNS, Recorder, gradient_ratio, weight_layers
 from minidl.flow.check import gradcheck_model, numeric_grad
 from minidl.flow.measure import fit_decay
+from minidl.train import model_accuracy
 
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
@@ -323,7 +324,7 @@ def test_sgd_train_is_plain_sgd_on_batches_drawn_with_replacement():
     for a, b in zip(trained.parameters(), by_hand.parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     logits = by_hand(md.tensor(x)).numpy()
-    assert flow.nets.heldout_accuracy(trained, x, y, batch=16) == (logits.argmax(1) == y).mean()
+    assert model_accuracy(trained, x, y, batch_size=16) == (logits.argmax(1) == y).mean()
     with np.errstate(all="ignore"):   # a huge step: the weights overflow, the loss follows
         diverged = flow.sgd_train(trained, x, y, steps=6, lr=1e38, batch=6)
     assert len(diverged) == 6 and math.isfinite(diverged[0])

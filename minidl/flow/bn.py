@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import manual_seed
+from ..train import model_accuracy
 from .measure import flow_summary, measure_flow
-from .nets import heldout_accuracy, make_mlp, mnist_inputs, sgd_train
+from .nets import make_mlp, mnist_inputs, sgd_train
 from .plots import layer_norm_plot, new_figure, save_figure, smooth, style_for
 from .result import FlowResult
 
@@ -44,7 +45,7 @@ def bn(depth: int = 20, width: int = 32, inits: Sequence[str] = ("naive", "gloro
                              f"ratio @{steps}": s1["ratio"],
                              "loss start": float(np.mean(losses[:tail])),
                              "loss end": float(np.mean(losses[-tail:])),
-                             "test acc": heldout_accuracy(model, xt, yt)})
+                             "test acc": model_accuracy(model, xt, yt)})
     notes = [f"depth {depth}, width {width}, {steps} SGD steps (lr {lr:g}, batch {batch}); "
              "'saturated' and 'act std' average the sigmoid layers at init"]
     return FlowResult("bn", rows, list(rows[0]), notes,

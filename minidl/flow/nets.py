@@ -12,10 +12,10 @@ from ..autograd import Tensor, tensor
 from ..backend import get_default_device
 from ..data import mnist_subset, standardize_mnist
 from ..optim import SGD
-from ..train import NonFiniteLossError, Trainer, accuracy
+from ..train import NonFiniteLossError, Trainer
 
 __all__ = ["ACTIVATIONS", "INITS", "init_weights", "make_mlp", "make_resnet_mlp",
-           "zero_init_residual", "mnist_inputs", "sgd_train", "heldout_accuracy", "on_device",
+           "zero_init_residual", "mnist_inputs", "sgd_train", "on_device",
            "f64"]
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -178,8 +178,3 @@ def _random_batches(x: np.ndarray, y: np.ndarray, steps: int, batch: int,
     for _ in range(steps):
         idx = rng.integers(0, len(x), batch)
         yield on_device(x[idx]), on_device(y[idx])
-
-
-def heldout_accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    """:func:`minidl.train.accuracy` of ``model`` on x (N, ...), y (N,), in eval mode."""
-    return accuracy(Trainer(model, verbose=0).predict(x, batch_size=batch), y)

@@ -9,9 +9,9 @@ import numpy as np
 
 from ..backend import manual_seed
 from ..models import cifar_resnet
+from ..train import model_accuracy
 from .measure import measure_flow
 from .nets import (
-    heldout_accuracy,
     make_resnet_mlp,
     mnist_inputs,
     sgd_train,
@@ -66,7 +66,7 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
                          "grad first/last block": block_norms[0] / block_norms[-1],
                          "loss start": float(np.mean(losses[:tail])),
                          "loss end": float(np.mean(losses[-tail:])),
-                         "test acc": heldout_accuracy(model, xt, yt)})
+                         "test acc": model_accuracy(model, xt, yt)})
     notes = _residual_notes(rows, depths, kinds)
     notes.append(f"{steps} SGD steps (lr {lr:g}, batch {batch}), arch={arch}; 'loss start' and "
                  f"'loss end' average the first and last {tail} steps; resnet-zero = "

@@ -17,12 +17,11 @@ import numpy as np
 from ..backend import manual_seed
 from ..data import DataLoader, mnist_subset, standardize_mnist
 from ..optim import Adam
-from ..train import Trainer
-from ..train import accuracy as _accuracy
+from ..train import Trainer, model_accuracy
 from . import extract_features, freeze, param_groups, replace_head
 from .lenet import LeNet5, lenet5
 
-__all__ = ["TransferResult", "lenet_transfer_experiment", "accuracy"]
+__all__ = ["TransferResult", "lenet_transfer_experiment"]
 
 
 @dataclass
@@ -33,12 +32,6 @@ class TransferResult:
     accuracy: float
     seconds: float
     trainable_params: int
-
-
-def accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Fraction of ``x`` (N, 1, 28, 28) classified as ``y`` (N,): :func:`minidl.train.accuracy`
-    of the model's outputs (eval mode, no graph)."""
-    return _accuracy(Trainer(model, metrics=[], verbose=0).predict(x, batch_size), y)
 
 
 def _fit(model: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, epochs: int,
@@ -73,7 +66,7 @@ def lenet_transfer_experiment(shots: int = 50, pretrain_epochs: int = 4,
     manual_seed(seed)
     base = lenet5(num_classes=5)
     secs = _fit(base, Adam(base.parameters(), lr=lr), *src, pretrain_epochs, 32, seed)
-    pre = {"accuracy_0_4": accuracy(base, *src_test), "seconds": secs, "images": len(src[0])}
+    pre = {"accuracy_0_4": model_accuracy(base, *src_test), "seconds": secs, "images": len(src[0])}
     if verbose:
         print(f"pretrained on {len(src[0])} images of 0-4: test accuracy "
               f"{pre['accuracy_0_4']:.3f} ({secs:.1f} s)")
@@ -140,5 +133,5 @@ def _frozen_features(m: LeNet5, tgt: Task, test: Task, head_lr: float, epochs: i
 
 
 def _result(method: str, m: LeNet5, test: Task, seconds: float) -> TransferResult:
-    return TransferResult(method, accuracy(m, *test), seconds,
+    return TransferResult(method, model_accuracy(m, *test), seconds,
                           m.num_parameters(trainable_only=True))

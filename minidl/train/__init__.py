@@ -32,12 +32,12 @@ from .metrics import (
     top_k_accuracy,
 )
 from .step import NonFiniteLossError, train_step
-from .trainer import Trainer
+from .trainer import Trainer, model_accuracy
 
 __all__ = [
     "Trainer", "train_step", "NonFiniteLossError", "History",
     "Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError",
     "get_metric", "get_loss", "loss_names", "accuracy", "top_k_accuracy", "confusion_matrix",
     "most_confused", "Callback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
-    "CSVLogger", "LambdaCallback", "save_checkpoint", "load_checkpoint",
+    "CSVLogger", "LambdaCallback", "save_checkpoint", "load_checkpoint", "model_accuracy",
 ]

@@ -51,11 +51,11 @@ from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
 from .history import History
 from .losses import get_loss
-from .metrics import Metric, get_metric, sample_count
+from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
 from .step import NonFiniteLossError, add_regularization, train_step
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "model_accuracy"]
 
 
 class Trainer:
@@ -332,7 +332,6 @@ class Trainer:
         DataLoader), a tuple of input arrays, or a loader whose batches start with the
         inputs (a trailing target field is ignored when ``num_inputs`` allows).
         """
-
         if isinstance(data, Tensor) or (hasattr(data, "shape") and hasattr(data, "dtype")):
             loader: Any = DataLoader((data,), batch_size=batch_size, device=self.device)
             k = 1
@@ -473,3 +472,9 @@ class _RunningLoss:
 
     def mean(self) -> float:
         return self.total / self.count if self.count else float("nan")
+
+
+def model_accuracy(model: Any, x: Any, y: Any, batch_size: int = 500) -> float:
+    """The fraction of inputs ``x`` (N, ...) that ``model`` classifies as ``y`` (N,):
+    :func:`minidl.train.accuracy` of :meth:`Trainer.predict` (eval mode, no graph)."""
+    return accuracy(Trainer(model, metrics=[], verbose=0).predict(x, batch_size), y)
