@@ -443,37 +443,6 @@ def test_gradient_clipping():
     assert nn.utils.clip_grad_norm_([nn.Parameter(md.zeros(1))], 1.0) == 0.0
 
 
-def test_mc_predict_keeps_dropout_on_and_bn_in_eval():
-    md.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 2))
-    x = md.randn(4, 3)
-    mean, std = nn.mc_predict(net, x, n=50)
-    assert mean.shape == (4, 2) and std.shape == (4, 2)
-    assert float(std.numpy().min()) > 0          # dropout was active
-    assert all(m.training for m in net.modules())  # modes restored
-    net.eval()
-    with md.no_grad():
-        det = net(x).numpy()
-    # the MC mean estimates the deterministic output (inverted dropout is unbiased)
-    np.testing.assert_allclose(mean.numpy(), det, atol=4 * float(std.numpy().max()) / np.sqrt(50) + 1e-3)
-    assert all(not m.training for m in net.modules())
-    with pytest.raises(ValueError, match="n must be"):
-        nn.mc_predict(net, x, n=0)
-
-
-def test_mc_predict_uses_bn_running_stats():
-    md.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.0))
-    net.train()
-    net(md.randn(16, 3) * 5 + 3)      # move running stats away from the batch stats
-    x = md.randn(8, 3)
-    mean, std = nn.mc_predict(net, x, n=3)
-    net.eval()
-    with md.no_grad():
-        np.testing.assert_allclose(mean.numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(std.numpy(), 0.0, atol=1e-6)
-
-
 @pytest.mark.parametrize("method", ["compile", "fit", "evaluate", "predict", "summary"])
 def test_keras_methods_on_an_nn_module_name_the_keras_model(method):
     net = nn.Sequential(nn.Linear(3, 2))

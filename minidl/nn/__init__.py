@@ -20,7 +20,7 @@ from .activation import (
 )
 from .containers import ModuleDict, ModuleList, Sequential
 from .conv import Conv2d, ConvTranspose2d
-from .dropout import Dropout
+from .dropout import Dropout, mc_predict
 from .graph import Add, Concat, Residual
 from .linear import Linear
 from .module import Module, Parameter, StateDictError
@@ -28,7 +28,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normaliz
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Reshape
 from .symbolic import GraphModule, Input, SymbolicTensor
-from .utils import clip_grad_norm_, clip_grad_value_, functional_call, mc_predict
+from .utils import clip_grad_norm_, clip_grad_value_, functional_call
 
 __all__ = [
     "ELU", "AdaptiveAvgPool2d", "Add", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Concat",

@@ -1,16 +1,16 @@
-"""Gradient clipping and Monte Carlo dropout."""
+"""Utilities over a module's parameters, as in ``torch.nn.utils``: gradient clipping and
+``functional_call``."""
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..autograd import Tensor, no_grad, tensor
+from ..autograd import Tensor
 from ..backend import get_array_module
-from .dropout import Dropout
 from .module import Module
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "mc_predict", "functional_call"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "functional_call"]
 
 
 def _with_grads(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
@@ -56,39 +56,6 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -
     for p in _with_grads(parameters):
         xp = get_array_module(p.grad.data)
         p.grad.data = xp.clip(p.grad.data, -clip_value, clip_value)
-
-
-def mc_predict(model: Module, x: Any, n: int = 30) -> tuple[Any, Any]:
-    """Monte Carlo dropout (Gal & Ghahramani 2016): ``n`` stochastic forward passes.
-
-    Dropout layers are active, everything else (BatchNorm) is in eval mode. Returns
-    ``(mean, std)`` over the passes, as Tensors shaped like one output (lists of them for
-    a model with several outputs). The model's modes are restored afterwards.
-    """
-    if n < 1:
-        raise ValueError(f"mc_predict: n must be >= 1, got {n}")
-    if not isinstance(x, (Tensor, list, tuple)):
-        x = tensor(x, device=model.device)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    for m in model.modules():
-        if isinstance(m, Dropout):
-            object.__setattr__(m, "training", True)
-    try:
-        with no_grad():
-            runs = [model(*x) if isinstance(x, (list, tuple)) else model(x) for _ in range(n)]
-    finally:
-        for m, flag in modes:
-            object.__setattr__(m, "training", flag)
-    multi = isinstance(runs[0], (list, tuple))
-    per_output = list(zip(*runs)) if multi else [runs]
-    means, stds = [], []
-    for outs in per_output:
-        xp = get_array_module(outs[0].data)
-        stack = xp.stack([o.data for o in outs])
-        means.append(Tensor(stack.mean(axis=0)))
-        stds.append(Tensor(stack.std(axis=0)))
-    return (means, stds) if multi else (means[0], stds[0])
 
 
 def functional_call(module: Module, tensors: Mapping[str, Tensor], *args: Any,
