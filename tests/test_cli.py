@@ -196,3 +196,21 @@ def test_old_summary_module_command_names_the_new_one():
     assert out.returncode == 1 and out.stdout == ""
     assert "has moved: run `minidl summary MODEL`" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_summary_refuses_a_model_with_zoo_table_and_a_non_positive_max_rows(capsys):
+    assert main(["summary", "lenet5", "--zoo-table"]) == 2
+    assert "give MODEL (lenet5) or --zoo-table, not both" in capsys.readouterr().err
+    for bad in ("0", "-3", "x"):
+        with pytest.raises(SystemExit) as e:
+            main(["summary", "lenet5", "--max-rows", bad])
+        assert e.value.code == 2
+        assert f"must be a positive integer, got '{bad}'" in capsys.readouterr().err
+
+
+def test_train_and_demo_share_out_seed_and_blas_threads():
+    parser = build_parser()
+    demo = parser.parse_args(["demo"])
+    train = parser.parse_args(["train", "mlp"])
+    assert (demo.out, demo.seed, demo.blas_threads) == ("minidl-demo", 0, 1)
+    assert (train.out, train.seed, train.blas_threads) == ("minidl-run", 0, 0)

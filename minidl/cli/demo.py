@@ -11,7 +11,7 @@ import numpy as np
 
 from ..parallel import blas_threads
 from .common import device_or_none, fmt_time, pad_to, plot_curves
-from .options import Formatter, add_device_option, wrap
+from .options import Formatter, add_device_option, add_run_options, wrap
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
 # one-cycle schedule and +-2 pixel shifts. Measured on 2 CPU cores: see docs/training.md.
@@ -42,13 +42,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=DEMO_LR,
                    help="peak learning rate of Adam (default: %(default)s)")
     add_device_option(p)
-    p.add_argument("--out", default="minidl-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    add_run_options(p, out="minidl-demo", blas_threads=1,
+                    blas_advice="One is fastest for LeNet's small matrix products")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 600 training and 200 test digits, 1 epoch")
-    p.add_argument("--blas-threads", type=int, default=1, metavar="N",
-                   help="BLAS threads while training; 0 leaves NumPy's default. One is "
-                        "fastest for LeNet's small matrix products (default: %(default)s)")
     p.set_defaults(func=run)
 
 

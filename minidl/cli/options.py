@@ -1,4 +1,4 @@
-"""Argparse pieces the subcommands share: the help formatter, wrapped text, --device."""
+"""Argparse pieces the subcommands share: the help formatter, wrapped text, common options."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,27 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device cpu|cuda`` (default None: ``$MINIDL_DEVICE`` or cpu)."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where to train (default: $MINIDL_DEVICE or cpu)")
+
+
+def add_run_options(parser: argparse.ArgumentParser, out: str, blas_threads: int,
+                    blas_advice: str) -> None:
+    """``--out DIR``, ``--seed N`` and ``--blas-threads N`` of a subcommand that trains."""
+    parser.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--blas-threads", type=int, default=blas_threads, metavar="N",
+                        help=f"BLAS threads while training; 0 leaves NumPy's default. "
+                             f"{blas_advice} (default: %(default)s)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def models_help() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..summary import summary
 from .common import build_model
-from .options import Formatter, models_help, wrap
+from .options import Formatter, models_help, positive_int, wrap
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--input", type=_parse_shape, default=None, metavar="C,H,W",
                    help="shape of one input sample, e.g. 3,224,224")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
-    p.add_argument("--max-rows", type=int, default=None, metavar="N",
+    p.add_argument("--max-rows", type=positive_int, default=None, metavar="N",
                    help="show only the first and last N/2 rows of a longer table")
     p.add_argument("--zoo-table", action="store_true",
                    help="print the Markdown table of every zoo model instead")
@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import models  # noqa: PLC0415 - the zoo loads only when a summary is asked for
 
     if args.zoo_table:
+        if args.model is not None:
+            print(f"minidl summary: give MODEL ({args.model}) or --zoo-table, not both",
+                  file=sys.stderr)
+            return 2
         print(zoo_table())
         return 0
     if args.model is None:

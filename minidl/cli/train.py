@@ -10,7 +10,7 @@ import numpy as np
 
 from ..parallel import blas_threads
 from .common import build_model, device_or_none, pad_to, plot_curves
-from .options import Formatter, add_device_option, models_help, wrap
+from .options import Formatter, add_device_option, add_run_options, models_help, wrap
 
 DATASETS = ("mnist-subset", "mnist", "fashion-mnist", "cifar10", "spirals")
 
@@ -54,10 +54,10 @@ def add_parser(subparsers: Any) -> None:
                    help="random shifts (and flips for CIFAR-10)")
     p.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm")
     add_device_option(p)
-    p.add_argument("--out", default="minidl-run", help="output folder (default: %(default)s)")
+    add_run_options(p, out="minidl-run", blas_threads=0,
+                    blas_advice="Try 1 for small models on a busy machine")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.last.npz when it exists")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None,
                    help="use only the first N training samples (and N/4 test samples)")
     p.add_argument("--data-root", default=None,
@@ -65,9 +65,6 @@ def add_parser(subparsers: Any) -> None:
                         "~/.minidl/datasets)")
     p.add_argument("--download", action="store_true",
                    help="download missing dataset files (checksums verified)")
-    p.add_argument("--blas-threads", type=int, default=0, metavar="N",
-                   help="BLAS threads while training; 0 leaves NumPy's default (try 1 for "
-                        "small models on a busy machine) (default: %(default)s)")
     p.set_defaults(func=run)
 
 
