@@ -134,8 +134,13 @@ def test_compile_errors():
         model.fit([np.zeros((2, 3))] * 2, np.zeros((2, 3)))
     model = keras.Model([a, b], nn.Linear(3, 3)(out))
     model.compile(loss="mse", optimizer="sgd")
-    with pytest.raises(ValueError, match="expected 2 x array"):
+    with pytest.raises(ValueError, match="fit: expected 2 x array"):
         model.fit(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="predict: expected 2 x array"):
+        model.predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"evaluate: x arrays have different numbers of samples: "
+                                         r"\[2, 4\]"):
+        model.evaluate([np.zeros((2, 3)), np.zeros((4, 3))], np.zeros((2, 3)))
     with pytest.raises(ValueError, match="2 losses for 1 outputs"):
         model.compile(loss=["mse", "mse"])
     with pytest.raises(ValueError, match="unknown loss"):

@@ -102,7 +102,7 @@ class TrainingMixin:
         ``callbacks`` are :mod:`minidl.train` callbacks.
         """
         c = _compiled(self)
-        xs, ys = _arrays(self, x, "x"), _arrays(self, y, "y")
+        xs, ys = _arrays(self, x, "x", "fit"), _arrays(self, y, "y", "fit")
         if len(xs[0]) != len(ys[0]):
             raise ValueError(f"fit: x has {len(xs[0])} samples but y has {len(ys[0])}")
         if validation_split:
@@ -117,7 +117,8 @@ class TrainingMixin:
                            seed=seed)
         val = None
         if validation_data is not None:
-            vx, vy = _arrays(self, validation_data[0], "x"), _arrays(self, validation_data[1], "y")
+            vx = _arrays(self, validation_data[0], "x", "fit")
+            vy = _arrays(self, validation_data[1], "y", "fit")
             val = DataLoader(_fields(self, vx, vy), batch_size=batch_size)
         trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics,
                           verbose=2 if verbose else 0, callbacks=callbacks,
@@ -134,7 +135,7 @@ class TrainingMixin:
         ``[loss, *others]`` in Keras' order, or a dict with ``return_dict=True``.
         """
         c = _compiled(self)
-        xs, ys = _arrays(self, x, "x"), _arrays(self, y, "y")
+        xs, ys = _arrays(self, x, "x", "evaluate"), _arrays(self, y, "y", "evaluate")
         trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics, verbose=0,
                           num_inputs=len(xs))
         logs = trainer.evaluate(DataLoader(_fields(self, xs, ys), batch_size=batch_size))
@@ -147,7 +148,7 @@ class TrainingMixin:
     def predict(self, x: Any, batch_size: int = 32) -> Any:
         """Outputs for NumPy inputs, in eval mode without gradients, as NumPy arrays (N, ...);
         a list of arrays for a model with several outputs."""
-        xs = _arrays(self, x, "x")
+        xs = _arrays(self, x, "x", "predict")
         out = Trainer(self, None, metrics=[], verbose=0).predict(_fields(self, xs, []),
                                                                  batch_size=batch_size)
         outs = list(out) if isinstance(out, tuple) else [out]
@@ -198,24 +199,25 @@ def _output_names(module: Any) -> list[str]:
     return names
 
 
-def _arrays(module: Any, data: Any, what: str) -> list[np.ndarray]:
+def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
     """``x`` or ``y`` as a list of host arrays, one per model input (``what='x'``) or
-    output (``'y'``); a dict of inputs is ordered by the Inputs' names."""
+    output (``'y'``); a dict of inputs is ordered by the Inputs' names. Errors name ``op``
+    (``fit``, ``evaluate``, ``predict``)."""
     if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
         by_name = {s.name: i for i, s in enumerate(module.inputs)}
         missing = [k for k in by_name if k not in data]
         if missing or None in by_name:
-            raise ValueError(f"fit: dict inputs need every Input named; missing {missing}")
+            raise ValueError(f"{op}: dict inputs need every Input named; missing {missing}")
         data = [data[s.name] for s in module.inputs]
     n = _n_inputs(module) if what == "x" else _n_outputs(module)
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if len(items) != n:
-        raise ValueError(f"expected {n} {what} array(s) (one per model "
+        raise ValueError(f"{op}: expected {n} {what} array(s) (one per model "
                          f"{'input' if what == 'x' else 'output'}), got {len(items)}")
     arrays = [to_numpy(a.data) if isinstance(a, Tensor) else np.asarray(a) for a in items]
     sizes = {len(a) for a in arrays}
     if len(sizes) > 1:
-        raise ValueError(f"{what} arrays have different numbers of samples: "
+        raise ValueError(f"{op}: {what} arrays have different numbers of samples: "
                          f"{[len(a) for a in arrays]}")
     return arrays
 
