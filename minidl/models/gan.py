@@ -152,7 +152,6 @@ class GANTrainer:
     def __init__(self, generator: Module, discriminator: Module, g_optimizer: Any = None,
                  d_optimizer: Any = None, z_dim: int | None = None, lr: float = 2e-4,
                  betas: tuple[float, float] = (0.5, 0.999), real_label: float = 1.0) -> None:
-
         self.generator, self.discriminator = generator, discriminator
         self.z_dim = int(z_dim if z_dim is not None else generator.z_dim)
         self.g_optimizer = g_optimizer or Adam(generator.parameters(), lr=lr, betas=betas)

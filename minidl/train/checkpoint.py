@@ -20,7 +20,6 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     rename), so Python ints of any size (RNG states) survive exactly and an interrupted save
     leaves the previous file intact.
     """
-
     io.save({"format": _FORMAT, **state}, path)
 
 
@@ -30,7 +29,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises FileNotFoundError for a missing file and ValueError (``minidl.io.CheckpointError``
     for damaged files) for anything that is not a training checkpoint.
     """
-
     state = io.load(path)
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__

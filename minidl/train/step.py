@@ -62,7 +62,6 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
             raise NonFiniteLossError(f"loss is {value}", value=value)
     loss.backward()
     if grad_clip is not None:
-
         clip_grad_norm_(list(parameters) if parameters is not None else model.parameters(),
                         grad_clip)
     optimizer.step()
