@@ -58,3 +58,14 @@ def test_docstring_examples_run(module: str, tmp_path: Path,
         runner.run(test, out=report.append)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, "".join(report)
+
+
+def test_every_path_the_pages_name_exists() -> None:
+    """Paths such as `minidl/nn/conv.py` or `docs/training.md` in README and docs exist."""
+    path = re.compile(r"`((?:minidl|docs|tests|benchmarks|scripts)/[\w./-]+?)`")
+    missing = []
+    for page in PAGES:
+        for found in path.findall(page.read_text(encoding="utf-8")):
+            if not (ROOT / found).exists() and not (page.parent / found).exists():
+                missing.append(f"{page.name}: {found}")
+    assert not missing, "pages name files that do not exist:\n" + "\n".join(missing)
