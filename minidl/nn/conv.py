@@ -14,7 +14,7 @@ from ..functional.validation import (
     positive_int,
     to_pair,
 )
-from .weight_layer import _empty, _WeightLayer
+from .weight_layer import _WeightLayer
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
 
@@ -51,12 +51,9 @@ class Conv2d(_WeightLayer):
         self.stride = to_pair(stride, "stride", op)
         self.dilation = to_pair(dilation, "dilation", op)
         self.padding = conv_padding(padding, self.stride, op)
-        self.weight = _empty((self.out_channels, self.in_channels // self.groups,
-                              *self.kernel_size), dtype, device)
-        self.bias = _empty((self.out_channels,), dtype, device) if bias else None
-        self._init_torch_default()
-        self._keras_options(weight_regularizer, bias_regularizer, weight_constraint,
-                            trainable, activation, name)
+        self._build((self.out_channels, self.in_channels // self.groups, *self.kernel_size),
+                    self.out_channels if bias else None, dtype, device, weight_regularizer,
+                    bias_regularizer, weight_constraint, trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -106,12 +103,9 @@ class ConvTranspose2d(_WeightLayer):
         self.padding = to_pair(padding, "padding", op, allow_zero=True)
         self.output_padding = to_pair(output_padding, "output_padding", op, allow_zero=True)
         self.dilation = to_pair(dilation, "dilation", op)
-        self.weight = _empty((self.in_channels, self.out_channels // self.groups,
-                              *self.kernel_size), dtype, device)
-        self.bias = _empty((self.out_channels,), dtype, device) if bias else None
-        self._init_torch_default()
-        self._keras_options(weight_regularizer, bias_regularizer, weight_constraint,
-                            trainable, activation, name)
+        self._build((self.in_channels, self.out_channels // self.groups, *self.kernel_size),
+                    self.out_channels if bias else None, dtype, device, weight_regularizer,
+                    bias_regularizer, weight_constraint, trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

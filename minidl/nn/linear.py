@@ -7,7 +7,7 @@ from typing import Any
 from .. import functional as F
 from ..autograd import Tensor
 from ..functional.validation import positive_int
-from .weight_layer import _empty, _WeightLayer
+from .weight_layer import _WeightLayer
 
 __all__ = ["Linear"]
 
@@ -29,11 +29,9 @@ class Linear(_WeightLayer):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features", "Linear")
         self.out_features = positive_int(out_features, "out_features", "Linear")
-        self.weight = _empty((self.out_features, self.in_features), dtype, device)
-        self.bias = _empty((self.out_features,), dtype, device) if bias else None
-        self._init_torch_default()
-        self._keras_options(weight_regularizer, bias_regularizer, weight_constraint,
-                            trainable, activation, name)
+        self._build((self.out_features, self.in_features), self.out_features if bias else None,
+                    dtype, device, weight_regularizer, bias_regularizer, weight_constraint,
+                    trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim < 1 or x.shape[-1] != self.in_features:

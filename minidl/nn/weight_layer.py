@@ -34,9 +34,15 @@ class _WeightLayer(Module):
     weight: Parameter
     bias: Parameter | None
 
-    def _keras_options(self, weight_regularizer: Callable | None,
-                       bias_regularizer: Callable | None, weight_constraint: Callable | None,
-                       trainable: bool, activation: Any, name: str | None) -> None:
+    def _build(self, weight_shape: tuple[int, ...], bias_size: int | None, dtype: Any,
+               device: str | None, weight_regularizer: Callable | None,
+               bias_regularizer: Callable | None, weight_constraint: Callable | None,
+               trainable: bool, activation: Any, name: str | None) -> None:
+        """Create ``weight`` (``weight_shape``) and ``bias`` (``(bias_size,)``; None for no
+        bias), initialise them as torch does, and apply the Keras keywords."""
+        self.weight = _empty(weight_shape, dtype, device)
+        self.bias = None if bias_size is None else _empty((bias_size,), dtype, device)
+        self._init_torch_default()
         self.weight.regularizer = weight_regularizer
         self.weight.constraint = weight_constraint
         if self.bias is not None:
