@@ -217,3 +217,28 @@ def test_load_torch_state_dict(tmp_path):
     net2 = _net().eval()
     mio.load_torch_state_dict(net2, tmp_path / "w.pth")
     _same_state(net, net2)
+
+
+def test_load_torch_state_dict_reads_minidl_checkpoints_too(tmp_path):
+    md.manual_seed(0)
+    source = _net()
+    mio.save(source, tmp_path / "net.npz")
+    mio.save({"model": source, "epoch": 3}, tmp_path / "ckpt.npz")
+    for path in (tmp_path / "net.npz", tmp_path / "ckpt.npz"):
+        target = _net()
+        assert mio.load_torch_state_dict(target, path) == ([], [])
+        _same_state(source, target)
+
+
+@pytest.mark.parametrize("reader", [mio.load, lambda p: mio.load_torch_state_dict(_net(), p)])
+def test_damaged_or_foreign_npz_files_raise_checkpoint_errors(tmp_path, reader):
+    md.manual_seed(0)
+    mio.save(_net(), tmp_path / "net.npz")
+    raw = (tmp_path / "net.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with open(tmp_path / "one.npz", "wb") as f:   # a lone .npy under an .npz name
+        np.save(f, np.zeros(3))
+    with pytest.raises(mio.CheckpointError, match="cut.npz is not a readable .npz"):
+        reader(tmp_path / "cut.npz")
+    with pytest.raises(mio.CheckpointError, match="one.npz holds a single array"):
+        reader(tmp_path / "one.npz")

@@ -27,7 +27,7 @@ import numpy as np
 from ..autograd import Tensor
 from ..backend import to_numpy
 
-__all__ = ["save", "load", "CheckpointError", "read_safetensors"]
+__all__ = ["save", "load", "CheckpointError", "read_checkpoint", "read_safetensors"]
 
 _META = "__minidl_meta__"
 _FORMAT = 1
@@ -209,21 +209,18 @@ def load(path: str | os.PathLike) -> Any:
     A plain ``.npz`` written by NumPy loads as a flat dict of arrays. A corrupt, truncated
     or foreign file raises :class:`CheckpointError` naming the file.
     """
-    path = Path(path)
+    return read_checkpoint(Path(path), "load")
+
+
+def read_checkpoint(path: Path, op: str) -> Any:
+    """:func:`load` for callers that name themselves (``op``) in its errors."""
     if not path.exists():
-        raise FileNotFoundError(f"load: no such checkpoint: {path}")
+        raise FileNotFoundError(f"{op}: no such checkpoint: {path}")
     if path.suffix == ".safetensors":
-        arrays, metadata = read_safetensors(path)
+        arrays, metadata = read_safetensors(path, op)
         meta = (metadata or {}).get(_META)
     else:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}  # read everything: CRC errors show here
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-            raise CheckpointError(f"load: {path} is not a readable .npz checkpoint "
-                                  f"(corrupt or truncated?): {type(e).__name__}: {e}") from e
-        if not isinstance(arrays, dict):
-            raise CheckpointError(f"load: {path} holds a single array, not a checkpoint")
+        arrays = _read_npz(path, op)
         raw = arrays.pop(_META, None)
         meta = None if raw is None else raw.tobytes().decode("utf-8", errors="replace")
     if meta is None:
@@ -231,9 +228,32 @@ def load(path: str | os.PathLike) -> Any:
     try:
         skel = json.loads(meta)
         if skel.get("minidl") != _FORMAT:
-            raise CheckpointError(f"load: {path} has checkpoint format {skel.get('minidl')}, "
+            raise CheckpointError(f"{op}: {path} has checkpoint format {skel.get('minidl')}, "
                                   f"this minidl reads format {_FORMAT}")
         return _decode(skel["root"], arrays)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"load: {path} has a damaged minidl record: {e}") from e
+        raise CheckpointError(f"{op}: {path} has a damaged minidl record: {e}") from e
 
+
+def _read_npz(path: Path, op: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (all read now, so CRC errors show here)."""
+    try:
+        opened = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as e:
+        raise _unreadable(path, op, e) from e
+    if not isinstance(opened, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{op}: {path} holds a single array, not a checkpoint; save a "
+                              f"dict of arrays (minidl.io.save or numpy.savez)")
+    try:
+        with opened as z:
+            return {k: z[k] for k in z.files}
+    except _NPZ_ERRORS as e:
+        raise _unreadable(path, op, e) from e
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError)
+
+
+def _unreadable(path: Path, op: str, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{op}: {path} is not a readable .npz checkpoint (corrupt or "
+                           f"truncated?): {type(e).__name__}: {e}")

@@ -17,9 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .archive import read_safetensors
+from .archive import read_checkpoint
 
 __all__ = ["load_torch_state_dict", "read_state_dict", "TORCH_CONVERSION_HINT"]
 
@@ -61,15 +59,8 @@ def read_state_dict(src: Mapping[str, Any] | str | os.PathLike) -> OrderedDict[s
         if not path.exists():
             raise FileNotFoundError(f"load_torch_state_dict: no such file: {path}")
         suffix = path.suffix.lower()
-        if suffix == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    sd = {k: z[k] for k in z.files}
-            except (ValueError, OSError, EOFError) as e:
-                raise ValueError(f"load_torch_state_dict: cannot read {path} as .npz: "
-                                 f"{e}") from None
-        elif suffix == ".safetensors":
-            sd = read_safetensors(path, "load_torch_state_dict")[0]
+        if suffix in (".npz", ".safetensors"):  # numpy's, safetensors' or minidl's own files
+            sd = read_checkpoint(path, "load_torch_state_dict")
         elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
             try:
                 import torch  # noqa: PLC0415 - optional dependency
@@ -83,8 +74,11 @@ def read_state_dict(src: Mapping[str, Any] | str | os.PathLike) -> OrderedDict[s
         raise TypeError(f"load_torch_state_dict: src must be a mapping or a path, got "
                         f"{type(src).__name__}")
     for wrapper in ("state_dict", "model"):
-        if wrapper in sd and isinstance(sd[wrapper], Mapping):
+        if isinstance(sd, Mapping) and isinstance(sd.get(wrapper), Mapping):
             sd = sd[wrapper]
+    if not isinstance(sd, Mapping):
+        raise ValueError(f"load_torch_state_dict: {src} holds a {type(sd).__name__}, not a "
+                         f"state dict of name -> array")
     return OrderedDict((str(k), _to_numpy(v)) for k, v in sd.items())
 
 
