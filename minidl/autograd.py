@@ -653,10 +653,11 @@ def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
 
 
 def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
-                      capture: dict[str, Any] | None) -> None:
+                      capture: dict[str, Any] | None, callers: Sequence[Tensor]) -> None:
     """Run each leaf's hooks on its total gradient, then add it to ``.grad`` (or to the
-    capture slot of :func:`grad`)."""
-    handed_out: set[int] = set()
+    capture slot of :func:`grad`). ``callers`` are the gradients the caller passed in, which
+    a ``.grad`` must not share memory with."""
+    handed_out: set[int] = {id(g.data) for g in callers}
     for leaf, g in leaf_grads.values():
         g = _apply_hooks(leaf._hooks, g)
         if capture is not None:
@@ -668,9 +669,10 @@ def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
         if create_graph:
             leaf.grad = _accumulate(old, g, True)
         elif old is None:
-            # .grad must own its array: a broadcast view (read-only, stride 0) or an array
-            # shared with another leaf (x + y gives both the same one) would break or
-            # corrupt in-place updates such as gradient clipping.
+            # .grad must own its array: a broadcast view (read-only, stride 0), an array
+            # shared with another leaf (x + y gives both the same one) or the caller's own
+            # gradient would break or be corrupted by in-place updates (accumulation,
+            # gradient clipping).
             if g.data.base is not None or id(g.data) in handed_out:
                 g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
             handed_out.add(id(g.data))
@@ -700,7 +702,7 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
             walk.deliver_to_inputs(fn, gxs)
             if not retain_graph:
                 fn._release()
-        _store_leaf_grads(walk.leaf_grads, create_graph, capture)
+        _store_leaf_grads(walk.leaf_grads, create_graph, capture, root_grads)
     finally:
         _grad_enabled.reset(token)
 

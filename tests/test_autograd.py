@@ -629,3 +629,19 @@ def test_engine_and_gradcheck_run_a_create_graph_backward_on_their_own():
 
 def test_operators_are_installed_by_an_explicit_call_not_by_an_import():
     assert "explicit install: ok" in _run_on_bare_package(_OPS_INSTALL_EXPLICITLY)
+
+
+def test_leaf_grad_never_shares_memory_with_the_callers_gradient(device):
+    """y = a + 1 hands the caller's gradient straight to a: a.grad must be a copy, or the
+    next backward's in-place accumulation would write into the caller's tensor."""
+    a = md.tensor([1.0, 2.0], device=device, requires_grad=True)
+    g = md.tensor([1.0, 1.0], device=device)
+    (a + 1.0).backward(g)
+    (a + 1.0).backward(md.tensor([5.0, 5.0], device=device))
+    np.testing.assert_array_equal(g.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [6.0, 6.0])
+    leaf = md.tensor([3.0], device=device, requires_grad=True)
+    seed = md.tensor([2.0], device=device)
+    leaf.backward(seed)                                   # the root is the leaf itself
+    leaf.grad.data *= 10
+    np.testing.assert_array_equal(seed.numpy(), [2.0])
