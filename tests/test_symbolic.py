@@ -146,3 +146,13 @@ def test_nn_imports_nothing_from_optim_data_train_or_keras():
     loaded = set(eval(out))
     assert "nn" in loaded and not loaded & {"optim", "data", "train", "keras"}, loaded
 
+
+
+def test_an_error_of_another_kind_inside_a_symbolic_call_comes_out_unchanged():
+    class Fails(nn.Module):
+        def forward(self, x):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a layer-specific failure")
+
+    inp = nn.Input((3,))
+    with pytest.raises(UnicodeDecodeError, match="a layer-specific failure"):
+        Fails()(inp)

@@ -1,11 +1,16 @@
 """The symbolic graph: ``Input``, layers called on symbolic tensors, ``GraphModule``.
 
-    inp_wide, inp_deep = nn.Input((5,), name="wide"), nn.Input((6,), name="deep")
-    h = nn.Linear(6, 30, activation="relu")(inp_deep)
-    h = nn.Linear(30, 30, activation="relu")(h)
-    out = nn.Linear(35, 1)(nn.Concat()([inp_wide, h]))
-    aux = nn.Linear(30, 1)(h)
-    model = nn.GraphModule(inputs=[inp_wide, inp_deep], outputs=[out, aux])
+    >>> import minidl as md, minidl.nn as nn
+    >>> inp_wide, inp_deep = nn.Input((5,), name="wide"), nn.Input((6,), name="deep")
+    >>> h = nn.Linear(6, 30, activation="relu")(inp_deep)
+    >>> h = nn.Linear(30, 30, activation="relu")(h)
+    >>> out = nn.Linear(35, 1)(nn.Concat()([inp_wide, h]))
+    >>> aux = nn.Linear(30, 1)(h)
+    >>> out.shape, aux.shape
+    ((None, 1), (None, 1))
+    >>> model = nn.GraphModule(inputs=[inp_wide, inp_deep], outputs=[out, aux])
+    >>> [y.shape for y in model(md.randn(4, 5), md.randn(4, 6))]
+    [(4, 1), (4, 1)]
 
 Calling a Module on a :class:`SymbolicTensor` records a node (the module and its
 arguments) instead of computing; the output's shape is found by running the layer once on
@@ -142,7 +147,9 @@ def symbolic_call(module: Module, args: tuple, kwargs: dict) -> Any:
         try:
             with no_grad():
                 result = module.forward(*example, **ex_kwargs)
-        except Exception as e:
+        except (ValueError, TypeError) as e:
+            if type(e) not in (ValueError, TypeError):  # a subclass may need other arguments
+                raise
             shapes = [s.shape for s in _walk(args) if isinstance(s, SymbolicTensor)]
             raise type(e)(f"{type(module).__name__} called on symbolic input(s) of shape "
                           f"{shapes}: {e}") from e
