@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minidl
+import minidl.nn as nn
 from minidl.cli import build_parser, main
 from minidl.train import load_checkpoint
 
@@ -214,3 +215,21 @@ def test_train_and_demo_share_out_seed_and_blas_threads():
     train = parser.parse_args(["train", "mlp"])
     assert (demo.out, demo.seed, demo.blas_threads) == ("minidl-demo", 0, 1)
     assert (train.out, train.seed, train.blas_threads) == ("minidl-run", 0, 0)
+
+
+def test_build_model_drops_in_channels_only_for_models_without_it(monkeypatch):
+    from minidl import models
+    from minidl.cli.common import build_model
+
+    assert type(build_model("alexnet", num_classes=10, in_channels=3)).__name__ == "AlexNet"
+    with pytest.raises(ValueError, match="'alexnet' takes no in_channels; it cannot read 1-"):
+        build_model("alexnet", num_classes=10, in_channels=1)
+
+    def broken(num_classes=10, **kw):   # takes in_channels, then trips over its own bug
+        if "in_channels" in kw:
+            raise TypeError("a bug inside the builder")
+        return nn.Linear(1, num_classes)
+
+    monkeypatch.setitem(models._REGISTRY, "broken", broken)
+    with pytest.raises(TypeError, match="a bug inside the builder"):
+        build_model("broken", num_classes=10, in_channels=3)

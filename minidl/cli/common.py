@@ -30,14 +30,15 @@ def build_model(name: str, **wanted: Any) -> Any:
 
     try:
         return models.get_model(name, **wanted)
-    except TypeError:
-        if wanted.get("in_channels") == 3:
-            return models.get_model(name, **{k: v for k, v in wanted.items()
-                                             if k != "in_channels"})
-        if "in_channels" in wanted:
-            raise ValueError(f"model {name!r} takes no in_channels; it cannot read "
-                             f"{wanted['in_channels']}-channel images") from None
-        raise
+    except TypeError as e:
+        # The builders pass **kwargs down, so only the call itself tells whether the model
+        # takes in_channels; any other TypeError is a real error and goes up unchanged.
+        if "in_channels" not in wanted or "'in_channels'" not in str(e):
+            raise
+    if wanted["in_channels"] != 3:
+        raise ValueError(f"model {name!r} takes no in_channels; it cannot read "
+                         f"{wanted['in_channels']}-channel images")
+    return models.get_model(name, **{k: v for k, v in wanted.items() if k != "in_channels"})
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> bool:
