@@ -233,3 +233,17 @@ def test_build_model_drops_in_channels_only_for_models_without_it(monkeypatch):
     monkeypatch.setitem(models._REGISTRY, "broken", broken)
     with pytest.raises(TypeError, match="a bug inside the builder"):
         build_model("broken", num_classes=10, in_channels=3)
+
+
+@pytest.mark.parametrize("argv", [["train", "mlp", "--epochs", "0"],
+                                  ["train", "mlp", "--batch-size", "-1"],
+                                  ["demo", "--epochs", "0"], ["train-gan", "--batch-size", "0"],
+                                  ["flow", "depth", "--steps", "0"],
+                                  ["flow", "parallel", "--trials", "-5"],
+                                  ["summary", "lenet5", "--num-classes", "0"]])
+def test_sizes_and_counts_must_be_positive(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a positive integer" in err and "Traceback" not in err

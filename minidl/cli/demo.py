@@ -11,7 +11,7 @@ import numpy as np
 
 from ..parallel import blas_threads
 from .common import device_or_none, fmt_time, pad_to, plot_curves
-from .options import Formatter, add_device_option, add_run_options, wrap
+from .options import Formatter, add_device_option, add_run_options, positive_int, wrap
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
 # one-cycle schedule and +-2 pixel shifts. Measured on 2 CPU cores: see docs/training.md.
@@ -35,9 +35,9 @@ def add_parser(subparsers: Any) -> None:
                "  minidl demo\n"
                "  minidl demo --device cuda --out runs/demo\n"
                "  minidl demo --quick            # a few seconds: 600 digits, 1 epoch")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"training epochs (default: {DEMO_EPOCHS}; 1 with --quick)")
-    p.add_argument("--batch-size", type=int, default=DEMO_BATCH,
+    p.add_argument("--batch-size", type=positive_int, default=DEMO_BATCH,
                    help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=DEMO_LR,
                    help="peak learning rate of Adam (default: %(default)s)")

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..parallel import blas_threads
+from .options import positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -66,7 +67,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _neuron_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=int, default=512, help="inputs per shift (default 512)")
+    p.add_argument("--samples", type=positive_int, default=512,
+                   help="inputs per shift (default 512)")
 
 
 def _depth_options(p: argparse.ArgumentParser) -> None:
@@ -78,14 +80,15 @@ def _depth_options(p: argparse.ArgumentParser) -> None:
                    help="initialisations (default naive,glorot,he)")
     p.add_argument("--bn", type=_bn_choice, default=[False, True],
                    help="BatchNorm: both, on or off (default both)")
-    p.add_argument("--width", type=int, default=32, help="hidden width (default 32)")
-    p.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
+    p.add_argument("--width", type=positive_int, default=32, help="hidden width (default 32)")
+    p.add_argument("--steps", type=positive_int, default=100, help="SGD steps (default 100)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
 
 def _parallel_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-paths", type=int, default=8, help="largest n (default 8)")
-    p.add_argument("--trials", type=int, default=4000, help="random inits per n (default 4000)")
+    p.add_argument("--max-paths", type=positive_int, default=8, help="largest n (default 8)")
+    p.add_argument("--trials", type=positive_int, default=4000,
+                   help="random inits per n (default 4000)")
     p.add_argument("--scale", type=float, default=2.0, help="weight std (default 2)")
     p.add_argument("--tol", type=float, default=1e-3, help="|dE/dw| below this is ~0")
 
@@ -95,16 +98,16 @@ def _residual_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=["mlp", "cifar"], default="mlp",
                    help="mlp: Linear twin of the CIFAR ResNet (default, fast); cifar: "
                    "minidl.models.cifar_resnet itself (slow on a CPU)")
-    p.add_argument("--width", type=int, default=32, help="width (default 32)")
-    p.add_argument("--steps", type=int, default=500, help="SGD steps (default 500)")
+    p.add_argument("--width", type=positive_int, default=32, help="width (default 32)")
+    p.add_argument("--steps", type=positive_int, default=500, help="SGD steps (default 500)")
     p.add_argument("--no-zero-init", action="store_true",
                    help="skip the zero-init residual nets (each block starting as identity)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
 
 def _bn_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--depth", type=int, default=20, help="layers (default 20)")
-    p.add_argument("--steps", type=int, default=200, help="SGD steps (default 200)")
+    p.add_argument("--depth", type=positive_int, default=20, help="layers (default 20)")
+    p.add_argument("--steps", type=positive_int, default=200, help="SGD steps (default 200)")
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import Formatter
+from .options import Formatter, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -18,8 +18,8 @@ def add_parser(subparsers: Any) -> None:
         epilog="example:\n  minidl train-gan --epochs 10 --out gan_out")
     p.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset"],
                    help="training images")
-    p.add_argument("--epochs", type=int, default=15, help="passes over the data")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--epochs", type=positive_int, default=15, help="passes over the data")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--out", default="gan_out", help="folder for the sample grids")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?", help=models_help())
     p.add_argument("--input", type=_parse_shape, default=None, metavar="C,H,W",
                    help="shape of one input sample, e.g. 3,224,224")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="classifier outputs")
     p.add_argument("--max-rows", type=positive_int, default=None, metavar="N",
                    help="show only the first and last N/2 rows of a longer table")
     p.add_argument("--zoo-table", action="store_true",

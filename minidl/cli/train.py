@@ -10,7 +10,7 @@ import numpy as np
 
 from ..parallel import blas_threads
 from .common import build_model, device_or_none, pad_to, plot_curves
-from .options import Formatter, add_device_option, add_run_options, models_help, wrap
+from .options import Formatter, add_device_option, add_run_options, models_help, positive_int, wrap
 
 DATASETS = ("mnist-subset", "mnist", "fashion-mnist", "cifar10", "spirals")
 
@@ -36,9 +36,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("model", metavar="MODEL", help=models_help() + ", or 'mlp'")
     p.add_argument("--dataset", choices=DATASETS, default="mnist-subset",
                    help="dataset (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=10,
+    p.add_argument("--epochs", type=positive_int, default=10,
                    help="total epochs of the run (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="batch size (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="learning rate, the peak with --schedule onecycle (default: %(default)s)")
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "nadam"), default="adam",
@@ -58,7 +59,7 @@ def add_parser(subparsers: Any) -> None:
                     blas_advice="Try 1 for small models on a busy machine")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.last.npz when it exists")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N training samples (and N/4 test samples)")
     p.add_argument("--data-root", default=None,
                    help="folder with the dataset files (default $MINIDL_DATA or "
