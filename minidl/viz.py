@@ -183,58 +183,67 @@ def to_dot(tensor: Tensor, show_grads: bool = True, threshold: float = 1e-3,
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"to_dot: expected a Tensor, got {type(tensor).__name__}")
-    graph = DotGraph(threshold, relative, show_grads)
-    names = {id(t): name for name, t in (params or {}).items()}
-    fn_ids: dict[int, str] = {}
-    leaf_ids: dict[int, str] = {}
+    snap = _Snapshot(DotGraph(threshold, relative, show_grads), params)
+    if tensor.creator is None:
+        snap.leaf_node(tensor)
+        return snap.graph
+    snap.op_node(tensor.creator)
+    stack: list[Function] = [tensor.creator]
+    while stack:
+        fn = stack.pop()
+        here = snap.fn_ids[id(fn)]
+        for edge in fn.parents:
+            if edge is None:
+                continue
+            if isinstance(edge, Tensor):
+                snap.graph.edges.append((snap.leaf_node(edge), here))
+                continue
+            parent, _index = edge
+            parent_id, new = snap.op_node(parent)
+            snap.graph.edges.append((parent_id, here))
+            if new:
+                stack.append(parent)
+    return snap.graph
 
-    def leaf_node(t: Tensor) -> str:
+
+class _Snapshot:
+    """The nodes of a :class:`DotGraph` as :func:`to_dot` discovers them, one per leaf tensor
+    and one per Function (each hooked to record its gradient norm when ``show_grads``)."""
+
+    def __init__(self, graph: DotGraph, params: dict[str, Tensor] | None) -> None:
+        self.graph = graph
+        self.names = {id(t): name for name, t in (params or {}).items()}
+        self.fn_ids: dict[int, str] = {}
+        self.leaf_ids: dict[int, str] = {}
+
+    def leaf_node(self, t: Tensor) -> str:
         key = id(t)
-        if key not in leaf_ids:
-            node_id = f"t{len(leaf_ids)}"
-            leaf_ids[key] = node_id
-            label = names.get(key) or t.name or ("parameter" if t.requires_grad else "constant")
-            graph.nodes[node_id] = _Node(node_id, "leaf", label, [t.shape], leaf=t)
-        return leaf_ids[key]
+        if key not in self.leaf_ids:
+            node_id = f"t{len(self.leaf_ids)}"
+            self.leaf_ids[key] = node_id
+            label = (self.names.get(key) or t.name
+                     or ("parameter" if t.requires_grad else "constant"))
+            self.graph.nodes[node_id] = _Node(node_id, "leaf", label, [t.shape], leaf=t)
+        return self.leaf_ids[key]
 
-    def op_node(fn: Function) -> tuple[str, bool]:
+    def op_node(self, fn: Function) -> tuple[str, bool]:
+        """The node id of ``fn``, and whether it is new."""
         key = id(fn)
-        if key in fn_ids:
-            return fn_ids[key], False
+        if key in self.fn_ids:
+            return self.fn_ids[key], False
         if "parents" not in fn.__dict__:
             raise RuntimeError(
                 f"to_dot: the graph behind this tensor was freed ({type(fn).__name__} has no "
                 "saved state): backward() releases it. Call to_dot before backward (it records "
                 "the gradient norms as they flow), or pass retain_graph=True to backward.")
-        node_id = f"f{len(fn_ids)}"
-        fn_ids[key] = node_id
+        node_id = f"f{len(self.fn_ids)}"
+        self.fn_ids[key] = node_id
         node = _Node(node_id, "op", type(fn).__name__, [s for s, _ in fn.output_meta])
-        graph.nodes[node_id] = node
-        if show_grads:
+        self.graph.nodes[node_id] = node
+        if self.graph.show_grads:
             for i in range(len(fn.output_meta)):
                 fn._hooks_for(i).append(_make_hook(node))
         return node_id, True
-
-    if tensor.creator is None:
-        leaf_node(tensor)
-        return graph
-    root, _ = op_node(tensor.creator)
-    stack: list[Function] = [tensor.creator]
-    while stack:
-        fn = stack.pop()
-        here = fn_ids[id(fn)]
-        for edge in fn.parents:
-            if edge is None:
-                continue
-            if isinstance(edge, Tensor):
-                graph.edges.append((leaf_node(edge), here))
-                continue
-            parent, _index = edge
-            parent_id, new = op_node(parent)
-            graph.edges.append((parent_id, here))
-            if new:
-                stack.append(parent)
-    return graph
 
 
 def _make_hook(node: _Node):
