@@ -1,6 +1,7 @@
 """Trainer: metrics, fit/evaluate/predict, callbacks, checkpoints, exact resume, NaN stops."""
 from __future__ import annotations
 
+import copy
 import csv
 import os
 
@@ -458,6 +459,63 @@ def test_bad_checkpoints_raise_and_change_nothing(tmp_path):
         tr.load_checkpoint(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError):
         tr.load_checkpoint(tmp_path / "missing.npz")
+
+
+def assert_same_tree(a, b, where: str = "state") -> None:
+    """Nested dicts / lists / arrays / numbers are equal, value by value (NaN equals NaN)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_tree(u, v, f"{where}[{i}]")
+    elif hasattr(a, "shape"):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=where)
+    else:
+        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
+
+
+def trainer_snapshot(tr: Trainer, loader: DataLoader) -> dict:
+    """Every part of a trainer that load_state_dict changes, copied to host values."""
+    return {"model": weights(tr.model), "optimizer": tr.optimizer.state_dict(),
+            "callbacks": [copy.deepcopy(cb.state_dict()) for cb in tr.callbacks],
+            "rng": md.backend.get_rng_state(), "loader": loader.state_dict(),
+            "counters": (tr.epoch, tr.global_step),
+            "history": {k: list(v) for k, v in tr.history.items()}}
+
+
+@pytest.mark.parametrize("bad", ["last callback", "loader"])
+def test_a_checkpoint_bad_in_its_last_part_loads_nothing(tmp_path, device, bad):
+    model = mlp(dropout=0.3, bn=True).to(device)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train, val = spiral_loaders(device)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=3 * len(train))
+    tr = Trainer(model, opt, metrics=["accuracy"], scheduler=sched, verbose=0,
+                 callbacks=[ModelCheckpoint(tmp_path / "c.npz", monitor="val_loss"),
+                            EarlyStopping(monitor="val_loss", patience=5)])
+    tr.fit(train, epochs=1, val_loader=val)
+    saved = trainer_snapshot(tr, train)
+    state = T.load_checkpoint(tmp_path / "c.last.npz")
+    tr.fit(train, epochs=3, val_loader=val)
+    before = trainer_snapshot(tr, train)
+    for key, part in before.items():  # else a partial load of that part would go unseen
+        with pytest.raises(AssertionError):
+            assert_same_tree(saved[key], part, key)
+    for a, b in zip(saved["callbacks"], before["callbacks"]):
+        with pytest.raises(AssertionError):
+            assert_same_tree(a, b)
+    if bad == "last callback":
+        # EarlyStopping sets its best value before it reads the wait count
+        state["callbacks"][-1]["wait"] = "soon"
+        match = "invalid literal"
+    else:
+        state["loader"]["num_samples"] = 999
+        match = "dataset of 999 samples"
+    with pytest.raises(ValueError, match=match):
+        tr.load_state_dict(state, train)
+    assert_same_tree(before, trainer_snapshot(tr, train))
 
 
 def test_an_interrupted_checkpoint_save_keeps_the_previous_file(tmp_path, monkeypatch):

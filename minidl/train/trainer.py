@@ -29,6 +29,7 @@ at the end of an epoch, and for the progress bar.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 import warnings
@@ -56,6 +57,9 @@ from .progress import Progress, format_logs
 from .step import NonFiniteLossError, add_regularization, train_step
 
 __all__ = ["Trainer", "model_accuracy"]
+
+# One part of a trainer's state: (copy the current state, load a state, the state to load).
+_StatePart = tuple[Callable[[], Any], Callable[[Any], None], Any]
 
 
 class Trainer:
@@ -404,7 +408,14 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any], train_loader: Any = None) -> None:
-        """Restore a :meth:`state_dict`. The model is left unchanged if anything fails."""
+        """Restore a :meth:`state_dict`, all or nothing.
+
+        The parts load in turn (model, optimiser, each callback, RNG, train loader); each
+        part's current state is copied just before it loads. If any part fails, every part
+        already touched gets its copy back and the error is raised: the trainer, its
+        callbacks, the global RNG and the loader are then exactly as before the call, so a
+        failed ``fit(resume=...)`` changes nothing.
+        """
         missing = {"epoch", "model"} - set(state)
         if missing:
             raise ValueError(f"Trainer.load_state_dict: checkpoint lacks {sorted(missing)}")
@@ -413,25 +424,40 @@ class Trainer:
         if types and types != mine:
             raise ValueError(f"Trainer.load_state_dict: checkpoint was written with callbacks "
                              f"{types}, this trainer has {mine}")
-        backup = {k: v.copy() for k, v in state_arrays(self.model.state_dict())}
+        epoch, global_step = int(state["epoch"]), int(state.get("global_step", 0))
+        history = History({k: list(v) for k, v in state.get("history", {}).items()})
+        undo: list[tuple[Callable[[Any], None], Any]] = []
         try:
-            self.model.load_state_dict(state["model"])
-            if "optimizer" in state and self.optimizer is not None:
-                # the optimiser copies each state array to its parameter's device
-                self.optimizer.load_state_dict(state["optimizer"])
-            for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
-                cb.load_state_dict(cb_state)
+            for save, load, value in self._state_parts(state, train_loader):
+                undo.append((load, save()))  # before load: a part may fail half-loaded
+                load(value)
         except BaseException:
-            self.model.load_state_dict(backup)
+            for load, backup in reversed(undo):
+                load(backup)
             raise
+        self.epoch, self.global_step, self.history = epoch, global_step, history
+
+    def _state_parts(self, state: dict[str, Any], train_loader: Any) -> list[_StatePart]:
+        """The parts of ``state`` this trainer has, in loading order."""
+        model = self.model
+        parts: list[_StatePart] = [(
+            lambda: {k: v.copy() for k, v in state_arrays(model.state_dict())},
+            model.load_state_dict, state["model"])]
+        if "optimizer" in state and self.optimizer is not None:
+            # state_dict copies to the host; load_state_dict copies to each parameter's device
+            parts.append((self.optimizer.state_dict, self.optimizer.load_state_dict,
+                          state["optimizer"]))
+        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
+            # a deep copy: a callback's state_dict may hand out its own mutable containers
+            parts.append((lambda cb=cb: copy.deepcopy(cb.state_dict()), cb.load_state_dict,
+                          cb_state))
         if "rng" in state:
-            set_rng_state(state["rng"])
+            parts.append((get_rng_state, set_rng_state, state["rng"]))
         loader = train_loader if train_loader is not None else self._train_loader
-        if loader is not None and "loader" in state and hasattr(loader, "load_state_dict"):
-            loader.load_state_dict(state["loader"])
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state.get("global_step", 0))
-        self.history = History({k: list(v) for k, v in state.get("history", {}).items()})
+        if "loader" in state and all(hasattr(loader, f) for f in ("state_dict",
+                                                                    "load_state_dict")):
+            parts.append((loader.state_dict, loader.load_state_dict, state["loader"]))
+        return parts
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (see :func:`save_checkpoint`)."""
