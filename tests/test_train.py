@@ -339,6 +339,57 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
     assert not (tmp_path / "c.npz").exists()
 
 
+class HostReads(np.ndarray):
+    """A NumPy array that counts the reads that would each be a host sync on a GPU array
+    (``bool``, ``item``, ``float``); functions of such arrays return such arrays."""
+
+    reads = 0
+
+    def __array_function__(self, func, types, args, kwargs):
+        out = super().__array_function__(func, types, args, kwargs)
+        return np.asarray(out).view(HostReads) if isinstance(out, (np.ndarray, np.generic)) else out
+
+    def __bool__(self):
+        HostReads.reads += 1
+        return super().__bool__()
+
+    def __float__(self):
+        HostReads.reads += 1
+        return super().__float__()
+
+    def item(self, *args):
+        HostReads.reads += 1
+        return super().item(*args)
+
+
+def test_weights_finite_reads_back_once(monkeypatch):
+    model = mlp()
+    params = list(model.parameters())
+    assert len(params) == 4
+    for p in params:
+        p.data = p.data.view(HostReads)
+    tr = Trainer(model, None, metrics=[], verbose=0)
+    calls = []
+    real = trainer_module.to_numpy
+    monkeypatch.setattr(trainer_module, "to_numpy", lambda a: calls.append(1) or real(a))
+    monkeypatch.setattr(HostReads, "reads", 0)
+    assert tr.weights_finite() is True
+    assert HostReads.reads + len(calls) == 1  # one read for the four parameters
+
+
+def test_weights_finite_finds_nan_and_inf_in_any_parameter(device):
+    model = mlp().to(device)
+    tr = Trainer(model, None, metrics=[], verbose=0)
+    assert tr.weights_finite() is True
+    last = list(model.parameters())[-1]
+    for bad in (np.nan, np.inf, -np.inf):
+        last.data[0] = bad
+        assert tr.weights_finite() is False
+    last.data[0] = 0.0
+    assert tr.weights_finite() is True
+    assert Trainer(nn.ReLU(), None, metrics=[], verbose=0).weights_finite() is True
+
+
 # ---- checkpoints and exact resume -------------------------------------------------------------
 
 def make_run(tmp_path, seed=0, epochs_total=2, loader_seed=11, **kw):

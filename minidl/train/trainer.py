@@ -381,12 +381,13 @@ class Trainer:
         return float(lr) if lr is not None else None
 
     def weights_finite(self) -> bool:
-        """True when every parameter is finite (one host sync)."""
+        """True when every parameter is finite: one reduction per parameter, stacked and
+        reduced on the device, then one host sync for the answer."""
         params = [p.data for p in self.model.parameters()]
         if not params:
             return True
         xp = get_array_module(*params)
-        return bool(all(bool(xp.isfinite(p).all()) for p in params))
+        return bool(xp.stack([xp.isfinite(p).all() for p in params]).all())
 
     # ---- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
