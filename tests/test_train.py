@@ -131,6 +131,22 @@ def test_metric_on_a_chosen_output_and_function_metric():
     assert T.get_metric(a0) is a0
 
 
+def test_function_metric_checks_the_output_index_as_other_metrics_do():
+    one = md.tensor(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    two = (one, md.tensor(np.array([[1.0, 0.0]] * 2)))
+    target = md.tensor(np.array([1.0, 1.0]))
+    mean_abs = lambda o, t: F.mean(F.abs(o - t))  # noqa: E731
+    for metric in (Accuracy(output=1), T.FunctionMetric(mean_abs, output=1)):
+        with pytest.raises(ValueError, match="output=1 asked for, but the model gave 1"):
+            metric.update(one, target)   # indexing the Tensor would pick its row 1
+    for metric in (Accuracy(output=2), T.FunctionMetric(mean_abs, output=2)):
+        with pytest.raises(ValueError, match="output=2 asked for, but the model gave 2"):
+            metric.update(two, (target, target))
+    picked = T.FunctionMetric(lambda o, t: F.mean(o), output=1)
+    picked.update(two, (target, target))
+    assert picked.compute() == pytest.approx(0.5)
+
+
 def test_confusion_matrix_and_most_confused():
     y = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
     p = np.array([0, 1, 1, 2, 2, 2, 0, 0, 0])
