@@ -292,6 +292,30 @@ def test_verbosity(capsys, monkeypatch):
     assert "epoch 1/1" in err and "accuracy" in err and "batch" in err  # a tqdm bar
 
 
+def test_every_progress_display_is_closed_once_and_the_epoch_line_has_validation(monkeypatch):
+    shown = []
+
+    class Recorded(progress_module.Progress):
+        def __init__(self, verbose, total, desc):
+            super().__init__(verbose, total, desc)
+            self.desc, self.closes = desc, []
+            shown.append(self)
+
+        def close(self, logs=None, line=None):
+            self.closes.append(line)
+            super().close(logs, line)
+
+    monkeypatch.setattr(trainer_module, "Progress", Recorded)
+    train, val = spiral_loaders()
+    model = mlp()
+    tr = Trainer(model, optim.SGD(model.parameters(), lr=0.1), metrics=[], verbose=2)
+    tr.fit(train, epochs=1, val_loader=val)
+    tr.evaluate(val)
+    tr.run_epoch(val, train=False)
+    assert [len(p.closes) for p in shown] == [1, 1, 1, 1]   # train, val, evaluate, run_epoch
+    assert shown[0].desc == "epoch 1/1" and "val_loss" in shown[0].closes[0]
+
+
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
     calls = []
     real = trainer_module.to_numpy

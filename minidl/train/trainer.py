@@ -161,8 +161,17 @@ class Trainer:
         ``no_grad``. Returns ``{'loss': mean loss, <metric>: value, ...}``.
 
         Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or
-        infinite (checked every ``sync_every`` steps; on the CPU before the update).
+        infinite (checked every ``sync_every`` steps; on the CPU before the update). The
+        progress bar (``show`` and ``verbose=1`` on a terminal) is closed on return.
         """
+        figures, progress = self._pass(loader, train, desc, show)
+        progress.close()
+        return figures
+
+    def _pass(self, loader: Iterable[Any], train: bool, desc: str,
+              show: bool) -> tuple[dict[str, float], Progress]:
+        """:meth:`run_epoch`, returning its progress display still open, for :meth:`fit` to
+        close with the whole epoch line (validation figures included); closed on errors."""
         if train:
             if self.optimizer is None:
                 raise ValueError("Trainer: fit needs an optimizer (Trainer(model, optimizer, ...))")
@@ -198,8 +207,7 @@ class Trainer:
         except BaseException:
             progress.close()
             raise
-        self._progress = progress  # closed by the caller, which knows the full epoch line
-        return figures
+        return figures, progress
 
     def _batch(self, batch: Any, train: bool, step: int,
                total: int | None) -> tuple[Tensor, Any, Any, int]:
@@ -292,8 +300,7 @@ class Trainer:
             train_loader.set_epoch(epoch)
         lr = self.current_lr()
         start = time.perf_counter()
-        logs = self.run_epoch(train_loader, train=True, desc=f"epoch {epoch + 1}/{epochs}")
-        progress = self._progress
+        logs, progress = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True)
         if val_loader is not None:
             try:
                 val = self.run_epoch(val_loader, train=False, show=False)
@@ -322,7 +329,6 @@ class Trainer:
         was_training = getattr(self.model, "training", False)
         try:
             out = self.run_epoch(loader, train=False)
-            self._progress.close()
         finally:
             if was_training:
                 self.model.train()
