@@ -262,6 +262,29 @@ def test_scheduler_steps_per_batch_for_onecycle_and_per_epoch_otherwise():
     assert hist["lr"] == [1.0, 0.5, 0.25]
 
 
+def test_scheduler_subclasses_are_stepped_as_their_base_class():
+    class MyOneCycle(optim.lr_scheduler.OneCycleLR):
+        pass
+
+    class MyPlateau(optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, metric):
+            self.seen.append(metric)
+            super().step(metric)
+
+    train, val = spiral_loaders()
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = MyOneCycle(opt, max_lr=0.1, total_steps=2 * len(train))
+    Trainer(model, opt, scheduler=sched, metrics=[], verbose=0).fit(train, epochs=2)
+    assert sched.last_epoch == 2 * len(train)   # per batch, as for OneCycleLR
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    plateau = MyPlateau(opt, patience=0)
+    plateau.seen = []
+    hist = Trainer(model, opt, scheduler=plateau, metrics=[], verbose=0).fit(
+        train, epochs=2, val_loader=val)
+    assert plateau.seen == hist["val_loss"]     # stepped with the epoch's val_loss
+
+
 def test_fit_counts_epochs_in_total_and_warns_when_done():
     train, _ = spiral_loaders()
     tr = Trainer(mlp(), None, metrics=[], verbose=0)
