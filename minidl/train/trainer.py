@@ -102,8 +102,7 @@ class Trainer:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = get_loss(loss)
-        self.metric_specs = list(metrics or [])
-        self.metrics = [get_metric(m) for m in self.metric_specs]
+        self.metrics = [get_metric(m) for m in metrics or []]
         names = ["loss"] + [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"Trainer: metric names must be distinct, got {names}")
