@@ -690,9 +690,13 @@ def test_empty_loader_and_bad_arguments_are_clear_errors():
         Trainer(model, None, verbose=3)
     with pytest.raises(ValueError, match="metric names must be distinct"):
         Trainer(model, None, metrics=["accuracy", "acc"])
-    with pytest.raises(ValueError, match="one-element Tensor"):
-        tr.loss_fn = lambda out, y: F.cross_entropy(out, y, reduction="none")
+    tr.loss_fn = lambda out, y: F.cross_entropy(out, y, reduction="none")
+    with pytest.raises(ValueError, match=r"train_step: the loss must be a one-element Tensor, "
+                                         r"got Tensor of shape \(32,\)"):
         tr.fit(spiral_loaders()[0], epochs=1)
+    with pytest.raises(ValueError, match=r"evaluation: the loss must be a one-element Tensor, "
+                                         r"got Tensor of shape \(32,\)"):
+        tr.evaluate(spiral_loaders()[0])
 
 
 def test_history_lists_stay_aligned_when_validation_comes_and_goes():

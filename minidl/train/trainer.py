@@ -54,7 +54,7 @@ from .history import History
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
-from .step import NonFiniteLossError, add_regularization, train_step
+from .step import NonFiniteLossError, batch_loss, train_step
 
 __all__ = ["Trainer", "model_accuracy"]
 
@@ -224,9 +224,8 @@ class Trainer:
             self.global_step += 1
         else:
             output = self.model(*inputs)
-            loss = self.loss_fn(output, target)
-            if self.regularization:
-                loss = add_regularization(self.model, loss)
+            loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
+                              "evaluation")
         return loss, output, target, sample_count(target, inputs)
 
     def _sync(self, running: _RunningLoss, step: int, total: int | None, train: bool) -> None:
