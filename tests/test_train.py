@@ -224,16 +224,19 @@ def test_train_step_is_one_plain_sgd_update():
     assert loss.item() == pytest.approx(refloss.item())
 
 
+class TwoInputs(nn.Module):
+    """Scores (N, 3) from xa (N, 2) and xb (N, 1); the first layer carries an L2 penalty."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 3, weight_regularizer=optim.regularizers.l2(1.0))
+        self.b = nn.Linear(1, 3)
+
+    def forward(self, xa, xb):
+        return self.a(xa) + self.b(xb)
+
+
 def test_regularization_loss_is_added_and_multi_input_models_work():
-    class TwoInputs(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(2, 3, weight_regularizer=optim.regularizers.l2(1.0))
-            self.b = nn.Linear(1, 3)
-
-        def forward(self, xa, xb):
-            return self.a(xa) + self.b(xb)
-
     md.manual_seed(0)
     model = TwoInputs()
     x, y = spirals(10)
@@ -247,6 +250,26 @@ def test_regularization_loss_is_added_and_multi_input_models_work():
     tr.regularization = False  # for loss callables that add the penalty themselves
     assert tr.evaluate(DataLoader((x, extra, y), batch_size=30))["loss"] == pytest.approx(plain)
     assert tr.predict((x, extra)).shape == (30, 3)
+
+
+def test_predict_takes_a_list_of_input_arrays_like_a_tuple(device):
+    x, _ = spirals(10)
+    extra = np.linspace(0, 1, 30, dtype=np.float32)[:, None]
+    one = Trainer(mlp().to(device), None, metrics=[], verbose=0)
+    expected = one.predict(x, batch_size=7)
+    np.testing.assert_array_equal(one.predict([x], batch_size=7), expected)
+    np.testing.assert_array_equal(one.predict([md.tensor(x, device=device)], batch_size=7),
+                                  expected)
+    md.manual_seed(0)
+    two = Trainer(TwoInputs().to(device), None, metrics=[], verbose=0)
+    expected = two.predict((x, extra), batch_size=7)
+    assert expected.shape == (30, 3)
+    np.testing.assert_array_equal(two.predict([x, extra], batch_size=7), expected)
+    # a list of (inputs, target) batches is still a loader
+    batches = [(md.tensor(x[:16]), md.tensor(extra[:16])),
+               (md.tensor(x[16:]), md.tensor(extra[16:]))]
+    np.testing.assert_allclose(Trainer(two.model, None, metrics=[], verbose=0,
+                                       num_inputs=2).predict(batches), expected, rtol=1e-6)
 
 
 def test_scheduler_steps_per_batch_for_onecycle_and_per_epoch_otherwise():

@@ -337,14 +337,18 @@ class Trainer:
         multi-output models).
 
         ``data`` is an array of inputs (uint8 images become float32 in [0, 1], as in the
-        DataLoader), a tuple of input arrays, or a loader whose batches start with the
-        inputs (a trailing target field is ignored when ``num_inputs`` allows).
+        DataLoader), a tuple or list of input arrays (one per model input, as Keras'
+        ``predict`` takes them), or a loader whose batches start with the inputs (a
+        trailing target field is ignored when ``num_inputs`` allows). A tuple or list whose
+        items all are arrays or Tensors is always inputs; a list of batch tuples is a loader.
         """
         if isinstance(data, Tensor) or (hasattr(data, "shape") and hasattr(data, "dtype")):
             loader: Any = DataLoader((data,), batch_size=batch_size, device=self.device)
             k = 1
-        elif isinstance(data, tuple) and all(hasattr(a, "shape") for a in data):
-            loader, k = DataLoader(data, batch_size=batch_size, device=self.device), len(data)
+        elif (isinstance(data, (tuple, list)) and data
+              and all(hasattr(a, "shape") for a in data)):
+            loader = DataLoader(tuple(data), batch_size=batch_size, device=self.device)
+            k = len(data)
         else:
             loader, k = data, None
         was_training = getattr(self.model, "training", False)
