@@ -423,7 +423,7 @@ class Trainer:
         part's current state is copied just before it loads. If any part fails, every part
         already touched gets its copy back and the error is raised: the trainer, its
         callbacks, the global RNG and the loader are then exactly as before the call, so a
-        failed ``fit(resume=...)`` changes nothing.
+        failed ``fit(resume=...)`` leaves nothing half-restored.
         """
         missing = {"epoch", "model"} - set(state)
         if missing:
