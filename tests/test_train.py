@@ -1,6 +1,7 @@
 """Trainer: metrics, fit/evaluate/predict, callbacks, checkpoints, exact resume, NaN stops."""
 from __future__ import annotations
 
+import copy
 import csv
 import os
 
@@ -130,6 +131,22 @@ def test_metric_on_a_chosen_output_and_function_metric():
     assert T.get_metric(a0) is a0
 
 
+def test_function_metric_checks_the_output_index_as_other_metrics_do():
+    one = md.tensor(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    two = (one, md.tensor(np.array([[1.0, 0.0]] * 2)))
+    target = md.tensor(np.array([1.0, 1.0]))
+    mean_abs = lambda o, t: F.mean(F.abs(o - t))  # noqa: E731
+    for metric in (Accuracy(output=1), T.FunctionMetric(mean_abs, output=1)):
+        with pytest.raises(ValueError, match="output=1 asked for, but the model gave 1"):
+            metric.update(one, target)   # indexing the Tensor would pick its row 1
+    for metric in (Accuracy(output=2), T.FunctionMetric(mean_abs, output=2)):
+        with pytest.raises(ValueError, match="output=2 asked for, but the model gave 2"):
+            metric.update(two, (target, target))
+    picked = T.FunctionMetric(lambda o, t: F.mean(o), output=1)
+    picked.update(two, (target, target))
+    assert picked.compute() == pytest.approx(0.5)
+
+
 def test_confusion_matrix_and_most_confused():
     y = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
     p = np.array([0, 1, 1, 2, 2, 2, 0, 0, 0])
@@ -207,16 +224,19 @@ def test_train_step_is_one_plain_sgd_update():
     assert loss.item() == pytest.approx(refloss.item())
 
 
+class TwoInputs(nn.Module):
+    """Scores (N, 3) from xa (N, 2) and xb (N, 1); the first layer carries an L2 penalty."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 3, weight_regularizer=optim.regularizers.l2(1.0))
+        self.b = nn.Linear(1, 3)
+
+    def forward(self, xa, xb):
+        return self.a(xa) + self.b(xb)
+
+
 def test_regularization_loss_is_added_and_multi_input_models_work():
-    class TwoInputs(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(2, 3, weight_regularizer=optim.regularizers.l2(1.0))
-            self.b = nn.Linear(1, 3)
-
-        def forward(self, xa, xb):
-            return self.a(xa) + self.b(xb)
-
     md.manual_seed(0)
     model = TwoInputs()
     x, y = spirals(10)
@@ -232,6 +252,26 @@ def test_regularization_loss_is_added_and_multi_input_models_work():
     assert tr.predict((x, extra)).shape == (30, 3)
 
 
+def test_predict_takes_a_list_of_input_arrays_like_a_tuple(device):
+    x, _ = spirals(10)
+    extra = np.linspace(0, 1, 30, dtype=np.float32)[:, None]
+    one = Trainer(mlp().to(device), None, metrics=[], verbose=0)
+    expected = one.predict(x, batch_size=7)
+    np.testing.assert_array_equal(one.predict([x], batch_size=7), expected)
+    np.testing.assert_array_equal(one.predict([md.tensor(x, device=device)], batch_size=7),
+                                  expected)
+    md.manual_seed(0)
+    two = Trainer(TwoInputs().to(device), None, metrics=[], verbose=0)
+    expected = two.predict((x, extra), batch_size=7)
+    assert expected.shape == (30, 3)
+    np.testing.assert_array_equal(two.predict([x, extra], batch_size=7), expected)
+    # a list of (inputs, target) batches is still a loader
+    batches = [(md.tensor(x[:16]), md.tensor(extra[:16])),
+               (md.tensor(x[16:]), md.tensor(extra[16:]))]
+    np.testing.assert_allclose(Trainer(two.model, None, metrics=[], verbose=0,
+                                       num_inputs=2).predict(batches), expected, rtol=1e-6)
+
+
 def test_scheduler_steps_per_batch_for_onecycle_and_per_epoch_otherwise():
     train, _ = spiral_loaders()
     model = mlp()
@@ -243,6 +283,29 @@ def test_scheduler_steps_per_batch_for_onecycle_and_per_epoch_otherwise():
     sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     hist = Trainer(model, opt, scheduler=sched, metrics=[], verbose=0).fit(train, epochs=3)
     assert hist["lr"] == [1.0, 0.5, 0.25]
+
+
+def test_scheduler_subclasses_are_stepped_as_their_base_class():
+    class MyOneCycle(optim.lr_scheduler.OneCycleLR):
+        pass
+
+    class MyPlateau(optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, metric):
+            self.seen.append(metric)
+            super().step(metric)
+
+    train, val = spiral_loaders()
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = MyOneCycle(opt, max_lr=0.1, total_steps=2 * len(train))
+    Trainer(model, opt, scheduler=sched, metrics=[], verbose=0).fit(train, epochs=2)
+    assert sched.last_epoch == 2 * len(train)   # per batch, as for OneCycleLR
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    plateau = MyPlateau(opt, patience=0)
+    plateau.seen = []
+    hist = Trainer(model, opt, scheduler=plateau, metrics=[], verbose=0).fit(
+        train, epochs=2, val_loader=val)
+    assert plateau.seen == hist["val_loss"]     # stepped with the epoch's val_loss
 
 
 def test_fit_counts_epochs_in_total_and_warns_when_done():
@@ -273,6 +336,30 @@ def test_verbosity(capsys, monkeypatch):
     Trainer(model, opt, metrics=["accuracy"], verbose=1).fit(train, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "accuracy" in err and "batch" in err  # a tqdm bar
+
+
+def test_every_progress_display_is_closed_once_and_the_epoch_line_has_validation(monkeypatch):
+    shown = []
+
+    class Recorded(progress_module.Progress):
+        def __init__(self, verbose, total, desc):
+            super().__init__(verbose, total, desc)
+            self.desc, self.closes = desc, []
+            shown.append(self)
+
+        def close(self, logs=None, line=None):
+            self.closes.append(line)
+            super().close(logs, line)
+
+    monkeypatch.setattr(trainer_module, "Progress", Recorded)
+    train, val = spiral_loaders()
+    model = mlp()
+    tr = Trainer(model, optim.SGD(model.parameters(), lr=0.1), metrics=[], verbose=2)
+    tr.fit(train, epochs=1, val_loader=val)
+    tr.evaluate(val)
+    tr.run_epoch(val, train=False)
+    assert [len(p.closes) for p in shown] == [1, 1, 1, 1]   # train, val, evaluate, run_epoch
+    assert shown[0].desc == "epoch 1/1" and "val_loss" in shown[0].closes[0]
 
 
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
@@ -336,6 +423,57 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
     with pytest.warns(UserWarning, match="non-finite weights"):
         ck.on_epoch_end(tr, 0, {"loss": 1.0})
     assert not (tmp_path / "c.npz").exists()
+
+
+class HostReads(np.ndarray):
+    """A NumPy array that counts the reads that would each be a host sync on a GPU array
+    (``bool``, ``item``, ``float``); functions of such arrays return such arrays."""
+
+    reads = 0
+
+    def __array_function__(self, func, types, args, kwargs):
+        out = super().__array_function__(func, types, args, kwargs)
+        return np.asarray(out).view(HostReads) if isinstance(out, (np.ndarray, np.generic)) else out
+
+    def __bool__(self):
+        HostReads.reads += 1
+        return super().__bool__()
+
+    def __float__(self):
+        HostReads.reads += 1
+        return super().__float__()
+
+    def item(self, *args):
+        HostReads.reads += 1
+        return super().item(*args)
+
+
+def test_weights_finite_reads_back_once(monkeypatch):
+    model = mlp()
+    params = list(model.parameters())
+    assert len(params) == 4
+    for p in params:
+        p.data = p.data.view(HostReads)
+    tr = Trainer(model, None, metrics=[], verbose=0)
+    calls = []
+    real = trainer_module.to_numpy
+    monkeypatch.setattr(trainer_module, "to_numpy", lambda a: calls.append(1) or real(a))
+    monkeypatch.setattr(HostReads, "reads", 0)
+    assert tr.weights_finite() is True
+    assert HostReads.reads + len(calls) == 1  # one read for the four parameters
+
+
+def test_weights_finite_finds_nan_and_inf_in_any_parameter(device):
+    model = mlp().to(device)
+    tr = Trainer(model, None, metrics=[], verbose=0)
+    assert tr.weights_finite() is True
+    last = list(model.parameters())[-1]
+    for bad in (np.nan, np.inf, -np.inf):
+        last.data[0] = bad
+        assert tr.weights_finite() is False
+    last.data[0] = 0.0
+    assert tr.weights_finite() is True
+    assert Trainer(nn.ReLU(), None, metrics=[], verbose=0).weights_finite() is True
 
 
 # ---- checkpoints and exact resume -------------------------------------------------------------
@@ -441,13 +579,15 @@ def test_templated_checkpoint_paths(tmp_path):
 def test_bad_checkpoints_raise_and_change_nothing(tmp_path):
     model = mlp()
     tr = Trainer(model, optim.SGD(model.parameters(), lr=0.1), metrics=[], verbose=0)
+    tr.epoch, tr.global_step = 3, 7  # so that a partial load would show in tr2's counters
     tr.save_checkpoint(tmp_path / "ok.npz")
     other = mlp(seed=3, classes=4)
     tr2 = Trainer(other, optim.SGD(other.parameters(), lr=0.1), metrics=[], verbose=0)
     before = weights(other)
     with pytest.raises(nn.StateDictError, match="shape mismatch"):
         tr2.load_checkpoint(tmp_path / "ok.npz")
-    assert_same_weights(before, weights(other)) and tr2.epoch == 0
+    assert_same_weights(before, weights(other))
+    assert (tr2.epoch, tr2.global_step) == (0, 0)
     md.io.save(model.state_dict(), tmp_path / "weights.npz")
     with pytest.raises(ValueError, match="not a minidl training checkpoint"):
         tr.load_checkpoint(tmp_path / "weights.npz")
@@ -456,6 +596,63 @@ def test_bad_checkpoints_raise_and_change_nothing(tmp_path):
         tr.load_checkpoint(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError):
         tr.load_checkpoint(tmp_path / "missing.npz")
+
+
+def assert_same_tree(a, b, where: str = "state") -> None:
+    """Nested dicts / lists / arrays / numbers are equal, value by value (NaN equals NaN)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same_tree(u, v, f"{where}[{i}]")
+    elif hasattr(a, "shape"):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=where)
+    else:
+        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
+
+
+def trainer_snapshot(tr: Trainer, loader: DataLoader) -> dict:
+    """Every part of a trainer that load_state_dict changes, copied to host values."""
+    return {"model": weights(tr.model), "optimizer": tr.optimizer.state_dict(),
+            "callbacks": [copy.deepcopy(cb.state_dict()) for cb in tr.callbacks],
+            "rng": md.backend.get_rng_state(), "loader": loader.state_dict(),
+            "counters": (tr.epoch, tr.global_step),
+            "history": {k: list(v) for k, v in tr.history.items()}}
+
+
+@pytest.mark.parametrize("bad", ["last callback", "loader"])
+def test_a_checkpoint_bad_in_its_last_part_loads_nothing(tmp_path, device, bad):
+    model = mlp(dropout=0.3, bn=True).to(device)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train, val = spiral_loaders(device)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=3 * len(train))
+    tr = Trainer(model, opt, metrics=["accuracy"], scheduler=sched, verbose=0,
+                 callbacks=[ModelCheckpoint(tmp_path / "c.npz", monitor="val_loss"),
+                            EarlyStopping(monitor="val_loss", patience=5)])
+    tr.fit(train, epochs=1, val_loader=val)
+    saved = trainer_snapshot(tr, train)
+    state = T.load_checkpoint(tmp_path / "c.last.npz")
+    tr.fit(train, epochs=3, val_loader=val)
+    before = trainer_snapshot(tr, train)
+    for key, part in before.items():  # else a partial load of that part would go unseen
+        with pytest.raises(AssertionError):
+            assert_same_tree(saved[key], part, key)
+    for a, b in zip(saved["callbacks"], before["callbacks"]):
+        with pytest.raises(AssertionError):
+            assert_same_tree(a, b)
+    if bad == "last callback":
+        # EarlyStopping sets its best value before it reads the wait count
+        state["callbacks"][-1]["wait"] = "soon"
+        match = "invalid literal"
+    else:
+        state["loader"]["num_samples"] = 999
+        match = "dataset of 999 samples"
+    with pytest.raises(ValueError, match=match):
+        tr.load_state_dict(state, train)
+    assert_same_tree(before, trainer_snapshot(tr, train))
 
 
 def test_an_interrupted_checkpoint_save_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -516,9 +713,13 @@ def test_empty_loader_and_bad_arguments_are_clear_errors():
         Trainer(model, None, verbose=3)
     with pytest.raises(ValueError, match="metric names must be distinct"):
         Trainer(model, None, metrics=["accuracy", "acc"])
-    with pytest.raises(ValueError, match="one-element Tensor"):
-        tr.loss_fn = lambda out, y: F.cross_entropy(out, y, reduction="none")
+    tr.loss_fn = lambda out, y: F.cross_entropy(out, y, reduction="none")
+    with pytest.raises(ValueError, match=r"train_step: the loss must be a one-element Tensor, "
+                                         r"got Tensor of shape \(32,\)"):
         tr.fit(spiral_loaders()[0], epochs=1)
+    with pytest.raises(ValueError, match=r"evaluation: the loss must be a one-element Tensor, "
+                                         r"got Tensor of shape \(32,\)"):
+        tr.evaluate(spiral_loaders()[0])
 
 
 def test_history_lists_stay_aligned_when_validation_comes_and_goes():

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from .checkpoint import state_arrays
 
 __all__ = ["Callback", "LambdaCallback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
@@ -231,14 +232,14 @@ def _scheduler_interval(scheduler: Any, interval: str) -> str:
     if declared in ("epoch", "step"):
         return declared
     # OneCycle is defined over optimisation steps; the other classic schedules over epochs.
-    return "step" if type(scheduler).__name__ == "OneCycleLR" else "epoch"
+    return "step" if isinstance(scheduler, OneCycleLR) else "epoch"
 
 
 class LRSchedulerStep(Callback):
     """Call ``scheduler.step()`` after every epoch or, with ``interval='step'``, every batch
-    ('auto': per step for OneCycleLR, per epoch otherwise). ReduceLROnPlateau is stepped
-    with the epoch's ``val_loss`` (``loss`` without validation). ``Trainer(scheduler=...)``
-    adds this callback for you."""
+    ('auto': per step for OneCycleLR, per epoch otherwise; subclasses count as their base
+    class). ReduceLROnPlateau is stepped with the epoch's ``val_loss`` (``loss`` without
+    validation). ``Trainer(scheduler=...)`` adds this callback for you."""
 
     def __init__(self, scheduler: Any, interval: str = "auto") -> None:
         self.scheduler = scheduler
@@ -251,7 +252,7 @@ class LRSchedulerStep(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         if self.interval != "epoch":
             return
-        if type(self.scheduler).__name__ == "ReduceLROnPlateau":
+        if isinstance(self.scheduler, ReduceLROnPlateau):
             # Plateau schedules need the figure they watch: validation loss when there is one.
             self.scheduler.step(logs.get("val_loss", logs["loss"]))
         else:

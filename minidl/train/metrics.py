@@ -48,6 +48,13 @@ class Metric:
 
     def select(self, output: Any, target: Any) -> tuple[Any, Any]:
         """The backend arrays of the output and target this metric watches."""
+        output, target = self._watched(output, target)
+        return _array(output), _array(target)
+
+    def _watched(self, output: Any, target: Any) -> tuple[Any, Any]:
+        """The output and target this metric watches, as given (Tensors or arrays): number
+        ``output`` of several (the first when ``output`` is None), with its target when
+        there are several targets."""
         if self.output is not None:
             if not isinstance(output, (tuple, list)) or self.output >= len(output):
                 raise ValueError(f"{self.name}: output={self.output} asked for, but the model "
@@ -56,7 +63,7 @@ class Metric:
             output = output[self.output]
             if isinstance(target, (tuple, list)):
                 target = target[self.output]
-        return _array(output), _array(target)
+        return _first(output), _first(target)
 
     def reset(self) -> None:
         """Forget everything seen so far."""
@@ -89,12 +96,10 @@ class FunctionMetric(Metric):
         super().__init__(name=name or getattr(fn, "__name__", "metric"), output=output)
 
     def update(self, output: Any, target: Any) -> None:
-        if self.output is not None:
-            output, target = output[self.output], (target[self.output] if isinstance(
-                target, (tuple, list)) else target)
-        value = self.fn(_first(output), _first(target))
+        output, target = self._watched(output, target)
+        value = self.fn(output, target)
         value = value.data if isinstance(value, Tensor) else value
-        n = sample_count(_first(target), (_first(output),))
+        n = sample_count(target, (output,))
         self.total = self.total + value * n
         self.count += n
 

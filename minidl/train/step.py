@@ -49,13 +49,7 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
     """
     optimizer.zero_grad()
     output = model(*inputs)
-    loss = loss_fn(output, target)
-    if regularization:
-        loss = add_regularization(model, loss)
-    if not isinstance(loss, Tensor) or loss.size != 1:
-        shape = getattr(loss, "shape", None)
-        raise ValueError(f"train_step: the loss must be a one-element Tensor, got "
-                         f"{type(loss).__name__} of shape {shape}")
+    loss = batch_loss(model, loss_fn, output, target, regularization, "train_step")
     if check_finite:
         value = float(to_numpy(loss.data).reshape(()))
         if not math.isfinite(value):
@@ -66,6 +60,21 @@ def train_step(model: Callable[..., Any], inputs: Sequence[Tensor], target: Any,
                         grad_clip)
     optimizer.step()
     return loss.detach(), _detach(output)
+
+
+def batch_loss(model: Any, loss_fn: Callable[[Any, Any], Tensor], output: Any, target: Any,
+               regularization: bool, caller: str) -> Tensor:
+    """``loss_fn(output, target)`` (plus the model's regularization loss), checked to be one
+    element: a per-sample loss (reduction='none') would otherwise fail far from its cause.
+    ``caller`` starts the error message."""
+    loss = loss_fn(output, target)
+    if regularization:
+        loss = add_regularization(model, loss)
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        shape = getattr(loss, "shape", None)
+        raise ValueError(f"{caller}: the loss must be a one-element Tensor, got "
+                         f"{type(loss).__name__} of shape {shape}")
+    return loss
 
 
 def add_regularization(model: Any, loss: Any) -> Any:

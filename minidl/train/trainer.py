@@ -29,6 +29,7 @@ at the end of an epoch, and for the progress bar.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 import warnings
@@ -53,9 +54,12 @@ from .history import History
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
-from .step import NonFiniteLossError, add_regularization, train_step
+from .step import NonFiniteLossError, batch_loss, train_step
 
 __all__ = ["Trainer", "model_accuracy"]
+
+# One part of a trainer's state: (copy the current state, load a state, the state to load).
+_StatePart = tuple[Callable[[], Any], Callable[[Any], None], Any]
 
 
 class Trainer:
@@ -98,8 +102,7 @@ class Trainer:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = get_loss(loss)
-        self.metric_specs = list(metrics or [])
-        self.metrics = [get_metric(m) for m in self.metric_specs]
+        self.metrics = [get_metric(m) for m in metrics or []]
         names = ["loss"] + [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"Trainer: metric names must be distinct, got {names}")
@@ -157,8 +160,17 @@ class Trainer:
         ``no_grad``. Returns ``{'loss': mean loss, <metric>: value, ...}``.
 
         Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or
-        infinite (checked every ``sync_every`` steps; on the CPU before the update).
+        infinite (checked every ``sync_every`` steps; on the CPU before the update). The
+        progress bar (``show`` and ``verbose=1`` on a terminal) is closed on return.
         """
+        figures, progress = self._pass(loader, train, desc, show)
+        progress.close()
+        return figures
+
+    def _pass(self, loader: Iterable[Any], train: bool, desc: str,
+              show: bool) -> tuple[dict[str, float], Progress]:
+        """:meth:`run_epoch`, returning its progress display still open, for :meth:`fit` to
+        close with the whole epoch line (validation figures included); closed on errors."""
         if train:
             if self.optimizer is None:
                 raise ValueError("Trainer: fit needs an optimizer (Trainer(model, optimizer, ...))")
@@ -194,8 +206,7 @@ class Trainer:
         except BaseException:
             progress.close()
             raise
-        self._progress = progress  # closed by the caller, which knows the full epoch line
-        return figures
+        return figures, progress
 
     def _batch(self, batch: Any, train: bool, step: int,
                total: int | None) -> tuple[Tensor, Any, Any, int]:
@@ -213,9 +224,8 @@ class Trainer:
             self.global_step += 1
         else:
             output = self.model(*inputs)
-            loss = self.loss_fn(output, target)
-            if self.regularization:
-                loss = add_regularization(self.model, loss)
+            loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
+                              "evaluation")
         return loss, output, target, sample_count(target, inputs)
 
     def _sync(self, running: _RunningLoss, step: int, total: int | None, train: bool) -> None:
@@ -288,8 +298,7 @@ class Trainer:
             train_loader.set_epoch(epoch)
         lr = self.current_lr()
         start = time.perf_counter()
-        logs = self.run_epoch(train_loader, train=True, desc=f"epoch {epoch + 1}/{epochs}")
-        progress = self._progress
+        logs, progress = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True)
         if val_loader is not None:
             try:
                 val = self.run_epoch(val_loader, train=False, show=False)
@@ -318,7 +327,6 @@ class Trainer:
         was_training = getattr(self.model, "training", False)
         try:
             out = self.run_epoch(loader, train=False)
-            self._progress.close()
         finally:
             if was_training:
                 self.model.train()
@@ -329,14 +337,18 @@ class Trainer:
         multi-output models).
 
         ``data`` is an array of inputs (uint8 images become float32 in [0, 1], as in the
-        DataLoader), a tuple of input arrays, or a loader whose batches start with the
-        inputs (a trailing target field is ignored when ``num_inputs`` allows).
+        DataLoader), a tuple or list of input arrays (one per model input, as Keras'
+        ``predict`` takes them), or a loader whose batches start with the inputs (a
+        trailing target field is ignored when ``num_inputs`` allows). A tuple or list whose
+        items all are arrays or Tensors is always inputs; a list of batch tuples is a loader.
         """
         if isinstance(data, Tensor) or (hasattr(data, "shape") and hasattr(data, "dtype")):
             loader: Any = DataLoader((data,), batch_size=batch_size, device=self.device)
             k = 1
-        elif isinstance(data, tuple) and all(hasattr(a, "shape") for a in data):
-            loader, k = DataLoader(data, batch_size=batch_size, device=self.device), len(data)
+        elif (isinstance(data, (tuple, list)) and data
+              and all(hasattr(a, "shape") for a in data)):
+            loader = DataLoader(tuple(data), batch_size=batch_size, device=self.device)
+            k = len(data)
         else:
             loader, k = data, None
         was_training = getattr(self.model, "training", False)
@@ -377,12 +389,13 @@ class Trainer:
         return float(lr) if lr is not None else None
 
     def weights_finite(self) -> bool:
-        """True when every parameter is finite (one host sync)."""
+        """True when every parameter is finite: one reduction per parameter, stacked and
+        reduced on the device, then one host sync for the answer."""
         params = [p.data for p in self.model.parameters()]
         if not params:
             return True
         xp = get_array_module(*params)
-        return bool(all(bool(xp.isfinite(p).all()) for p in params))
+        return bool(xp.stack([xp.isfinite(p).all() for p in params]).all())
 
     # ---- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -404,7 +417,14 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any], train_loader: Any = None) -> None:
-        """Restore a :meth:`state_dict`. The model is left unchanged if anything fails."""
+        """Restore a :meth:`state_dict`, all or nothing.
+
+        The parts load in turn (model, optimiser, each callback, RNG, train loader); each
+        part's current state is copied just before it loads. If any part fails, every part
+        already touched gets its copy back and the error is raised: the trainer, its
+        callbacks, the global RNG and the loader are then exactly as before the call, so a
+        failed ``fit(resume=...)`` leaves nothing half-restored.
+        """
         missing = {"epoch", "model"} - set(state)
         if missing:
             raise ValueError(f"Trainer.load_state_dict: checkpoint lacks {sorted(missing)}")
@@ -413,25 +433,40 @@ class Trainer:
         if types and types != mine:
             raise ValueError(f"Trainer.load_state_dict: checkpoint was written with callbacks "
                              f"{types}, this trainer has {mine}")
-        backup = {k: v.copy() for k, v in state_arrays(self.model.state_dict())}
+        epoch, global_step = int(state["epoch"]), int(state.get("global_step", 0))
+        history = History({k: list(v) for k, v in state.get("history", {}).items()})
+        undo: list[tuple[Callable[[Any], None], Any]] = []
         try:
-            self.model.load_state_dict(state["model"])
-            if "optimizer" in state and self.optimizer is not None:
-                # the optimiser copies each state array to its parameter's device
-                self.optimizer.load_state_dict(state["optimizer"])
-            for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
-                cb.load_state_dict(cb_state)
+            for save, load, value in self._state_parts(state, train_loader):
+                undo.append((load, save()))  # before load: a part may fail half-loaded
+                load(value)
         except BaseException:
-            self.model.load_state_dict(backup)
+            for load, backup in reversed(undo):
+                load(backup)
             raise
+        self.epoch, self.global_step, self.history = epoch, global_step, history
+
+    def _state_parts(self, state: dict[str, Any], train_loader: Any) -> list[_StatePart]:
+        """The parts of ``state`` this trainer has, in loading order."""
+        model = self.model
+        parts: list[_StatePart] = [(
+            lambda: {k: v.copy() for k, v in state_arrays(model.state_dict())},
+            model.load_state_dict, state["model"])]
+        if "optimizer" in state and self.optimizer is not None:
+            # state_dict copies to the host; load_state_dict copies to each parameter's device
+            parts.append((self.optimizer.state_dict, self.optimizer.load_state_dict,
+                          state["optimizer"]))
+        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
+            # a deep copy: a callback's state_dict may hand out its own mutable containers
+            parts.append((lambda cb=cb: copy.deepcopy(cb.state_dict()), cb.load_state_dict,
+                          cb_state))
         if "rng" in state:
-            set_rng_state(state["rng"])
+            parts.append((get_rng_state, set_rng_state, state["rng"]))
         loader = train_loader if train_loader is not None else self._train_loader
-        if loader is not None and "loader" in state and hasattr(loader, "load_state_dict"):
-            loader.load_state_dict(state["loader"])
-        self.epoch = int(state["epoch"])
-        self.global_step = int(state.get("global_step", 0))
-        self.history = History({k: list(v) for k, v in state.get("history", {}).items()})
+        if "loader" in state and all(hasattr(loader, f) for f in ("state_dict",
+                                                                    "load_state_dict")):
+            parts.append((loader.state_dict, loader.load_state_dict, state["loader"]))
+        return parts
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (see :func:`save_checkpoint`)."""
