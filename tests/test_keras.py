@@ -89,11 +89,52 @@ def test_sequential_has_keras_training_methods():
                   optimizer=optim.Adam(model.parameters(), lr=1e-2), metrics=["accuracy"])
     hist = model.fit(x, y, epochs=30, batch_size=32, verbose=0, validation_split=0.2)
     assert hist.history["accuracy"][-1] > 0.9
-    assert "val_accuracy" in hist.history
+    assert hist.history["val_accuracy"][-1] == pytest.approx(
+        np.mean(model.predict(x[240:]).argmax(1) == y[240:]))
     loss, acc = model.evaluate(x, y)
     assert acc > 0.9
     assert model.evaluate(x, y, return_dict=True)["accuracy"] == pytest.approx(acc)
     assert model.predict(x[:3]).shape == (3, 2)
+
+
+def _frozen_regression(n=10):
+    """A (1 -> 1) Linear model that SGD with lr=0 never changes, and data whose every row
+    has its own target, so each row set gives its own mse."""
+    model = keras.Sequential(nn.Linear(1, 1))
+    model.compile(loss="mse", optimizer=optim.SGD(model.parameters(), lr=0.0))
+    x = np.linspace(-1, 1, n, dtype=np.float32)[:, None]
+    y = (np.arange(n, dtype=np.float32) ** 2)[:, None]
+    return model, x, y
+
+
+def _mse(model, x, y):
+    return float(np.mean((model.predict(x).astype(np.float64) - y) ** 2))
+
+
+def test_validation_split_holds_out_the_last_rows_before_shuffling():
+    model, x, y = _frozen_regression(10)
+    hist = model.fit(x, y, epochs=2, batch_size=4, verbose=0, validation_split=0.3)
+    assert hist.history["loss"] == pytest.approx([_mse(model, x[:7], y[:7])] * 2, rel=1e-6)
+    assert hist.history["val_loss"] == pytest.approx([_mse(model, x[7:], y[7:])] * 2, rel=1e-6)
+
+
+def test_validation_data_overrides_validation_split():
+    model, x, y = _frozen_regression(10)
+    xv, yv = x[:3] + 0.5, y[:3] - 7.0
+    hist = model.fit(x, y, epochs=1, batch_size=4, verbose=0, validation_data=(xv, yv),
+                     validation_split=0.5)
+    assert hist.history["loss"] == pytest.approx([_mse(model, x, y)], rel=1e-6)
+    assert hist.history["val_loss"] == pytest.approx([_mse(model, xv, yv)], rel=1e-6)
+
+
+@pytest.mark.parametrize("n, split, train, val", [(2, 0.6, 0, 2), (1, 0.5, 0, 1),
+                                                   (10, 1e-17, 10, 0)])
+def test_validation_split_that_leaves_no_rows_is_refused(n, split, train, val):
+    model, x, y = _frozen_regression(n)
+    msg = (rf"^fit: validation_split={split} of {n} samples leaves {train} for training and "
+           rf"{val} for validation; each needs at least one$")
+    with pytest.raises(ValueError, match=msg):
+        model.fit(x, y, verbose=0, validation_split=split)
 
 
 def test_fit_freezing_keeps_weights(capsys):

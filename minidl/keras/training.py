@@ -96,22 +96,18 @@ class TrainingMixin:
         (also kept as ``model.history``).
 
         x: an array (N, ...) or a list with one per input (or a dict by Input name); y: one
-        per output. ``validation_split`` holds out the last fraction of the samples, as
-        Keras does. Calling fit again continues training. Shuffling follows minidl's
-        generator (``md.manual_seed``). ``verbose`` > 0 prints one line per epoch;
-        ``callbacks`` are :mod:`minidl.train` callbacks.
+        per output. ``validation_split`` holds out the last fraction of the samples (before
+        any shuffling), as Keras does; ``validation_data`` ``(x, y)``, when given, is used
+        instead and the split is ignored. Calling fit again continues training. Shuffling
+        follows minidl's generator (``md.manual_seed``). ``verbose`` > 0 prints one line per
+        epoch; ``callbacks`` are :mod:`minidl.train` callbacks.
         """
         c = _compiled(self)
         xs, ys = _arrays(self, x, "x", "fit"), _arrays(self, y, "y", "fit")
         if len(xs[0]) != len(ys[0]):
             raise ValueError(f"fit: x has {len(xs[0])} samples but y has {len(ys[0])}")
-        if validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"fit: validation_split must be in (0, 1), got "
-                                 f"{validation_split}")
-            cut = int(len(xs[0]) * (1.0 - validation_split))
-            validation_data = ([a[cut:] for a in xs], [a[cut:] for a in ys])
-            xs, ys = [a[:cut] for a in xs], [a[:cut] for a in ys]
+        if validation_split and validation_data is None:
+            xs, ys, validation_data = _split(xs, ys, validation_split)
         seed = int(rng().integers(2**62))  # from minidl's generator: md.manual_seed reproduces
         train = DataLoader(_fields(self, xs, ys), batch_size=batch_size, shuffle=shuffle,
                            seed=seed)
@@ -153,6 +149,21 @@ class TrainingMixin:
                                                                  batch_size=batch_size)
         outs = list(out) if isinstance(out, tuple) else [out]
         return outs[0] if len(outs) == 1 and _n_outputs(self) == 1 else outs
+
+
+def _split(xs: list[np.ndarray], ys: list[np.ndarray], fraction: float
+           ) -> tuple[list[np.ndarray], list[np.ndarray], tuple[list, list]]:
+    """Keras' ``validation_split``: the first ``floor(N * (1 - fraction))`` rows train, the
+    rest validate. Returns (train xs, train ys, (validation xs, validation ys))."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
+    n = len(xs[0])
+    cut = int(n * (1.0 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(f"fit: validation_split={fraction} of {n} samples leaves {cut} for "
+                         f"training and {n - cut} for validation; each needs at least one")
+    return ([a[:cut] for a in xs], [a[:cut] for a in ys],
+            ([a[cut:] for a in xs], [a[cut:] for a in ys]))
 
 
 def _make_optimizer(optimizer: Any, module: Any) -> Any:
