@@ -137,6 +137,31 @@ def test_validation_split_that_leaves_no_rows_is_refused(n, split, train, val):
         model.fit(x, y, verbose=0, validation_split=split)
 
 
+def test_fit_evaluate_predict_take_arrays_on_any_device(device):
+    # CuPy arrays (the 'cuda' case) are copied to the host by backend.to_numpy: np.asarray
+    # refuses them.
+    model, x, y = _frozen_regression(10)
+    xd, yd = md.tensor(x, device=device).data, md.tensor(y, device=device).data
+    hist = model.fit(xd, yd, epochs=1, batch_size=4, verbose=0, validation_data=(xd, yd))
+    assert hist.history["loss"] == pytest.approx([_mse(model, x, y)], rel=1e-6)
+    assert model.evaluate(xd, yd) == pytest.approx(_mse(model, x, y), rel=1e-6)
+    np.testing.assert_array_equal(model.predict(xd), model.predict(x))
+
+
+def test_arrays_and_tensors_reach_the_host_through_backend_to_numpy(monkeypatch):
+    from minidl.keras import training
+    real, seen = training.to_numpy, []
+
+    def spy(a):
+        seen.append(type(a))
+        return real(a)
+
+    monkeypatch.setattr(training, "to_numpy", spy)
+    model, x, y = _frozen_regression(4)
+    model.evaluate(md.tensor(x), y)
+    assert seen == [np.ndarray, np.ndarray]      # the Tensor's array, then the NumPy target
+
+
 def test_fit_freezing_keeps_weights(capsys):
     md.manual_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)

@@ -4,7 +4,7 @@
 from :mod:`minidl.train.losses` (the one table, Keras' names with Keras' meaning), summed
 with ``loss_weights``; an optimiser (a name gets Keras' default learning rate); metrics from
 :mod:`minidl.train.metrics`, one set per output. ``fit`` / ``evaluate`` / ``predict`` take
-NumPy arrays (one per input and per output, or a dict by ``Input`` name), wrap them in
+arrays (NumPy or CuPy, one per input and per output, or a dict by ``Input`` name), wrap them in
 DataLoaders and hand them to a :class:`~minidl.train.Trainer`, so Keras-style training gets
 the Trainer's NaN checks, host-sync policy, callbacks and :class:`~minidl.train.History`.
 """
@@ -92,7 +92,7 @@ class TrainingMixin:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, shuffle: bool = True, verbose: int = 1,
             validation_split: float = 0.0, callbacks: Sequence[Callback] = ()) -> History:
-        """Train for ``epochs`` epochs on NumPy data; returns the :class:`History` of this call
+        """Train for ``epochs`` epochs on array data; returns the :class:`History` of this call
         (also kept as ``model.history``).
 
         x: an array (N, ...) or a list with one per input (or a dict by Input name); y: one
@@ -142,7 +142,7 @@ class TrainingMixin:
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     def predict(self, x: Any, batch_size: int = 32) -> Any:
-        """Outputs for NumPy inputs, in eval mode without gradients, as NumPy arrays (N, ...);
+        """Outputs for array inputs, in eval mode without gradients, as NumPy arrays (N, ...);
         a list of arrays for a model with several outputs."""
         xs = _arrays(self, x, "x", "predict")
         out = Trainer(self, None, metrics=[], verbose=0).predict(_fields(self, xs, []),
@@ -212,8 +212,9 @@ def _output_names(module: Any) -> list[str]:
 
 def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
     """``x`` or ``y`` as a list of host arrays, one per model input (``what='x'``) or
-    output (``'y'``); a dict of inputs is ordered by the Inputs' names. Errors name ``op``
-    (``fit``, ``evaluate``, ``predict``)."""
+    output (``'y'``); a dict of inputs is ordered by the Inputs' names. NumPy and CuPy
+    arrays, Tensors and nested lists are all accepted (copied to the host by
+    ``backend.to_numpy``). Errors name ``op`` (``fit``, ``evaluate``, ``predict``)."""
     if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
         by_name = {s.name: i for i, s in enumerate(module.inputs)}
         missing = [k for k in by_name if k not in data]
@@ -225,7 +226,7 @@ def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
     if len(items) != n:
         raise ValueError(f"{op}: expected {n} {what} array(s) (one per model "
                          f"{'input' if what == 'x' else 'output'}), got {len(items)}")
-    arrays = [to_numpy(a.data) if isinstance(a, Tensor) else np.asarray(a) for a in items]
+    arrays = [to_numpy(a.data if isinstance(a, Tensor) else a) for a in items]
     sizes = {len(a) for a in arrays}
     if len(sizes) > 1:
         raise ValueError(f"{op}: {what} arrays have different numbers of samples: "
