@@ -162,6 +162,18 @@ def test_arrays_and_tensors_reach_the_host_through_backend_to_numpy(monkeypatch)
     assert seen == [np.ndarray, np.ndarray]      # the Tensor's array, then the NumPy target
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_draws_from_minidls_generator_only_to_shuffle(shuffle):
+    from minidl.backend import get_rng_state, set_rng_state
+    md.manual_seed(3)
+    model, x, y = _frozen_regression(10)      # a model that draws nothing while training
+    state = get_rng_state()
+    without_fit = md.randn(3).numpy()
+    set_rng_state(state)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=shuffle, verbose=0, validation_split=0.2)
+    assert np.array_equal(md.randn(3).numpy(), without_fit) is not shuffle
+
+
 def test_fit_freezing_keeps_weights(capsys):
     md.manual_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)

@@ -108,7 +108,9 @@ class TrainingMixin:
             raise ValueError(f"fit: x has {len(xs[0])} samples but y has {len(ys[0])}")
         if validation_split and validation_data is None:
             xs, ys, validation_data = _split(xs, ys, validation_split)
-        seed = int(rng().integers(2**62))  # from minidl's generator: md.manual_seed reproduces
+        # From minidl's generator, so md.manual_seed reproduces the order; drawn only to
+        # shuffle, so later draws (dropout masks, initialisers) do not depend on `shuffle`.
+        seed = int(rng().integers(2**62)) if shuffle else None
         train = DataLoader(_fields(self, xs, ys), batch_size=batch_size, shuffle=shuffle,
                            seed=seed)
         val = None
