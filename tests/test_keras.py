@@ -61,6 +61,38 @@ def test_wide_and_deep_trains_and_loss_falls():
     np.testing.assert_allclose(again[0], y_pred_main, rtol=1e-6)
 
 
+def test_each_outputs_loss_is_computed_once_per_batch():
+    calls = []
+
+    def counted(out, target):
+        calls.append(1)
+        return F.mse_loss(out, target)
+
+    inp = keras.Input((1,))
+    model = keras.Model(inp, [nn.Linear(1, 1, name="a")(inp), nn.Linear(1, 1, name="b")(inp)])
+    model.compile(loss=[counted, "mse"], loss_weights=[0.25, 2.0],
+                  optimizer=optim.SGD(model.parameters(), lr=0.0))
+    x = np.linspace(-1, 1, 10, dtype=np.float32)[:, None]
+    ya, yb = x ** 2, np.arange(10, dtype=np.float32)[:, None]
+    hist = model.fit(x, [ya, yb], epochs=1, batch_size=4, shuffle=False, verbose=0,
+                     validation_data=(x[:6], [ya[:6], yb[:6]]))
+    assert len(calls) == 3 + 2                          # 3 training and 2 validation batches
+    pa, pb = (p.astype(np.float64) for p in model.predict(x))
+    a, b = np.mean((pa - ya) ** 2), np.mean((pb - yb) ** 2)
+    va, vb = np.mean((pa[:6] - ya[:6]) ** 2), np.mean((pb[:6] - yb[:6]) ** 2)
+    h = hist.history
+    assert [h["a_loss"][0], h["b_loss"][0], h["val_a_loss"][0], h["val_b_loss"][0]] == \
+        pytest.approx([a, b, va, vb], rel=1e-6)
+    assert h["loss"][0] == pytest.approx(0.25 * a + 2.0 * b, rel=1e-6)
+    calls.clear()
+    assert model.evaluate(x, [ya, yb], batch_size=4) == pytest.approx(
+        [0.25 * a + 2.0 * b, a, b], rel=1e-6)
+    assert len(calls) == 3
+    a_loss = model._compiled.metrics[0]              # never a stale value from another batch
+    with pytest.raises(RuntimeError, match="loss of output 0 was asked for a batch"):
+        a_loss.update((md.tensor(pa), md.tensor(pb)), (md.tensor(ya), md.tensor(yb)))
+
+
 def test_summary(capsys):
     model = wide_and_deep()
     model.summary()

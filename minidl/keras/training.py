@@ -10,6 +10,8 @@ the Trainer's NaN checks, host-sync policy, callbacks and :class:`~minidl.train.
 """
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,18 +35,34 @@ class _Compiled:
     """What ``compile`` chose: one loss and weight per output, the optimiser, the metrics."""
 
     def __init__(self, losses: list[Callable[[Any, Any], Tensor]], weights: list[float],
-                 optimizer: Any, metrics: list[Metric]) -> None:
-        self.losses, self.weights, self.optimizer, self.metrics = (
-            losses, weights, optimizer, metrics)
+                 optimizer: Any) -> None:
+        self.losses, self.weights, self.optimizer = losses, weights, optimizer
+        self.metrics: list[Metric] = []
+        # Each output's loss from the last call of `loss`, with (a weak reference to) the
+        # target it was computed for, so the per-output loss metrics need not recompute it.
+        self._parts: list[tuple[weakref.ref, Tensor]] = []
 
     def loss(self, outputs: Any, targets: Any) -> Tensor:
         """The weighted sum of the per-output losses (the Trainer adds regularisation)."""
         outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         tgts = targets if isinstance(targets, (list, tuple)) else [targets]
         total: Any = 0.0
+        parts = []
         for fn, w, out, tgt in zip(self.losses, self.weights, outs, tgts):
-            total = total + fn(out, tgt) * w
+            value = fn(out, tgt)
+            parts.append((weakref.ref(tgt), value.detach()))
+            total = total + value * w
+        self._parts = parts
         return total
+
+    def output_loss(self, i: int, output: Any, target: Tensor) -> Tensor:
+        """Output ``i``'s loss (0-d) on the batch whose target is ``target``, as :meth:`loss`
+        has just computed it: the Trainer calls the loss before the metrics, on the very
+        same target Tensors. ``output`` (what a FunctionMetric passes) is not needed."""
+        if i >= len(self._parts) or self._parts[i][0]() is not target:
+            raise RuntimeError(f"keras: the loss of output {i} was asked for a batch the "
+                               "compiled loss has not seen")
+        return self._parts[i][1]
 
 
 class TrainingMixin:
@@ -73,21 +91,21 @@ class TrainingMixin:
         weights = [1.0] * n if loss_weights is None else [float(w) for w in loss_weights]
         if len(weights) != n:
             raise ValueError(f"compile: {len(weights)} loss_weights for {n} outputs")
-        fns = [get_loss(x) for x in losses]
+        c = _Compiled([get_loss(x) for x in losses], weights, _make_optimizer(optimizer, self))
         # Keras' order of the figures: the loss, each output's loss, then each output's metrics.
-        per_output: list[Metric] = []
         if n > 1:
-            per_output = [FunctionMetric(fn, name=f"{name}_loss", output=i)
-                          for i, (name, fn) in enumerate(zip(names, fns))]
+            c.metrics = [FunctionMetric(functools.partial(c.output_loss, i),
+                                        name=f"{name}_loss", output=i)
+                         for i, name in enumerate(names)]
         for i, name in enumerate(names):
             for spec in metrics or []:
                 if n == 1:
-                    per_output.append(get_metric(spec))
+                    c.metrics.append(get_metric(spec))
                 else:
                     m = get_metric(spec, output=i)
                     m.name = f"{name}_{m.name}"
-                    per_output.append(m)
-        self._compiled = _Compiled(fns, weights, _make_optimizer(optimizer, self), per_output)
+                    c.metrics.append(m)
+        self._compiled = c
 
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: tuple | None = None, shuffle: bool = True, verbose: int = 1,
