@@ -259,6 +259,24 @@ def test_compile_errors():
         model.compile(loss="mse", optimizer="lion")
 
 
+def test_dict_inputs_name_the_unnamed_or_missing_input():
+    a, b = keras.Input((3,), name="a"), keras.Input((2,))
+    model = keras.Model([a, b], nn.Add()(a, nn.Linear(2, 3)(b)))
+    x = {"a": np.zeros((2, 3)), "b": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"^predict: x is a dict, but model input 1 "
+                                         r"\(shape \(None, 2\)\) has no name; dict inputs "
+                                         r"need named Inputs \(keras.Input\(shape, name=...\)\)"
+                                         r", else pass a list in the Inputs' order$"):
+        model.predict(x)
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model([a, b], nn.Add()(a, nn.Linear(2, 3)(b)))
+    model.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"^fit: x lacks the Input\(s\) \['b'\]; its keys "
+                                         r"are \['a', 'bb'\]$"):
+        model.fit({"a": x["a"], "bb": x["b"]}, np.zeros((2, 3)))
+    assert model.predict(x).shape == (2, 3)
+
+
 def test_fit_runs_the_trainer_loop_and_returns_its_history():
     md.manual_seed(0)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)

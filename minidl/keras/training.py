@@ -236,11 +236,7 @@ def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
     arrays, Tensors and nested lists are all accepted (copied to the host by
     ``backend.to_numpy``). Errors name ``op`` (``fit``, ``evaluate``, ``predict``)."""
     if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
-        by_name = {s.name: i for i, s in enumerate(module.inputs)}
-        missing = [k for k in by_name if k not in data]
-        if missing or None in by_name:
-            raise ValueError(f"{op}: dict inputs need every Input named; missing {missing}")
-        data = [data[s.name] for s in module.inputs]
+        data = _by_name(module, data, op)
     n = _n_inputs(module) if what == "x" else _n_outputs(module)
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if len(items) != n:
@@ -252,6 +248,21 @@ def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
         raise ValueError(f"{op}: {what} arrays have different numbers of samples: "
                          f"{[len(a) for a in arrays]}")
     return arrays
+
+
+def _by_name(module: GraphModule, data: dict, op: str) -> list[Any]:
+    """The values of a dict of inputs in the order of the model's (named) Inputs."""
+    unnamed = [f"{i} (shape {s.shape})" for i, s in enumerate(module.inputs) if s.name is None]
+    if unnamed:
+        which = (f"model input {unnamed[0]} has" if len(unnamed) == 1
+                 else f"model inputs {', '.join(unnamed)} have")
+        raise ValueError(f"{op}: x is a dict, but {which} no name; dict inputs need named "
+                         f"Inputs (keras.Input(shape, name=...)), else pass a list in the "
+                         f"Inputs' order")
+    missing = [s.name for s in module.inputs if s.name not in data]
+    if missing:
+        raise ValueError(f"{op}: x lacks the Input(s) {missing}; its keys are {sorted(data)}")
+    return [data[s.name] for s in module.inputs]
 
 
 def _fields(module: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, ...]:
