@@ -93,12 +93,23 @@ def test_each_outputs_loss_is_computed_once_per_batch():
         a_loss.update((md.tensor(pa), md.tensor(pb)), (md.tensor(ya), md.tensor(yb)))
 
 
+def _table_rows(text):
+    """The rows of a summary table by their first column: {'output (Linear)': [shape, ...]}
+    (columns are separated by two or more spaces)."""
+    import re
+    rows = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+    return {r[0]: r[1:] for r in rows if len(r) > 1}
+
+
 def test_summary(capsys):
     model = wide_and_deep()
     model.summary()
     text = capsys.readouterr().out
-    assert "wide_input (Input)" in text and "(None, 35)" in text
-    assert "output (Linear)" in text and "36" in text
+    rows = _table_rows(text)
+    assert rows["wide_input (Input)"] == ["(None, 5)", "0"]
+    assert rows["concat (Concat)"] == ["(None, 35)", "0", "wide_input, linear_1"]
+    assert rows["output (Linear)"] == ["(None, 1)", "36", "concat"]          # 35 * 1 + 1
+    assert rows["aux_output (Linear)"] == ["(None, 1)", "31", "linear_1"]
     assert f"Total params: {model.num_parameters():,}" in text
     lines = []
     model.get_layer("linear").freeze()
@@ -305,8 +316,9 @@ def test_sequential_takes_a_leading_input_and_prints_a_summary(capsys):
     assert model.input_shape == (4,) and len(model) == 2
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
     model.summary()
-    text = capsys.readouterr().out
-    assert "Linear" in text and "10" in text
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows["0 (Linear)"] == ["(1, 2)", "10", "-", "8"]                 # 4 * 2 + 2 params
+    assert rows["1 (ReLU)"] == ["(1, 2)", "0", "-", "-"]
     with pytest.raises(ValueError, match="input shape is unknown"):
         keras.Sequential(nn.Linear(4, 2)).summary()
     assert keras.models.Model is keras.Model and keras.models.Sequential is keras.Sequential
