@@ -61,12 +61,55 @@ def test_wide_and_deep_trains_and_loss_falls():
     np.testing.assert_allclose(again[0], y_pred_main, rtol=1e-6)
 
 
+def test_each_outputs_loss_is_computed_once_per_batch():
+    calls = []
+
+    def counted(out, target):
+        calls.append(1)
+        return F.mse_loss(out, target)
+
+    inp = keras.Input((1,))
+    model = keras.Model(inp, [nn.Linear(1, 1, name="a")(inp), nn.Linear(1, 1, name="b")(inp)])
+    model.compile(loss=[counted, "mse"], loss_weights=[0.25, 2.0],
+                  optimizer=optim.SGD(model.parameters(), lr=0.0))
+    x = np.linspace(-1, 1, 10, dtype=np.float32)[:, None]
+    ya, yb = x ** 2, np.arange(10, dtype=np.float32)[:, None]
+    hist = model.fit(x, [ya, yb], epochs=1, batch_size=4, shuffle=False, verbose=0,
+                     validation_data=(x[:6], [ya[:6], yb[:6]]))
+    assert len(calls) == 3 + 2                          # 3 training and 2 validation batches
+    pa, pb = (p.astype(np.float64) for p in model.predict(x))
+    a, b = np.mean((pa - ya) ** 2), np.mean((pb - yb) ** 2)
+    va, vb = np.mean((pa[:6] - ya[:6]) ** 2), np.mean((pb[:6] - yb[:6]) ** 2)
+    h = hist.history
+    assert [h["a_loss"][0], h["b_loss"][0], h["val_a_loss"][0], h["val_b_loss"][0]] == \
+        pytest.approx([a, b, va, vb], rel=1e-6)
+    assert h["loss"][0] == pytest.approx(0.25 * a + 2.0 * b, rel=1e-6)
+    calls.clear()
+    assert model.evaluate(x, [ya, yb], batch_size=4) == pytest.approx(
+        [0.25 * a + 2.0 * b, a, b], rel=1e-6)
+    assert len(calls) == 3
+    a_loss = model._compiled.metrics[0]              # never a stale value from another batch
+    with pytest.raises(RuntimeError, match="loss of output 0 was asked for a batch"):
+        a_loss.update((md.tensor(pa), md.tensor(pb)), (md.tensor(ya), md.tensor(yb)))
+
+
+def _table_rows(text):
+    """The rows of a summary table by their first column: {'output (Linear)': [shape, ...]}
+    (columns are separated by two or more spaces)."""
+    import re
+    rows = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+    return {r[0]: r[1:] for r in rows if len(r) > 1}
+
+
 def test_summary(capsys):
     model = wide_and_deep()
     model.summary()
     text = capsys.readouterr().out
-    assert "wide_input (Input)" in text and "(None, 35)" in text
-    assert "output (Linear)" in text and "36" in text
+    rows = _table_rows(text)
+    assert rows["wide_input (Input)"] == ["(None, 5)", "0"]
+    assert rows["concat (Concat)"] == ["(None, 35)", "0", "wide_input, linear_1"]
+    assert rows["output (Linear)"] == ["(None, 1)", "36", "concat"]          # 35 * 1 + 1
+    assert rows["aux_output (Linear)"] == ["(None, 1)", "31", "linear_1"]
     assert f"Total params: {model.num_parameters():,}" in text
     lines = []
     model.get_layer("linear").freeze()
@@ -89,11 +132,89 @@ def test_sequential_has_keras_training_methods():
                   optimizer=optim.Adam(model.parameters(), lr=1e-2), metrics=["accuracy"])
     hist = model.fit(x, y, epochs=30, batch_size=32, verbose=0, validation_split=0.2)
     assert hist.history["accuracy"][-1] > 0.9
-    assert "val_accuracy" in hist.history
+    assert hist.history["val_accuracy"][-1] == pytest.approx(
+        np.mean(model.predict(x[240:]).argmax(1) == y[240:]))
     loss, acc = model.evaluate(x, y)
     assert acc > 0.9
     assert model.evaluate(x, y, return_dict=True)["accuracy"] == pytest.approx(acc)
     assert model.predict(x[:3]).shape == (3, 2)
+
+
+def _frozen_regression(n=10):
+    """A (1 -> 1) Linear model that SGD with lr=0 never changes, and data whose every row
+    has its own target, so each row set gives its own mse."""
+    model = keras.Sequential(nn.Linear(1, 1))
+    model.compile(loss="mse", optimizer=optim.SGD(model.parameters(), lr=0.0))
+    x = np.linspace(-1, 1, n, dtype=np.float32)[:, None]
+    y = (np.arange(n, dtype=np.float32) ** 2)[:, None]
+    return model, x, y
+
+
+def _mse(model, x, y):
+    return float(np.mean((model.predict(x).astype(np.float64) - y) ** 2))
+
+
+def test_validation_split_holds_out_the_last_rows_before_shuffling():
+    model, x, y = _frozen_regression(10)
+    hist = model.fit(x, y, epochs=2, batch_size=4, verbose=0, validation_split=0.3)
+    assert hist.history["loss"] == pytest.approx([_mse(model, x[:7], y[:7])] * 2, rel=1e-6)
+    assert hist.history["val_loss"] == pytest.approx([_mse(model, x[7:], y[7:])] * 2, rel=1e-6)
+
+
+def test_validation_data_overrides_validation_split():
+    model, x, y = _frozen_regression(10)
+    xv, yv = x[:3] + 0.5, y[:3] - 7.0
+    hist = model.fit(x, y, epochs=1, batch_size=4, verbose=0, validation_data=(xv, yv),
+                     validation_split=0.5)
+    assert hist.history["loss"] == pytest.approx([_mse(model, x, y)], rel=1e-6)
+    assert hist.history["val_loss"] == pytest.approx([_mse(model, xv, yv)], rel=1e-6)
+
+
+@pytest.mark.parametrize("n, split, train, val", [(2, 0.6, 0, 2), (1, 0.5, 0, 1),
+                                                   (10, 1e-17, 10, 0)])
+def test_validation_split_that_leaves_no_rows_is_refused(n, split, train, val):
+    model, x, y = _frozen_regression(n)
+    msg = (rf"^fit: validation_split={split} of {n} samples leaves {train} for training and "
+           rf"{val} for validation; each needs at least one$")
+    with pytest.raises(ValueError, match=msg):
+        model.fit(x, y, verbose=0, validation_split=split)
+
+
+def test_fit_evaluate_predict_take_arrays_on_any_device(device):
+    # CuPy arrays (the 'cuda' case) are copied to the host by backend.to_numpy: np.asarray
+    # refuses them.
+    model, x, y = _frozen_regression(10)
+    xd, yd = md.tensor(x, device=device).data, md.tensor(y, device=device).data
+    hist = model.fit(xd, yd, epochs=1, batch_size=4, verbose=0, validation_data=(xd, yd))
+    assert hist.history["loss"] == pytest.approx([_mse(model, x, y)], rel=1e-6)
+    assert model.evaluate(xd, yd) == pytest.approx(_mse(model, x, y), rel=1e-6)
+    np.testing.assert_array_equal(model.predict(xd), model.predict(x))
+
+
+def test_arrays_and_tensors_reach_the_host_through_backend_to_numpy(monkeypatch):
+    from minidl.keras import training
+    real, seen = training.to_numpy, []
+
+    def spy(a):
+        seen.append(type(a))
+        return real(a)
+
+    monkeypatch.setattr(training, "to_numpy", spy)
+    model, x, y = _frozen_regression(4)
+    model.evaluate(md.tensor(x), y)
+    assert seen == [np.ndarray, np.ndarray]      # the Tensor's array, then the NumPy target
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_draws_from_minidls_generator_only_to_shuffle(shuffle):
+    from minidl.backend import get_rng_state, set_rng_state
+    md.manual_seed(3)
+    model, x, y = _frozen_regression(10)      # a model that draws nothing while training
+    state = get_rng_state()
+    without_fit = md.randn(3).numpy()
+    set_rng_state(state)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=shuffle, verbose=0, validation_split=0.2)
+    assert np.array_equal(md.randn(3).numpy(), without_fit) is not shuffle
 
 
 def test_fit_freezing_keeps_weights(capsys):
@@ -149,6 +270,24 @@ def test_compile_errors():
         model.compile(loss="mse", optimizer="lion")
 
 
+def test_dict_inputs_name_the_unnamed_or_missing_input():
+    a, b = keras.Input((3,), name="a"), keras.Input((2,))
+    model = keras.Model([a, b], nn.Add()(a, nn.Linear(2, 3)(b)))
+    x = {"a": np.zeros((2, 3)), "b": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"^predict: x is a dict, but model input 1 "
+                                         r"\(shape \(None, 2\)\) has no name; dict inputs "
+                                         r"need named Inputs \(keras.Input\(shape, name=...\)\)"
+                                         r", else pass a list in the Inputs' order$"):
+        model.predict(x)
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model([a, b], nn.Add()(a, nn.Linear(2, 3)(b)))
+    model.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"^fit: x lacks the Input\(s\) \['b'\]; its keys "
+                                         r"are \['a', 'bb'\]$"):
+        model.fit({"a": x["a"], "bb": x["b"]}, np.zeros((2, 3)))
+    assert model.predict(x).shape == (2, 3)
+
+
 def test_fit_runs_the_trainer_loop_and_returns_its_history():
     md.manual_seed(0)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
@@ -163,8 +302,9 @@ def test_fit_runs_the_trainer_loop_and_returns_its_history():
     assert {"loss", "mae", "lr", "time"} <= set(hist)
     assert set(hist.history) == {"loss", "mae"}              # Keras' history: no bookkeeping
     assert hist.history["loss"] is hist["loss"]
-    again = model.fit(x, y, epochs=1, verbose=0)        # continues training, a fresh History
-    assert again.epoch == [0] and again["loss"][0] < hist["loss"][0]
+    # continues training, a fresh History: the new first epoch starts where the last ended
+    again = model.fit(x, y, epochs=1, verbose=0)
+    assert again.epoch == [0] and again["loss"][0] < hist["loss"][-1]
     model.compile(loss=lambda out, target: F.mse_loss(out, target.reshape(out.shape)) * np.nan,
                   optimizer="sgd")
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
@@ -176,8 +316,9 @@ def test_sequential_takes_a_leading_input_and_prints_a_summary(capsys):
     assert model.input_shape == (4,) and len(model) == 2
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
     model.summary()
-    text = capsys.readouterr().out
-    assert "Linear" in text and "10" in text
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows["0 (Linear)"] == ["(1, 2)", "10", "-", "8"]                 # 4 * 2 + 2 params
+    assert rows["1 (ReLU)"] == ["(1, 2)", "0", "-", "-"]
     with pytest.raises(ValueError, match="input shape is unknown"):
         keras.Sequential(nn.Linear(4, 2)).summary()
     assert keras.models.Model is keras.Model and keras.models.Sequential is keras.Sequential
