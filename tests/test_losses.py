@@ -351,10 +351,10 @@ def _loss_case(name, seed=0):
     return cases[name]
 
 
-def _passthrough(width):
+def _passthrough(width, name=None):
     """A float64 Linear layer that returns its input exactly (identity weight, zero bias)."""
     from minidl import nn
-    layer = nn.Linear(width, width).double()
+    layer = nn.Linear(width, width, name=name).double()
     with md.no_grad():
         layer.weight.data[...] = np.eye(width)
         layer.bias.data[...] = 0.0
@@ -373,12 +373,40 @@ def test_every_loss_name_gives_the_same_value_through_every_entry_point(name):
     # batches of 4: 4 + 2 samples, so the sample-weighted epoch mean is checked too
     trainer = Trainer(model, None, loss=name, metrics=[], verbose=0)
     through_trainer = trainer.evaluate(DataLoader((out, target), batch_size=4))["loss"]
+    # one training step with lr=0 records the loss of the unchanged model
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.0), loss=name, metrics=[],
+                      verbose=0)
+    trainer_fit = trainer.fit(DataLoader((out, target), batch_size=6), epochs=1)["loss"]
     k = keras.Sequential(model)
     k.compile(loss=name, optimizer=optim.SGD(k.parameters(), lr=0.0))
     through_keras = k.evaluate(out, target, batch_size=4)
+    keras_fit = k.fit(out, target, batch_size=6, verbose=0).history["loss"]
     assert direct == pytest.approx(expected, rel=1e-7)
     assert through_trainer == pytest.approx(expected, rel=1e-7)
+    assert trainer_fit == pytest.approx([expected], rel=1e-7)
     assert through_keras == pytest.approx(expected, rel=1e-7)
+    assert keras_fit == pytest.approx([expected], rel=1e-7)
+
+
+@pytest.mark.parametrize("name", __import__("minidl.train.losses", fromlist=["x"]).loss_names())
+def test_every_loss_name_gives_the_same_per_output_loss_in_a_two_output_keras_model(name):
+    from minidl import keras, optim
+
+    (out_a, target_a, expected_a), (out_b, target_b, expected_b) = (
+        _loss_case(name, seed) for seed in (0, 1))
+    width = out_a.shape[1]
+    in_a, in_b = keras.Input((width,)), keras.Input((width,))
+    model = keras.Model([in_a, in_b], [_passthrough(width, "a")(in_a),
+                                       _passthrough(width, "b")(in_b)])
+    model.compile(loss=[name, name], loss_weights=[0.5, 2.0],
+                  optimizer=optim.SGD(model.parameters(), lr=0.0))
+    expected = {"loss": 0.5 * expected_a + 2.0 * expected_b, "a_loss": expected_a,
+                "b_loss": expected_b}
+    logs = model.evaluate([out_a, out_b], [target_a, target_b], batch_size=4,
+                          return_dict=True)
+    assert logs == pytest.approx(expected, rel=1e-7)
+    hist = model.fit([out_a, out_b], [target_a, target_b], batch_size=6, verbose=0)
+    assert {k: v for k, (v,) in hist.history.items()} == pytest.approx(expected, rel=1e-7)
 
 
 def test_keras_names_take_probabilities_and_torch_names_take_logits():
