@@ -57,6 +57,9 @@ def add_parser(subparsers: Any) -> None:
     add_device_option(p)
     add_run_options(p, out="minidl-run", blas_threads=0,
                     blas_advice="Try 1 for small models on a busy machine")
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also log loss, metrics and learning rate per step and epoch to "
+                   "TensorBoard in DIR (needs tensorboardX; view: tensorboard --logdir DIR)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.last.npz when it exists")
     p.add_argument("--limit", type=positive_int, default=None,
@@ -130,7 +133,13 @@ def run(args: argparse.Namespace) -> int:
     import minidl as md  # noqa: PLC0415
 
     from ..data import DataLoader  # noqa: PLC0415
-    from ..train import CSVLogger, ModelCheckpoint, NonFiniteLossError, Trainer  # noqa: PLC0415
+    from ..train import (  # noqa: PLC0415
+        CSVLogger,
+        ModelCheckpoint,
+        NonFiniteLossError,
+        TensorBoard,
+        Trainer,
+    )
 
     device = device_or_none(args.device, "train")
     if device is None:
@@ -156,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = ModelCheckpoint(out / "checkpoint.npz", monitor="val_accuracy")
     callbacks = [checkpoint, CSVLogger(out / "history.csv")]
+    if args.tensorboard:
+        callbacks.append(TensorBoard(args.tensorboard))
     metrics = ["accuracy"] + (["top5"] if classes > 5 else [])
     trainer = Trainer(model, optimizer, "cross_entropy", metrics=metrics, device=device,
                       callbacks=callbacks, scheduler=scheduler,

@@ -3,8 +3,9 @@
 ``trainer.py`` Trainer (fit / evaluate / predict, resumable state); ``step.py`` train_step
 (one optimisation step) and NonFiniteLossError; ``losses.py`` the one table of loss names;
 ``metrics.py`` metrics and their array versions (accuracy, confusion_matrix, ...);
-``callbacks.py`` ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger, LambdaCallback;
-``checkpoint.py`` checkpoint files; ``history.py`` History; ``progress.py`` progress bars.
+``callbacks.py`` ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger, TensorBoard,
+LambdaCallback; ``tensorboard.py`` event-file writers; ``checkpoint.py`` checkpoint files;
+``history.py`` History; ``progress.py`` progress bars.
 ``minidl.keras`` and the ``minidl`` command are built on this package.
 """
 from .callbacks import (
@@ -14,6 +15,7 @@ from .callbacks import (
     LambdaCallback,
     LRSchedulerStep,
     ModelCheckpoint,
+    TensorBoard,
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import History
@@ -39,5 +41,6 @@ __all__ = [
     "Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError",
     "get_metric", "get_loss", "loss_names", "accuracy", "top_k_accuracy", "confusion_matrix",
     "most_confused", "Callback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
-    "CSVLogger", "LambdaCallback", "save_checkpoint", "load_checkpoint", "model_accuracy",
+    "CSVLogger", "TensorBoard", "LambdaCallback", "save_checkpoint", "load_checkpoint",
+    "model_accuracy",
 ]

@@ -189,6 +189,7 @@ class Trainer:
                     step += 1
                     loss, output, target, n = self._batch(batch, train, step, total)
                     running.add(loss.data, n)
+                    self.batch_loss = loss  # the last batch's 0-d loss, for callbacks
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
