@@ -2,7 +2,7 @@
 
 ``optimizer.py`` the Optimizer base class (parameter groups, state dicts); the rules by
 family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam), ``rmsprop.py``, ``adagrad.py``;
-``lr_scheduler.py`` schedules; ``regularizers.py`` and ``constraints.py`` what layers take as
+``lr_scheduler/`` schedules; ``regularizers.py`` and ``constraints.py`` what layers take as
 ``weight_regularizer=`` and ``weight_constraint=``; :func:`get_optimizer` builds one by name
 (the CLI's ``--optimizer`` and Keras' ``compile(optimizer="adam")``).
 
