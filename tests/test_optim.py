@@ -501,9 +501,11 @@ def test_scheduler_state_dict_resume():
     sched = lr_scheduler.StepLR(opt, 2, 0.5)
     for _ in range(3):
         sched.step()
-    state = sched.state_dict()
+    state, opt_state = sched.state_dict(), opt.state_dict()
     opt2 = _opt(0.2)
     sched2 = lr_scheduler.StepLR(opt2, 2, 0.5)
+    # as in torch, the schedule is chainable: the optimiser's state holds the current lr
+    opt2.load_state_dict(opt_state)
     sched2.load_state_dict(state)
     sched.step()
     sched2.step()
