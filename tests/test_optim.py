@@ -198,14 +198,25 @@ def test_defaults_match_torch():
     assert optim.SGD(p).defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0,
                                          weight_decay=0.0, nesterov=False, maximize=False)
     assert optim.Adam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                                          weight_decay=0.0, amsgrad=False)
+                                          weight_decay=0.0, amsgrad=False, maximize=False)
     assert optim.AdamW(p).defaults["weight_decay"] == 1e-2
     assert optim.Nadam(p).defaults["lr"] == 2e-3
     assert optim.Nadam(p).defaults["momentum_decay"] == 4e-3
     assert optim.RMSprop(p).defaults == dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                                             momentum=0.0, centered=False)
+                                             momentum=0.0, centered=False, maximize=False)
     assert optim.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                                             initial_accumulator_value=0.0, eps=1e-10)
+                                             initial_accumulator_value=0.0, eps=1e-10,
+                                             maximize=False)
+    assert optim.RAdam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                           weight_decay=0.0, decoupled_weight_decay=False,
+                                           maximize=False)
+    assert optim.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+                                            weight_decay=0.0, maximize=False)
+    assert optim.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                                              maximize=False)
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.Nadam, optim.RMSprop,
+                optim.Adagrad, optim.RAdam, optim.Adamax, optim.Adadelta):
+        assert cls(p, maximize=True).defaults["maximize"] is True, cls.__name__
 
 
 def test_param_groups_have_their_own_lr():
@@ -616,11 +627,12 @@ def test_blobs_with_regularization_still_learn():
 
 def test_get_optimizer_by_name():
     params = [nn.Parameter(md.ones(2))]
-    assert set(optim.OPTIMIZERS) == {"sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
+    assert set(optim.OPTIMIZERS) == {"sgd", "adam", "adamw", "nadam", "radam", "adamax",
+                                     "rmsprop", "adagrad", "adadelta"}
     for name, cls in optim.OPTIMIZERS.items():
         opt = optim.get_optimizer(name.upper(), params, lr=0.5)
         assert type(opt) is cls and opt.param_groups[0]["lr"] == 0.5
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adamax'; expected one of \['adagrad'"):
-        optim.get_optimizer("adamax", params, lr=0.1)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; expected one of \['adadelta'"):
+        optim.get_optimizer("lbfgs", params, lr=0.1)
     with pytest.raises(ValueError, match="unknown optimizer 3"):
         optim.get_optimizer(3, params, lr=0.1)

@@ -1,7 +1,8 @@
 """The Optimizer base class: parameter groups, per-parameter state, zero_grad, state dicts.
 
 The update rules live one family per file (``sgd.py``, ``adam.py``, ``rmsprop.py``,
-``adagrad.py``) and follow ``torch.optim``'s rules and defaults.
+``adagrad.py``, ``adadelta.py``) and follow ``torch.optim``'s rules and defaults, ``maximize=``
+included (the gradient is negated first, as torch does).
 
 Every optimiser updates ``p.data`` in place with array arithmetic (NumPy or CuPy, whichever
 holds the parameter), skips parameters whose ``grad`` is None (frozen or unused ones), and
@@ -247,11 +248,19 @@ class Optimizer:
 # Per-parameter state entries that are arrays shaped like the parameter (the rest are counts
 # and products); needed to restore the state of 0-d parameters, whose arrays look like scalars.
 _ARRAY_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                          "square_avg", "grad_avg", "sum"})
+                          "square_avg", "grad_avg", "sum", "exp_inf", "acc_delta"})
 
 # Elements per slice of a CPU update: 128K float32 = 512 KB per array, a few of which stay in
 # L2/L3 while a rule makes its passes over them.
 _SLICE = 1 << 17
+
+
+def _signed(g: Any, maximize: bool, out: Any) -> Any:
+    """``-g`` in ``out`` when maximising (torch negates the gradient first), else ``g``.
+
+    The gradient may be shared with the user, so it is never negated in place.
+    """
+    return get_array_module(g).negative(g, out=out) if maximize else g
 
 
 def _decayed(p: Any, g: Any, wd: float, t1: Any, t2: Any) -> Any:
