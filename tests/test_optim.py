@@ -390,6 +390,27 @@ def test_new_optimisers_with_parameter_groups(name, cls, defaults, override, ref
         np.testing.assert_allclose(b.numpy(), want_b[step], rtol=1e-10, atol=1e-12)
 
 
+def test_step_with_a_closure_as_in_torch():
+    """``opt.step(closure)`` recomputes loss and gradients first and returns the loss,
+    with gradients enabled even inside no_grad (torch's contract)."""
+    p = nn.Parameter(md.tensor(P0.copy()))
+    opt = optim.SGD([p], lr=0.1)
+    calls = []
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of(p)
+        loss.backward()
+        calls.append(float(loss.item()))
+        return loss
+
+    with md.no_grad():
+        loss = opt.step(closure)
+    assert calls and loss.item() == calls[0]
+    np.testing.assert_allclose(p.numpy(), ref_sgd(0.1)[0], rtol=1e-12)
+    assert opt.step() is None
+
+
 def test_fine_tuning_groups_with_a_module():
     md.manual_seed(0)
     backbone, head = nn.Linear(3, 4), nn.Linear(4, 2)

@@ -20,12 +20,12 @@ The arithmetic, and so every rounding, is that of the plain expressions in the d
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, enable_grad
 from ..backend import device_of, get_array_module, to_device, to_numpy
 
 __all__ = ["Optimizer"]
@@ -114,8 +114,16 @@ class Optimizer:
                 else:  # a view or a read-only array: do not write through it
                     p.grad = Tensor(get_array_module(p.data).zeros_like(p.data))
 
-    def step(self) -> None:
-        """Update every parameter that has a gradient, then apply its constraint."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient, then apply its constraint.
+
+        ``closure``, as in torch, is called first (with gradients enabled) to recompute
+        the loss and the gradients; its value is returned (None without one).
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -129,6 +137,7 @@ class Optimizer:
                 constraint = getattr(p, "constraint", None)
                 if constraint is not None:
                     p.data = constraint(p.data)
+        return loss
 
     def _update(self, p: Tensor, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
