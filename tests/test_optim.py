@@ -390,6 +390,26 @@ def test_new_optimisers_with_parameter_groups(name, cls, defaults, override, ref
         np.testing.assert_allclose(b.numpy(), want_b[step], rtol=1e-10, atol=1e-12)
 
 
+def test_torch_implementation_switches_and_unknown_keywords():
+    p = [nn.Parameter(md.zeros(2))]
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.Nadam, optim.RAdam, optim.Adamax,
+                optim.RMSprop, optim.Adagrad, optim.Adadelta):
+        # torch's foreach/fused pick how torch runs the same update: accepted, no effect
+        opt = cls(p, foreach=True, fused=False, capturable=False, differentiable=False)
+        assert "foreach" not in opt.defaults and opt.defaults == cls(p).defaults
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: differentiable=True is not "
+                                             "supported.*drop differentiable="):
+            cls(p, differentiable=True)
+    with pytest.raises(TypeError, match="AdamW: unexpected keyword 'learning_rate'; did you "
+                                        "mean 'lr'\\? it takes lr, betas, eps"):
+        optim.AdamW(p, learning_rate=0.1)
+    with pytest.raises(TypeError, match="SGD: unexpected keyword 'momentun'; did you mean "
+                                        "'momentum'"):
+        optim.SGD(p, lr=0.1, momentun=0.9)
+    with pytest.raises(TypeError, match="Adadelta: unexpected keyword 'zzz'; it takes lr, rho"):
+        optim.Adadelta(p, zzz=1)
+
+
 def test_step_with_a_closure_as_in_torch():
     """``opt.step(closure)`` recomputes loss and gradients first and returns the loss,
     with gradients enabled even inside no_grad (torch's contract)."""

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed, _signed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["Adadelta"]
 
@@ -20,7 +20,8 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9,
                  eps: float = 1e-6, weight_decay: float = 0.0, *,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False, **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if not 0.0 <= rho <= 1.0 or eps < 0:
             raise ValueError(f"Adadelta: rho must be in [0, 1] and eps >= 0, got rho {rho}, "
                              f"eps {eps}")

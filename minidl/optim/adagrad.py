@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed, _signed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["Adagrad"]
 
@@ -16,7 +16,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10, *, maximize: bool = False) -> None:
+                 eps: float = 1e-10, *, maximize: bool = False,
+                 **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if lr_decay < 0 or initial_accumulator_value < 0:
             raise ValueError(f"Adagrad: invalid lr_decay {lr_decay} or "
                              f"initial_accumulator_value {initial_accumulator_value}")

@@ -20,6 +20,8 @@ The arithmetic, and so every rounding, is that of the plain expressions in the d
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -262,6 +264,34 @@ _ARRAY_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_a
 # Elements per slice of a CPU update: 128K float32 = 512 KB per array, a few of which stay in
 # L2/L3 while a rule makes its passes over them.
 _SLICE = 1 << 17
+
+
+# Keras' spellings of torch's hyper-parameters, for the error message.
+_KERAS_NAMES = {"learning_rate": "lr", "beta_1": "betas", "beta_2": "betas", "epsilon": "eps",
+                "rho": "alpha"}
+
+
+def _check_torch_options(cls: type, options: dict[str, Any]) -> None:
+    """torch.optim's implementation switches: ``foreach=`` and ``fused=`` choose how torch
+    runs the same update, so they are accepted and change nothing here; ``capturable=True``
+    and ``differentiable=True`` have no minidl counterpart and raise; any other keyword is
+    an error naming the keywords ``cls`` takes."""
+    for key, value in options.items():
+        if key in ("foreach", "fused"):
+            continue
+        if key in ("capturable", "differentiable"):
+            if value:
+                raise ValueError(f"{cls.__name__}: {key}=True is not supported (minidl's "
+                                 "optimiser steps are neither CUDA-graph captured nor "
+                                 f"differentiable); drop {key}=")
+            continue
+        names = [n for n in inspect.signature(cls.__init__).parameters
+                 if n not in ("self", "params", "torch_options")]
+        close = [_KERAS_NAMES[key]] if key in _KERAS_NAMES else difflib.get_close_matches(
+            key, names, 1)
+        hint = f"did you mean {close[0]!r}? " if close and close[0] in names else ""
+        raise TypeError(f"{cls.__name__}: unexpected keyword {key!r}; {hint}it takes "
+                        f"{', '.join(names)}")
 
 
 def _signed(g: Any, maximize: bool, out: Any) -> Any:

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed, _signed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["RMSprop"]
 
@@ -20,7 +20,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False, *, maximize: bool = False) -> None:
+                 centered: bool = False, *, maximize: bool = False,
+                 **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if not 0.0 <= alpha or eps < 0 or momentum < 0:
             raise ValueError(f"RMSprop: invalid alpha {alpha}, eps {eps} or momentum {momentum}")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed, _signed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["SGD"]
 
@@ -20,7 +20,8 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False, **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if momentum < 0:
             raise ValueError(f"SGD: invalid momentum {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
