@@ -35,6 +35,13 @@ from .loss import (
 )
 from .module import Module, Parameter, StateDictError
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normalization
+from .padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Reshape
 from .symbolic import GraphModule, Input, SymbolicTensor
@@ -50,6 +57,7 @@ __all__ = [
     "get_activation", "init", "mc_predict", "utils",
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "MSELoss",
     "NLLLoss", "SmoothL1Loss",
+    "CircularPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d",
 ]
 
 # Names that moved out of nn (which imports nothing from train or keras), and where to.
