@@ -78,10 +78,10 @@ def _check_targets(op: str, logits: Any, target: Any, ignore_index: int) -> Any:
     if get_array_module(target) is not np and not is_anomaly_enabled():
         return out
     if out.any():
-        bad = target[out]
+        used = target[target != ignore_index]
         raise ValueError(f"{op}: target labels must lie in [0, {c}) (or equal ignore_index="
                          f"{ignore_index}) for input of shape {tuple(logits.shape)}, got range "
-                         f"[{int(bad.min())}, {int(bad.max())}]")
+                         f"[{int(used.min())}, {int(used.max())}]")
     return None
 
 
