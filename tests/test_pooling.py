@@ -285,7 +285,7 @@ def dilated_case(draw):
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
     ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
-    # every window keeps at least one real pixel (a window of padding only is -inf)
+    # every window keeps at least one real pixel (windows of padding only are an error)
     H = draw(st.integers(max(1, ext[0] - 2 * p[0], ext[0] - p[0]), 8))
     W = draw(st.integers(max(1, ext[1] - 2 * p[1], ext[1] - p[1]), 8))
     return draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W, k, s, p, d, draw(st.booleans())
@@ -354,6 +354,10 @@ def test_pooling_torch_argument_order_and_new_errors(device):
         max_pool2d(x, 3, dilation=3)
     with pytest.raises(ValueError, match="max_pool2d: dilation"):
         max_pool2d(x, 3, dilation=0)
+    # rows -1 and 3 of a 3-row input: the first window holds padding only
+    with pytest.raises(ValueError, match=r"max_pool2d: with dilation \(4, 1\) and padding "
+                                         r"\(1, 0\) some windows see only padding"):
+        max_pool2d(md.zeros(1, 1, 3, 3, device=device), (2, 1), padding=(1, 0), dilation=(4, 1))
     with pytest.raises(ValueError, match="avg_pool2d: divisor_override must be a non-zero int"):
         avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(TypeError, match="MaxPool2d: dilation=True: torch's order"):

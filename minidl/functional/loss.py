@@ -107,8 +107,10 @@ def _batched(op: str, x: Tensor, t: Tensor, soft: bool) -> tuple[Tensor, Tensor,
     """Unbatched (C,) input with a scalar label (or (C,) probabilities) -> a batch of one."""
     if x.ndim == 1:
         if t.ndim != (1 if soft else 0):
-            raise ValueError(f"{op}: unbatched input of shape {x.shape} needs a scalar label "
-                             f"or class probabilities of shape {x.shape}, got {t.shape}")
+            want = "a scalar label" + ("" if op == "nll_loss" else
+                                       f" or class probabilities of shape {x.shape}")
+            raise ValueError(f"{op}: unbatched input of shape {x.shape} needs {want}, "
+                             f"got target of shape {t.shape}")
         return unsqueeze(x, 0), unsqueeze(t, 0), True
     if x.ndim < 2:
         raise ValueError(f"{op}: input must be (C,), (N, C) or (N, C, d...), got shape {x.shape}")

@@ -130,9 +130,16 @@ def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
         raise TypeError(f"{op}: dilation={dilation}: torch's order is (input, kernel_size, "
                         f"stride, padding, dilation, ceil_mode, return_indices); pass "
                         f"ceil_mode={dilation} by keyword")
-    k, s, _, pads, out_hw = _pool_geometry(op, x, kernel_size, stride, padding, ceil_mode,
+    k, s, p, pads, out_hw = _pool_geometry(op, x, kernel_size, stride, padding, ceil_mode,
                                            dilation)
     d = to_pair(dilation, "dilation", op)
+    for size, o, kk, ss, pp, dd in zip(x.shape[2:], out_hw, k, s, p, d):
+        # with dilation, a window's taps can all fall in the padding; torch gives -inf there
+        taps = (np.arange(o) * ss - pp)[:, None] + np.arange(kk) * dd
+        if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+            raise ValueError(f"{op}: with dilation {d} and padding {p} some windows see only "
+                             f"padding (input shape {tuple(x.shape)}, kernel_size {k}); use "
+                             f"less padding or dilation")
     fn = MaxPool2d(k, s, pads, out_hw, d)
     y = fn(x)
     if not return_indices:
