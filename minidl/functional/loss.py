@@ -42,7 +42,9 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def _check_same_shape(op: str, x: Tensor, t: Tensor) -> None:
     if x.shape != t.shape:
-        raise ValueError(f"{op}: input has shape {x.shape} but target has shape {t.shape}")
+        raise ValueError(f"{op}: input has shape {x.shape} but target has shape {t.shape}; "
+                         f"reshape the target to {x.shape} (torch broadcasts the two with a "
+                         f"warning; that is nearly always a bug)")
 
 
 def _one_hot(xp: Any, target: Any, classes: int, dtype: Any) -> Any:
