@@ -150,15 +150,17 @@ class CrossEntropy(Function):
             bad = _check_targets("cross_entropy", logits, target, self.ignore_index)
             hit = _one_hot(xp, target, classes, logits.dtype)
             valid = xp.expand_dims(target != self.ignore_index, 1).astype(logits.dtype)
-            hit *= valid
+            if 0 <= self.ignore_index < classes:  # else ignored rows of hit are zero already
+                hit *= valid
             q = hit * (1 - s) + valid * (s / classes) if s else hit
             # 'mean' divides by the summed weight of the (non-ignored) targets, as torch does
             self.divisor = valid.sum() if w is None else (hit * w).sum()
+            qsum = valid if w is None else None     # each row of q sums to 1 or (ignored) 0
         else:
             if tuple(target.shape) != tuple(logits.shape):
                 raise ValueError(f"cross_entropy: a float target must have the input's shape "
                                  f"{tuple(logits.shape)}, got {tuple(target.shape)}")
-            q = target.astype(logits.dtype)
+            q, qsum = target.astype(logits.dtype), None
             if s:
                 q = q * (1 - s) + s / classes
             self.divisor = logits.size // classes       # probability targets: per position
@@ -168,7 +170,8 @@ class CrossEntropy(Function):
         logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         if self.needs_input_grad[0]:
             # q need not sum to 1 (weights, ignored labels, unnormalised float targets)
-            self.p, self.q, self.qsum = xp.exp(logp), q, q.sum(axis=1, keepdims=True)
+            self.p, self.q = xp.exp(logp), q
+            self.qsum = q.sum(axis=1, keepdims=True) if qsum is None else qsum
         if self.needs_input_grad[1]:
             self.logp = logp
         losses = _poison(xp, -(q * logp).sum(axis=1), bad)
