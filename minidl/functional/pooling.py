@@ -134,6 +134,8 @@ def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
                                            dilation)
     d = to_pair(dilation, "dilation", op)
     for size, o, kk, ss, pp, dd in zip(x.shape[2:], out_hw, k, s, p, d):
+        if dd == 1:   # padding <= kernel_size // 2 leaves every undilated window a real pixel
+            continue
         # with dilation, a window's taps can all fall in the padding; torch gives -inf there
         taps = (np.arange(o) * ss - pp)[:, None] + np.arange(kk) * dd
         if not ((taps >= 0) & (taps < size)).any(axis=1).all():
