@@ -514,3 +514,37 @@ def test_frozen_conv_skips_weight_gradient(monkeypatch):
 def test_conv_layers_match_torch(make):
     torch = pytest.importorskip("torch")
     assert_layer_matches_torch(*make(torch.nn))
+
+
+# ---- conv_transpose2d with output_padding of a stride or more (below the dilation) ----------
+
+@pytest.mark.parametrize("cin, cout, groups, k, stride, padding, output_padding, dilation", [
+    (5, 2, 1, (2, 3), (1, 1), (1, 0), (1, 2), (2, 3)),    # stride 1, offset-major dx path
+    (2, 3, 1, (3, 2), (1, 1), (0, 1), (2, 1), (3, 2)),    # stride 1, flipped-kernel path
+    (3, 2, 1, (2, 2), (2, 2), (1, 0), (2, 1), (3, 2)),    # strided col2im path
+    (4, 4, 2, (3, 2), (2, 1), (1, 1), (1, 2), (1, 3)),    # grouped, mixed
+])
+def test_conv_transpose2d_output_padding_below_dilation(device, cin, cout, groups, k, stride,
+                                                        padding, output_padding, dilation):
+    rng = np.random.default_rng(10)
+    x, w, b = _tensors(device, rng, (2, cin, 3, 4), (cin, cout // groups, *k), (cout,))
+    fn = lambda x, w, b: conv_transpose2d(x, w, b, stride, padding, output_padding,  # noqa: E731
+                                          groups, dilation)
+    y = fn(x, w, b)
+    ref = naive_conv_transpose2d(x.numpy(), w.numpy(), b.numpy(), stride, padding,
+                                 output_padding, groups, dilation)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+    assert md.gradcheck(fn, x, w, b)
+    assert md.gradgradcheck(fn, x, w, b)
+    layer = nn.ConvTranspose2d(cin, cout, k, stride, padding, output_padding, groups,
+                               dilation=dilation).double().to(device)
+    assert layer(x).shape == ref.shape
+
+
+def test_conv_transpose2d_output_padding_must_be_below_stride_or_dilation():
+    x = md.zeros(1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"conv_transpose2d: output_padding \(3, 0\) must be "
+                                         r"smaller than the stride \(1, 1\) or the dilation "
+                                         r"\(3, 1\)"):
+        conv_transpose2d(x, md.zeros(2, 1, 2, 2), output_padding=(3, 0), dilation=(3, 1))

@@ -136,8 +136,10 @@ def test_cross_entropy_errors(device):
         F.cross_entropy(x, md.tensor([0, 1], device=device), reduction="avg")
     with pytest.raises(ValueError, match="label_smoothing"):
         F.cross_entropy(x, md.tensor([0, 1], device=device), label_smoothing=1.5)
-    with pytest.raises(ValueError, match=r"cross_entropy: input must be \(N, C\)"):
-        F.cross_entropy(leaf(np.zeros(3), device), md.tensor(1, device=device))
+    with pytest.raises(ValueError, match=r"cross_entropy: input must be \(C,\), \(N, C\)"):
+        F.cross_entropy(leaf(np.zeros(()), device), md.tensor(1, device=device))
+    with pytest.raises(ValueError, match=r"cross_entropy: unbatched input of shape \(3,\)"):
+        F.cross_entropy(leaf(np.zeros(3), device), md.tensor([1], device=device))
 
 
 @pytest.mark.torch
@@ -174,8 +176,8 @@ def test_nll_loss(device, n, c, d, seed, reduction):
     # log_softmax + nll_loss is cross_entropy
     z = leaf(rng.standard_normal(shape), device)
     t = md.tensor(labels, device=device)
-    np.testing.assert_allclose(F.nll_loss(F.log_softmax(z, axis=1), t, reduction).numpy(),
-                               F.cross_entropy(z, t, reduction).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(F.nll_loss(F.log_softmax(z, axis=1), t, reduction=reduction).numpy(),
+                               F.cross_entropy(z, t, reduction=reduction).numpy(), rtol=1e-12)
 
 
 def test_nll_loss_errors(device):
@@ -195,7 +197,7 @@ def test_mse_loss(device, shape, seed, reduction):
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal(shape), rng.standard_normal(shape)
     x, t = leaf(a, device), leaf(b, device)
-    np.testing.assert_allclose(F.mse_loss(x, t, reduction).numpy(), reduce((a - b) ** 2, reduction),
+    np.testing.assert_allclose(F.mse_loss(x, t, reduction=reduction).numpy(), reduce((a - b) ** 2, reduction),
                                rtol=1e-12)
     assert md.gradcheck(lambda u, v: F.mse_loss(u, v, reduction=reduction), x, t)
 
@@ -216,7 +218,8 @@ def test_binary_cross_entropy(device, shape, seed, reduction, weighted):
     out = F.binary_cross_entropy(x, tt, weight=tw, reduction=reduction)
     np.testing.assert_allclose(out.numpy(), reduce(np_bce(p, t, 1.0 if w is None else w),
                                                    reduction), rtol=1e-12)
-    assert md.gradcheck(lambda a, b: F.binary_cross_entropy(a, b, tw, reduction), x, tt)
+    assert md.gradcheck(lambda a, b: F.binary_cross_entropy(a, b, tw, reduction=reduction),
+                        x, tt)
 
 
 @fixture_ok
@@ -232,7 +235,7 @@ def test_binary_cross_entropy_with_logits(device, shape, seed, reduction, weight
     p = 1 / (1 + np.exp(-z))
     np.testing.assert_allclose(out.numpy(), reduce(np_bce(p, t, 1.0 if w is None else w),
                                                    reduction), rtol=1e-10)
-    fn = lambda a, b: F.binary_cross_entropy_with_logits(a, b, tw, reduction)  # noqa: E731
+    fn = lambda a, b: F.binary_cross_entropy_with_logits(a, b, tw, reduction=reduction)  # noqa: E731
     assert md.gradcheck(fn, x, tt)
     assert md.gradgradcheck(fn, x, tt)
 
@@ -444,4 +447,3 @@ def test_keras_losses_take_keras_target_shapes_and_clip_probabilities():
         pytest.approx(-np.log(1e-7), rel=1e-6)
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         get_loss("hinge")
-

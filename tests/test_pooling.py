@@ -68,9 +68,9 @@ def test_max_pool2d_matches_loops_and_gradcheck(device, case):
     N, C, H, W, k, s, p, ceil_mode = case
     rng = np.random.default_rng(0)
     x = md.tensor(distinct(rng, (N, C, H, W)), device=device, requires_grad=True)
-    y = max_pool2d(x, k, s, p, ceil_mode)
+    y = max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
     np.testing.assert_array_equal(y.numpy(), naive_pool(x.numpy(), k, s, p, ceil_mode, "max"))
-    assert md.gradcheck(lambda x: max_pool2d(x, k, s, p, ceil_mode), x, eps=1e-3)
+    assert md.gradcheck(lambda x: max_pool2d(x, k, s, p, ceil_mode=ceil_mode), x, eps=1e-3)
 
 
 @fewer(30)
@@ -193,7 +193,7 @@ def test_pooling_matches_torch(args):
     k, s, p, ceil_mode = args
     x = np.random.default_rng(12).standard_normal((2, 3, 9, 8))
     tx = torch.tensor(x)
-    np.testing.assert_array_equal(max_pool2d(md.tensor(x), k, s, p, ceil_mode).numpy(),
+    np.testing.assert_array_equal(max_pool2d(md.tensor(x), k, s, p, ceil_mode=ceil_mode).numpy(),
                                   F.max_pool2d(tx, k, s, p, ceil_mode=ceil_mode).numpy())
     for cip in (True, False):
         np.testing.assert_allclose(avg_pool2d(md.tensor(x), k, s, p, ceil_mode, cip).numpy(),
@@ -254,3 +254,127 @@ def test_pool_layer_values():
 def test_pooling_layers_match_torch(make):
     torch = pytest.importorskip("torch")
     assert_layer_matches_torch(*make(torch.nn))
+
+
+# ---- dilation, return_indices, divisor_override ---------------------------------------------
+
+def naive_dilated_max(x, k, s, p, d, ceil_mode):
+    """Loops over output pixels of the -inf padded input; taps d apart. Returns the maxima
+    and torch's flat indices h*W + w of the first maximum of each window."""
+    N, C, H, W = x.shape
+    ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    Ho, Wo = out_len(H, ext[0], s[0], p[0], ceil_mode), out_len(W, ext[1], s[1], p[1], ceil_mode)
+    big = np.full((N, C, H + 2 * p[0] + ext[0] + s[0], W + 2 * p[1] + ext[1] + s[1]), -np.inf)
+    big[:, :, p[0]:p[0] + H, p[1]:p[1] + W] = x
+    y, idx = np.zeros((N, C, Ho, Wo)), np.zeros((N, C, Ho, Wo), np.int64)
+    for ho in range(Ho):
+        for wo in range(Wo):
+            h0, w0 = ho * s[0], wo * s[1]
+            win = big[:, :, h0:h0 + ext[0]:d[0], w0:w0 + ext[1]:d[1]].reshape(N, C, -1)
+            y[:, :, ho, wo] = win.max(axis=2)
+            first = win.argmax(axis=2)                           # first maximum, row-major
+            i, j = first // k[1], first % k[1]
+            idx[:, :, ho, wo] = (h0 - p[0] + i * d[0]) * W + (w0 - p[1] + j * d[1])
+    return y, idx
+
+
+@st.composite
+def dilated_case(draw):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    # every window keeps at least one real pixel (windows of padding only are an error)
+    H = draw(st.integers(max(1, ext[0] - 2 * p[0], ext[0] - p[0]), 8))
+    W = draw(st.integers(max(1, ext[1] - 2 * p[1], ext[1] - p[1]), 8))
+    return draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W, k, s, p, d, draw(st.booleans())
+
+
+@fewer(30)
+@given(dilated_case())
+def test_dilated_max_pool2d_matches_loops_gradcheck_and_indices(device, case):
+    N, C, H, W, k, s, p, d, ceil_mode = case
+    rng = np.random.default_rng(3)
+    x = md.tensor(distinct(rng, (N, C, H, W)), device=device, requires_grad=True)
+    y, idx = max_pool2d(x, k, s, p, d, ceil_mode=ceil_mode, return_indices=True)
+    ref, ref_idx = naive_dilated_max(x.numpy(), k, s, p, d, ceil_mode)
+    np.testing.assert_array_equal(y.numpy(), ref)
+    np.testing.assert_array_equal(idx.numpy(), ref_idx)
+    assert idx.dtype == np.int64
+    assert md.gradcheck(lambda x: max_pool2d(x, k, s, p, d, ceil_mode=ceil_mode), x, eps=1e-3)
+
+
+def test_dilated_max_pool2d_gradgradcheck_and_ties(device):
+    rng = np.random.default_rng(4)
+    x = md.tensor(distinct(rng, (2, 2, 7, 7)), device=device, requires_grad=True)
+    assert md.gradgradcheck(lambda x: max_pool2d(x, 3, 2, 1, dilation=2, ceil_mode=True), x,
+                            eps=1e-3)
+    # all equal: every window's first tap wins, and with dilation 2 that is its top-left
+    ones = md.tensor(np.ones((1, 1, 5, 5)), device=device, requires_grad=True)
+    y, idx = max_pool2d(ones, 2, stride=3, dilation=2, return_indices=True)
+    np.testing.assert_array_equal(idx.numpy()[0, 0], [[0]])
+    y.sum().backward()
+    assert ones.grad.numpy()[0, 0, 0, 0] == 1.0 and ones.grad.numpy().sum() == 1.0
+
+
+def test_max_pool2d_indices_without_dilation(device):
+    x = np.array([[[[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 9.0, 8.0], [7.0, 6.0, 0.5, 0.2],
+                    [0.1, 0.3, 0.4, 0.6]]]])
+    y, idx = max_pool2d(md.tensor(x, device=device), 2, return_indices=True)
+    np.testing.assert_array_equal(y.numpy()[0, 0], [[5, 9], [7, 0.6]])
+    np.testing.assert_array_equal(idx.numpy()[0, 0], [[1, 6], [8, 15]])
+
+
+@pytest.mark.parametrize("divisor", [1, 3, 7])
+def test_avg_pool2d_divisor_override(device, divisor):
+    rng = np.random.default_rng(5)
+    x = md.tensor(rng.standard_normal((2, 3, 5, 6)), device=device, requires_grad=True)
+    y = avg_pool2d(x, 3, 2, 1, ceil_mode=True, divisor_override=divisor)
+    # window sums by a loop over the zero-padded input (the ceil_mode overhang is zeros too)
+    assert y.shape == (2, 3, 3, 4)
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 3), (1, 3)))
+    ref = np.zeros(y.shape)
+    for ho in range(y.shape[2]):
+        for wo in range(y.shape[3]):
+            ref[:, :, ho, wo] = xp[:, :, 2 * ho:2 * ho + 3, 2 * wo:2 * wo + 3].sum(axis=(2, 3))
+    np.testing.assert_allclose(y.numpy(), ref / divisor, rtol=1e-12)
+    assert md.gradcheck(lambda x: avg_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                             divisor_override=divisor), x)
+    assert md.gradgradcheck(lambda x: avg_pool2d(x, 2, divisor_override=divisor), x)
+
+
+def test_pooling_torch_argument_order_and_new_errors(device):
+    x = md.zeros(1, 1, 6, 6, device=device)
+    with pytest.raises(TypeError, match=r"max_pool2d: dilation=True: torch's order.*"
+                                        r"pass ceil_mode=True by keyword"):
+        max_pool2d(x, 3, 2, 1, True)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(3, 3\) \(extent \(7, 7\) "
+                                         r"with dilation \(3, 3\)\) is larger than the padded"):
+        max_pool2d(x, 3, dilation=3)
+    with pytest.raises(ValueError, match="max_pool2d: dilation"):
+        max_pool2d(x, 3, dilation=0)
+    # rows -1 and 3 of a 3-row input: the first window holds padding only
+    with pytest.raises(ValueError, match=r"max_pool2d: with dilation \(4, 1\) and padding "
+                                         r"\(1, 0\) some windows see only padding"):
+        max_pool2d(md.zeros(1, 1, 3, 3, device=device), (2, 1), padding=(1, 0), dilation=(4, 1))
+    with pytest.raises(ValueError, match="avg_pool2d: divisor_override must be a non-zero int"):
+        avg_pool2d(x, 2, divisor_override=0)
+    with pytest.raises(TypeError, match="MaxPool2d: dilation=True: torch's order"):
+        nn.MaxPool2d(3, 2, 1, True)
+    with pytest.raises(ValueError, match="MaxPool2d: dilation"):
+        nn.MaxPool2d(3, dilation=(1, 0))
+
+
+def test_pooling_layers_take_dilation_indices_and_divisor(device):
+    rng = np.random.default_rng(6)
+    x = md.tensor(distinct(rng, (2, 2, 7, 7)), device=device)
+    layer = nn.MaxPool2d(3, 2, 1, 2, True, True)               # torch's positional order
+    y, idx = layer(x)
+    ref, ref_idx = naive_dilated_max(x.numpy(), (3, 3), (2, 2), (1, 1), (2, 2), True)
+    np.testing.assert_array_equal(y.numpy(), ref)
+    np.testing.assert_array_equal(idx.numpy(), ref_idx)
+    assert repr(nn.MaxPool2d(3, dilation=2)) == \
+        "MaxPool2d(kernel_size=3, stride=3, padding=0, dilation=2)"
+    np.testing.assert_allclose(nn.AvgPool2d(7, divisor_override=1)(x).numpy()[:, :, 0, 0],
+                               x.numpy().sum(axis=(2, 3)), rtol=1e-12)

@@ -192,8 +192,8 @@ def test_join_errors(device):
         md.cat([])
     with pytest.raises(ValueError, match=r"split: sizes \[1, 1\] do not add up to 3"):
         F.split(a, [1, 1], axis=1)
-    with pytest.raises(ValueError, match="pad: negative"):
-        F.pad(a, (-1, 0))
+    with pytest.raises(ValueError, match=r"pad: \(-4, 0\) crops more than the 3 elements"):
+        F.pad(a, (-4, 0))
     with pytest.raises(ValueError, match="pad"):
         F.pad(a, (1, 1, 1, 1, 1, 1))
 
@@ -208,3 +208,102 @@ def test_pad(device, widths):
     close(F.pad(tx, widths, value=-1.5), np.pad(x, np_widths, constant_values=-1.5))
     assert md.gradcheck(lambda t: F.pad(t, widths, value=-1.5), tx)
     assert md.gradgradcheck(lambda t: F.pad(t * t, widths), tx)
+
+
+# ---- pad modes and cropping ---------------------------------------------------------------
+
+_NP_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+            "circular": "wrap"}
+
+
+def np_pad(x, pads, mode, value=0.0):
+    """NumPy's np.pad on the positive widths (torch order: last dim first), then the
+    negative widths cropped off."""
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pads) // 2):
+        widths[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
+    kw = {"constant_values": value} if mode == "constant" else {}
+    y = np.pad(x, [(max(b, 0), max(a, 0)) for b, a in widths], mode=_NP_MODE[mode], **kw)
+    return y[tuple(slice(max(-b, 0), y.shape[d] - max(-a, 0)) for d, (b, a) in enumerate(widths))]
+
+
+@st.composite
+def pad_case(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    k = draw(st.integers(1, len(shape)))
+    pads = []
+    for n in reversed(shape[-k:]):                    # torch order: last dim first
+        hi = {"reflect": n - 1, "circular": n}.get(mode, 3)
+        for _ in range(2):
+            pads.append(draw(st.integers(-(n // 2), hi)))
+    return shape, tuple(pads), mode
+
+
+@fixture_ok
+@given(case=pad_case(), seed=seeds)
+def test_pad_modes_and_crops_match_numpy(device, case, seed):
+    shape, pads, mode = case
+    x = np.random.default_rng(seed).standard_normal(shape)
+    tx = leaf(x, device)
+    value = 0.5 if mode == "constant" else None
+    close(F.pad(tx, pads, mode=mode, value=value), np_pad(x, pads, mode, value or 0.0))
+    assert md.gradcheck(lambda t: F.pad(t, pads, mode=mode, value=value), tx)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_pad_modes_gradgradcheck_on_images(device, mode):
+    x = leaf(np.random.default_rng(1).standard_normal((2, 2, 3, 4)), device)
+    pads = (2, -1, 1, 2)
+    assert md.gradgradcheck(lambda t: F.pad(t * t, pads, mode=mode), x)
+
+
+def test_pad_gradients_accumulate_into_their_sources(device):
+    # reflect (2, 2) of [a, b, c] is [c, b, a, b, c, b, a]: a and c appear twice, b three times
+    x = leaf([1.0, 2.0, 3.0], device)
+    F.pad(x, (2, 2), mode="reflect").sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 3, 2])
+    x = leaf([1.0, 2.0, 3.0], device)
+    F.pad(x, (3, 1), mode="replicate").sum().backward()   # a a a a b c c
+    np.testing.assert_array_equal(x.grad.numpy(), [4, 1, 2])
+    x = leaf([1.0, 2.0, 3.0], device)
+    F.pad(x, (3, -1), mode="circular").sum().backward()   # a b c a b
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 1])
+    x = leaf([1.0, 2.0, 3.0], device)
+    (F.pad(x, (-1, 1), value=7.0) * md.tensor(np.array([1.0, 10.0, 100.0]), device=device)
+     ).sum().backward()                                    # b c 7: a is cropped
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 10])
+
+
+def test_pad_mode_errors(device):
+    x = leaf(np.ones((1, 2, 3)), device)
+    with pytest.raises(ValueError, match=r"pad: mode='reflect' needs each pad smaller than its "
+                                         r"dim, got pad \(3, 0\) for input shape \(1, 2, 3\)"):
+        F.pad(x, (3, 0), mode="reflect")
+    with pytest.raises(ValueError, match=r"pad: mode='circular' needs each pad at most its dim"):
+        F.pad(x, (0, 0, 0, 3), mode="circular")
+    with pytest.raises(ValueError, match=r"pad: mode must be one of .*got 'edge'; NumPy's "
+                                         r"'edge' is mode='replicate' here"):
+        F.pad(x, (1, 1), mode="edge")
+    with pytest.raises(ValueError, match=r"pad: mode='replicate' takes no value"):
+        F.pad(x, (1, 1), mode="replicate", value=1.0)
+    assert F.pad(x, (1, 1, 1, 1), mode="replicate").shape == (1, 4, 5)
+
+
+def test_padding_layers(device):
+    import minidl.nn as nn
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 5))
+    tx = leaf(x, device)
+    cases = [(nn.ZeroPad2d(2), (2, 2, 2, 2), "constant", 0.0),
+             (nn.ZeroPad2d((1, 0, -1, 2)), (1, 0, -1, 2), "constant", 0.0),
+             (nn.ConstantPad2d((0, 1, 2, 0), 3.5), (0, 1, 2, 0), "constant", 3.5),
+             (nn.ReflectionPad2d(3), (3, 3, 3, 3), "reflect", 0.0),
+             (nn.ReplicationPad2d((1, 2, 3, 4)), (1, 2, 3, 4), "replicate", 0.0),
+             (nn.CircularPad2d(1), (1, 1, 1, 1), "circular", 0.0)]
+    for layer, pads, mode, value in cases:
+        close(layer(tx), np_pad(x, pads, mode, value))
+        assert md.gradcheck(layer, tx)
+    assert repr(nn.ReflectionPad2d(3)) == "ReflectionPad2d((3, 3, 3, 3))"
+    with pytest.raises(ValueError, match=r"ZeroPad2d: padding must be an int or 4 ints "
+                                         r"\(left, right, top, bottom\), got \(1, 2\)"):
+        nn.ZeroPad2d((1, 2))

@@ -29,8 +29,11 @@ from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
+    huber_loss,
+    l1_loss,
     mse_loss,
     nll_loss,
+    smooth_l1_loss,
 )
 from .normalization import batch_norm, local_response_norm
 from .pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
@@ -59,4 +62,5 @@ __all__ = [
     "maximum", "mean", "min", "minimum", "mse_loss", "mul", "neg", "nll_loss", "pad", "permute",
     "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack", "sub",
     "sum", "sum_to", "swapaxes", "tanh", "to_device", "transpose", "unsqueeze", "var", "where",
+    "huber_loss", "l1_loss", "smooth_l1_loss",
 ]

@@ -178,7 +178,8 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: IntO
 
     x (N, C_in, H, W), w (C_in, C_out/groups, kh, kw), b (C_out,) or None
     -> (N, C_out, Ho, Wo) with
-    ``Ho = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1``.
+    ``Ho = (H - 1)*stride - 2*padding + dilation*(kh - 1) + output_padding + 1``;
+    ``output_padding`` must be smaller than the stride or the dilation (torch's rule).
     """
     op = "conv_transpose2d"
     _check_arrays(op, x, w, b, "(N, C_in, H, W)", "(C_in, C_out/groups, kh, kw)")
@@ -194,16 +195,19 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: IntO
     if C != Cin:
         raise ValueError(f"{op}: input has {C} channels but weight expects {Cin} "
                          f"(weight shape {tuple(w.shape)}; input shape {tuple(x.shape)})")
-    # (torch also accepts output_padding < dilation; then the output is not the input-gradient
-    # shape of any conv, and this conv-based implementation cannot differentiate it)
-    if oph >= stride[0] or opw >= stride[1]:
+    if oph >= max(stride[0], dilation[0]) or opw >= max(stride[1], dilation[1]):
         raise ValueError(f"{op}: output_padding {(oph, opw)} must be smaller than the stride "
-                         f"{stride}")
+                         f"{stride} or the dilation {dilation}")
     _check_bias(op, b, Cog * groups, w)
     Ho = (H - 1) * stride[0] - 2 * ph + dilation[0] * (kh - 1) + oph + 1
     Wo = (W - 1) * stride[1] - 2 * pw + dilation[1] * (kw - 1) + opw + 1
     if Ho < 1 or Wo < 1:
         raise ValueError(f"{op}: output size {(Ho, Wo)} is not positive (input shape "
                          f"{tuple(x.shape)}, weight {tuple(w.shape)}, padding {(ph, pw)})")
-    fn = Conv2dGradInput((Ho, Wo), stride, (ph, ph, pw, pw), dilation, groups)
+    # The output is the input gradient of the conv with these pads. An output_padding of a
+    # stride or more (allowed below the dilation) adds rows that no window of that conv
+    # reaches with padding ph at the bottom, so its bottom pad shrinks by whole strides
+    # (a negative pad crops): the conv of the output then has exactly H rows again.
+    pads = (ph, ph - stride[0] * (oph // stride[0]), pw, pw - stride[1] * (opw // stride[1]))
+    fn = Conv2dGradInput((Ho, Wo), stride, pads, dilation, groups)
     return fn(x, w) if b is None else fn(x, w, b)

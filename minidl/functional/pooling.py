@@ -23,25 +23,30 @@ def _check_input(x: Any, op: str) -> None:
 
 
 def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | None,
-                   padding: IntOrPair, ceil_mode: bool) -> tuple[Pair, Pair, Pair, Pads, Pair]:
+                   padding: IntOrPair, ceil_mode: bool,
+                   dilation: IntOrPair = 1) -> tuple[Pair, Pair, Pair, Pads, Pair]:
     """Check arguments and return kernel, stride, padding, kernel pads and output size.
 
-    Output size follows torch: with ceil_mode a last, partial window is kept only if it
-    starts inside the input or the left padding. The kernel pads add, at the bottom/right,
-    whatever that partial window hangs over.
+    Output size follows torch: a window spans ``dilation*(kernel_size - 1) + 1`` pixels;
+    with ceil_mode a last, partial window is kept only if it starts inside the input or the
+    left padding. The kernel pads add, at the bottom/right, whatever that partial window
+    hangs over.
     """
     _check_input(x, op)
     k = to_pair(kernel_size, "kernel_size", op)
     s = k if stride is None or stride == () else to_pair(stride, "stride", op)
     p = to_pair(padding, "padding", op, allow_zero=True)
+    d = to_pair(dilation, "dilation", op)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half of kernel_size {k}")
+    ext = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
     H, W = x.shape[2], x.shape[3]
     out = []
-    for size, kk, ss, pp in ((H, k[0], s[0], p[0]), (W, k[1], s[1], p[1])):
+    for size, kk, ss, pp in ((H, ext[0], s[0], p[0]), (W, ext[1], s[1], p[1])):
         span = size + 2 * pp - kk
         if span < 0:
-            raise ValueError(f"{op}: kernel_size {k} is larger than the padded input "
+            extent = "" if d == (1, 1) else f" (extent {ext} with dilation {d})"
+            raise ValueError(f"{op}: kernel_size {k}{extent} is larger than the padded input "
                              f"{(H + 2 * p[0], W + 2 * p[1])} (input shape {tuple(x.shape)}, "
                              f"padding {p})")
         o = (span + (ss - 1 if ceil_mode else 0)) // ss + 1
@@ -49,8 +54,8 @@ def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | 
             o -= 1
         out.append(o)
     Ho, Wo = out
-    pads = (p[0], max(p[0], (Ho - 1) * s[0] + k[0] - H - p[0]),
-            p[1], max(p[1], (Wo - 1) * s[1] + k[1] - W - p[1]))
+    pads = (p[0], max(p[0], (Ho - 1) * s[0] + ext[0] - H - p[0]),
+            p[1], max(p[1], (Wo - 1) * s[1] + ext[1] - W - p[1]))
     return k, s, p, pads, (Ho, Wo)
 
 
@@ -59,68 +64,104 @@ def _pool_geometry(op: str, x: Any, kernel_size: IntOrPair, stride: IntOrPair | 
 class MaxPool2d(Function):
     """Window maxima: (N, C, H, W) -> (N, C, Ho, Wo); backward uses the saved argmax."""
 
-    def __init__(self, kernel: Pair, stride: Pair, pads: Pads, out_hw: Pair) -> None:
+    def __init__(self, kernel: Pair, stride: Pair, pads: Pads, out_hw: Pair,
+                 dilation: Pair = (1, 1)) -> None:
         self.kernel, self.stride, self.pads, self.out_hw = kernel, stride, pads, out_hw
+        self.dilation = dilation
 
     def forward(self, x):
         y, self.idx = kernels.max_pool2d_forward(x, self.kernel, self.stride, self.pads,
-                                                 self.out_hw)
+                                                 self.out_hw, self.dilation)
         return y
 
     def backward(self, gy):
         return MaxPool2dGrad(self.idx, tuple(self.input_shapes[0][2:]), self.kernel,
-                             self.stride, self.pads)(gy)
+                             self.stride, self.pads, self.dilation)(gy)
 
 
 class MaxPool2dGrad(Function):
     """Send gy (N, C, Ho, Wo) to the argmax of each window -> (N, C, H, W)."""
 
-    def __init__(self, idx: Any, in_hw: Pair, kernel: Pair, stride: Pair, pads: Pads) -> None:
+    def __init__(self, idx: Any, in_hw: Pair, kernel: Pair, stride: Pair, pads: Pads,
+                 dilation: Pair = (1, 1)) -> None:
         self.idx, self.in_hw, self.kernel, self.stride, self.pads = (idx, in_hw, kernel,
                                                                      stride, pads)
+        self.dilation = dilation
 
     def forward(self, gy):
         return kernels.max_pool2d_backward(gy, self.idx, self.in_hw, self.kernel, self.stride,
-                                           self.pads)
+                                           self.pads, self.dilation)
 
     def backward(self, ggx):
-        return MaxPool2dGather(self.idx, self.kernel, self.stride, self.pads)(ggx)
+        return MaxPool2dGather(self.idx, self.kernel, self.stride, self.pads,
+                               self.dilation)(ggx)
 
 
 class MaxPool2dGather(Function):
     """Pick each window's element at the saved argmax (the adjoint of MaxPool2dGrad)."""
 
-    def __init__(self, idx: Any, kernel: Pair, stride: Pair, pads: Pads) -> None:
+    def __init__(self, idx: Any, kernel: Pair, stride: Pair, pads: Pads,
+                 dilation: Pair = (1, 1)) -> None:
         self.idx, self.kernel, self.stride, self.pads = idx, kernel, stride, pads
+        self.dilation = dilation
 
     def forward(self, x):
-        return kernels.max_pool2d_gather(x, self.idx, self.kernel, self.stride, self.pads)
+        return kernels.max_pool2d_gather(x, self.idx, self.kernel, self.stride, self.pads,
+                                         self.dilation)
 
     def backward(self, gy):
         return MaxPool2dGrad(self.idx, tuple(self.input_shapes[0][2:]), self.kernel,
-                             self.stride, self.pads)(gy)
+                             self.stride, self.pads, self.dilation)(gy)
 
 
 def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0, ceil_mode: bool = False) -> Tensor:
+               padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``: (N, C, H, W) -> (N, C, Ho, Wo).
 
-    ``stride`` defaults to ``kernel_size``; padding counts as -inf (it never wins); ties go
-    to the first maximum in row-major window order, and so does the gradient.
+    ``stride`` defaults to ``kernel_size``; taps are ``dilation`` pixels apart, so a window
+    spans ``dilation*(kernel_size - 1) + 1``; padding counts as -inf (it never wins); ties go
+    to the first maximum in row-major window order, and so does the gradient. With
+    ``return_indices`` also returns, as torch does, int64 indices (N, C, Ho, Wo) of each
+    maximum, flattened over its input plane (``h*W + w``).
     """
-    k, s, _, pads, out_hw = _pool_geometry("max_pool2d", x, kernel_size, stride, padding,
-                                           ceil_mode)
-    return MaxPool2d(k, s, pads, out_hw)(x)
+    op = "max_pool2d"
+    if isinstance(dilation, bool):
+        raise TypeError(f"{op}: dilation={dilation}: torch's order is (input, kernel_size, "
+                        f"stride, padding, dilation, ceil_mode, return_indices); pass "
+                        f"ceil_mode={dilation} by keyword")
+    k, s, p, pads, out_hw = _pool_geometry(op, x, kernel_size, stride, padding, ceil_mode,
+                                           dilation)
+    d = to_pair(dilation, "dilation", op)
+    for size, o, kk, ss, pp, dd in zip(x.shape[2:], out_hw, k, s, p, d):
+        if dd == 1:   # padding <= kernel_size // 2 leaves every undilated window a real pixel
+            continue
+        # with dilation, a window's taps can all fall in the padding; torch gives -inf there
+        taps = (np.arange(o) * ss - pp)[:, None] + np.arange(kk) * dd
+        if not ((taps >= 0) & (taps < size)).any(axis=1).all():
+            raise ValueError(f"{op}: with dilation {d} and padding {p} some windows see only "
+                             f"padding (input shape {tuple(x.shape)}, kernel_size {k}); use "
+                             f"less padding or dilation")
+    fn = MaxPool2d(k, s, pads, out_hw, d)
+    y = fn(x)
+    if not return_indices:
+        return y
+    idx = kernels.max_pool2d_indices(fn.idx, tuple(x.shape[2:]), k, s, pads, d)
+    return y, Tensor(idx)
 
 
 # ---- average pooling ----------------------------------------------------------------------
 
 def _avg_inv_divisor(xp: Any, in_hw: Pair, out_hw: Pair, k: Pair, s: Pair, p: Pair,
-                     count_include_pad: bool, dtype: Any) -> Any:
+                     count_include_pad: bool, dtype: Any,
+                     divisor_override: int | None = None) -> Any:
     """1 / (number of elements averaged) per output position, (Ho, Wo), as torch counts.
 
-    Padding counts when ``count_include_pad``; the ceil_mode overhang never does.
+    Padding counts when ``count_include_pad``; the ceil_mode overhang never does; a
+    ``divisor_override`` replaces every count.
     """
+    if divisor_override is not None:
+        return xp.full(out_hw, 1.0 / divisor_override, dtype=dtype)
     counts = []
     for size, o, kk, ss, pp in zip(in_hw, out_hw, k, s, p):
         start = np.arange(o) * ss - pp
@@ -167,14 +208,20 @@ class AvgPool2dGrad(Function):
 
 def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
                padding: IntOrPair = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Tensor:
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """2-D average pooling, as ``torch.nn.functional.avg_pool2d``: (N, C, H, W) ->
-    (N, C, Ho, Wo). ``count_include_pad=False`` averages over the real elements only."""
-    k, s, p, pads, out_hw = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding,
-                                           ceil_mode)
+    (N, C, Ho, Wo). ``count_include_pad=False`` averages over the real elements only;
+    ``divisor_override`` divides every window sum by that number instead."""
+    op = "avg_pool2d"
+    if divisor_override is not None and (isinstance(divisor_override, bool) or
+                                         not isinstance(divisor_override, (int, np.integer))
+                                         or divisor_override == 0):
+        raise ValueError(f"{op}: divisor_override must be a non-zero int or None, got "
+                         f"{divisor_override!r}")
+    k, s, p, pads, out_hw = _pool_geometry(op, x, kernel_size, stride, padding, ceil_mode)
     xp = get_array_module(x)
     inv_div = _avg_inv_divisor(xp, tuple(x.shape[2:]), out_hw, k, s, p, count_include_pad,
-                               x.dtype)
+                               x.dtype, divisor_override)
     return AvgPool2d(k, s, pads, out_hw, inv_div)(x)
 
 

@@ -170,7 +170,8 @@ class Split(Function):
 
 
 class Pad(Function):
-    """Constant padding; ``widths`` is a per-axis list of (before, after)."""
+    """Constant padding; ``widths`` is a per-axis list of (before, after), where a negative
+    width crops. Linear, and its adjoint is the opposite padding (with zeros)."""
 
     def __init__(self, widths: list[tuple[int, int]], value: float) -> None:
         self.widths, self.value = widths, value
@@ -179,13 +180,32 @@ class Pad(Function):
         xp = get_array_module(x)
         shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.widths))
         y = empty_in_order(xp, shape, x.dtype, memory_order(x))  # x's layout, not C order
-        y.fill(self.value)
-        y[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, self.widths))] = x
+        if any(b > 0 or a > 0 for b, a in self.widths):
+            y.fill(self.value)
+        src = tuple(slice(builtins.max(-b, 0), n - builtins.max(-a, 0))
+                    for n, (b, a) in zip(x.shape, self.widths))
+        dst = tuple(slice(builtins.max(b, 0), builtins.max(b, 0) + s.stop - s.start)
+                    for s, (b, _) in zip(src, self.widths))
+        y[dst] = x[src]
         return y
 
     def backward(self, gy):
-        index = tuple(slice(b, n + b) for (b, _), n in zip(self.widths, self.input_shapes[0]))
-        return getitem(gy, index)
+        return Pad([(-b, -a) for b, a in self.widths], 0.0)(gy)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+_NUMPY_PAD_MODES = {"edge": "replicate", "wrap": "circular", "symmetric": None}
+
+
+def _pad_index(mode: str, n: int, before: int, after: int) -> np.ndarray:
+    """Source positions of the output positions -before .. n+after-1 along one axis."""
+    o = np.arange(-before, n + after)
+    if mode == "reflect":                 # mirror without repeating the edge: -1 -> 1
+        o = np.abs(o)
+        return np.where(o > n - 1, 2 * (n - 1) - o, o)
+    if mode == "replicate":
+        return np.clip(o, 0, n - 1)
+    return o % n                          # circular
 
 
 # ---- wrappers -----------------------------------------------------------------------------
@@ -278,14 +298,51 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int],
     return out if isinstance(out, tuple) else (out,)
 
 
-def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
-    """Constant padding, torch-style: ``pad=(left, right, top, bottom, ...)`` from the last dim."""
+def pad(x: Tensor, pad: Sequence[int], mode: str = "constant",
+        value: float | None = None) -> Tensor:
+    """Pad (or, with negative widths, crop) the last ``len(pad) // 2`` dims, as
+    ``torch.nn.functional.pad``: ``pad=(left, right, top, bottom, ...)`` from the last dim.
+
+    ``mode``: 'constant' (``value``, default 0), 'reflect' (mirror, not repeating the edge;
+    each pad smaller than its dim), 'replicate' (repeat the edge) or 'circular' (wrap
+    around; each pad at most its dim). The gradient of the last three adds each output's
+    gradient into the input position it was copied from.
+
+        >>> import minidl as md
+        >>> pad(md.tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect").numpy()
+        array([[3., 2., 1., 2., 3., 2.]], dtype=float32)
+    """
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for at most "
-                         f"{x.ndim} dims")
+                         f"{x.ndim} dims (input shape {x.shape})")
+    if mode not in _PAD_MODES:
+        hint = _NUMPY_PAD_MODES.get(mode)
+        hint = f"; NumPy's {mode!r} is mode={hint!r} here" if hint else ""
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}{hint}")
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f"pad: mode={mode!r} takes no value (got value={value}); "
+                         f"value is for mode='constant'")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
-        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    if any(b < 0 or a < 0 for b, a in widths):
-        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
-    return Pad(widths, value)(x)
+        widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    for n, (b, a) in zip(x.shape, widths):
+        if n + b + a < 0:
+            raise ValueError(f"pad: {tuple(pad)} crops more than the {n} elements of a dim "
+                             f"of input shape {x.shape}")
+    if mode == "constant":
+        return Pad(widths, 0.0 if value is None else value)(x)
+    first = x.ndim - len(pad) // 2
+    index = []
+    for axis in range(first, x.ndim):
+        n, (b, a) = x.shape[axis], widths[axis]
+        limit = n - 1 if mode == "reflect" else n
+        if (b > 0 or a > 0) and (n == 0 or builtins.max(b, a) > limit):
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise ValueError(f"pad: mode={mode!r} needs each pad {rule} its dim, got pad "
+                             f"{tuple(pad)} for input shape {x.shape}")
+        shape = [1] * (x.ndim - first)
+        shape[axis - first] = -1
+        index.append(_pad_index(mode, n, b, a).reshape(shape))
+    xp = get_array_module(x.data)
+    # one gather through an open mesh of index vectors; its gradient is a scatter-add
+    return getitem(x, (slice(None),) * first + tuple(xp.asarray(i) for i in index))

@@ -38,7 +38,8 @@ from ._numpy import Pads, out_size
 
 __all__ = ["Pads", "avg_pool2d_backward", "avg_pool2d_forward", "col2im", "conv2d_forward",
            "conv2d_grad_input", "conv2d_grad_weight", "im2col", "implementation",
-           "max_pool2d_backward", "max_pool2d_forward", "max_pool2d_gather", "out_size"]
+           "max_pool2d_backward", "max_pool2d_forward", "max_pool2d_gather", "max_pool2d_indices",
+           "out_size"]
 
 
 def implementation(*arrays: Any) -> ModuleType:
@@ -90,26 +91,36 @@ def conv2d_grad_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, pads: Pads,
                                                     groups)
 
 
-def max_pool2d_forward(x: Any, kernel: Pair, stride: Pair, pads: Pads,
-                       out_hw: Pair) -> tuple[Any, Any]:
+def max_pool2d_forward(x: Any, kernel: Pair, stride: Pair, pads: Pads, out_hw: Pair,
+                       dilation: Pair = (1, 1)) -> tuple[Any, Any]:
     """Window maxima of x (N, C, H, W) -> (y (N, C, Ho, Wo), argmax offsets).
 
-    The offsets (backend-specific layout; pass them back unchanged) are ``i*kw + j`` of the
-    winner in its window; ties go to the first maximum in row-major order. ``pads`` may
-    include the extra bottom/right rows of ceil_mode; padding never wins.
+    Window (ho, wo) reads rows ``ho*sh - pad_top + i*dh`` and columns ``wo*sw - pad_left +
+    j*dw``. The offsets (backend-specific layout; pass them back unchanged) are ``i*kw + j``
+    of the winner in its window; ties go to the first maximum in row-major order. ``pads``
+    may include the extra bottom/right rows of ceil_mode; padding never wins.
     """
-    return implementation(x).max_pool2d_forward(x, kernel, stride, pads, out_hw)
+    return implementation(x).max_pool2d_forward(x, kernel, stride, pads, out_hw, dilation)
 
 
 def max_pool2d_backward(gy: Any, idx: Any, in_hw: Pair, kernel: Pair, stride: Pair,
-                        pads: Pads) -> Any:
+                        pads: Pads, dilation: Pair = (1, 1)) -> Any:
     """Send gy (N, C, Ho, Wo) to the saved argmax positions -> (N, C, *in_hw)."""
-    return implementation(gy).max_pool2d_backward(gy, idx, in_hw, kernel, stride, pads)
+    return implementation(gy).max_pool2d_backward(gy, idx, in_hw, kernel, stride, pads,
+                                                  dilation)
 
 
-def max_pool2d_gather(x: Any, idx: Any, kernel: Pair, stride: Pair, pads: Pads) -> Any:
+def max_pool2d_gather(x: Any, idx: Any, kernel: Pair, stride: Pair, pads: Pads,
+                      dilation: Pair = (1, 1)) -> Any:
     """Adjoint of :func:`max_pool2d_backward`: x (N, C, H, W) at the saved argmax positions."""
-    return implementation(x).max_pool2d_gather(x, idx, kernel, stride, pads)
+    return implementation(x).max_pool2d_gather(x, idx, kernel, stride, pads, dilation)
+
+
+def max_pool2d_indices(idx: Any, in_hw: Pair, kernel: Pair, stride: Pair, pads: Pads,
+                       dilation: Pair = (1, 1)) -> Any:
+    """The saved argmax offsets as torch's ``return_indices``: int64 (N, C, Ho, Wo) flat
+    positions ``h*W + w`` of each window's maximum in its (H, W) input plane."""
+    return implementation(idx).max_pool2d_indices(idx, in_hw, kernel, stride, pads, dilation)
 
 
 def avg_pool2d_forward(x: Any, kernel: Pair, stride: Pair, pads: Pads, out_hw: Pair,

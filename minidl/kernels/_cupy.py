@@ -80,9 +80,10 @@ _KERNELS: dict[str, _Spec] = {
             img = val;
             """, "minidl_col2im"),
     "max_fwd": _Spec(
-        # x (N*C, H, W) -> y, idx (N*C, Ho, Wo); ties go to the first maximum (strict >)
+        # x (N*C, H, W) -> y, idx (N*C, Ho, Wo); ties go to the first maximum (strict >);
+        # taps are dly (dlx) rows (columns) apart
         "raw T x, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sy, "
-        "int32 sx, int32 ph, int32 pw",
+        "int32 sx, int32 ph, int32 pw, int32 dly, int32 dlx",
         "T y, int32 idx",
         """
             const int wo = i % Wo;
@@ -91,10 +92,10 @@ _KERNELS: dict[str, _Spec] = {
             T best = 0;       // replaced by the first element in bounds (arg < 0)
             int arg = -1;
             for (int ii = 0; ii < kh; ++ii) {
-                const int h = ho * sy - ph + ii;
+                const int h = ho * sy - ph + ii * dly;
                 if (h < 0 || h >= H) continue;
                 for (int jj = 0; jj < kw; ++jj) {
-                    const int w = wo * sx - pw + jj;
+                    const int w = wo * sx - pw + jj * dlx;
                     if (w < 0 || w >= W) continue;
                     const T v = x[((ptrdiff_t)nc * H + h) * W + w];
                     if (arg < 0 || v > best) { best = v; arg = ii * kw + jj; }
@@ -106,7 +107,7 @@ _KERNELS: dict[str, _Spec] = {
     "max_bwd": _Spec(
         # gy, idx (N*C, Ho, Wo) -> dx (N*C, H, W): each pixel sums the windows it won
         "raw T gy, raw int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, "
-        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+        "int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 dly, int32 dlx",
         "T dx",
         """
             const int w = i % W;
@@ -114,12 +115,12 @@ _KERNELS: dict[str, _Spec] = {
             const int nc = i / (W * H);
             T val = 0;
             for (int ii = 0; ii < kh; ++ii) {
-                const int hh = h + ph - ii;
+                const int hh = h + ph - ii * dly;
                 if (hh < 0 || hh % sy != 0) continue;
                 const int ho = hh / sy;
                 if (ho >= Ho) continue;
                 for (int jj = 0; jj < kw; ++jj) {
-                    const int ww = w + pw - jj;
+                    const int ww = w + pw - jj * dlx;
                     if (ww < 0 || ww % sx != 0) continue;
                     const int wo = ww / sx;
                     if (wo >= Wo) continue;
@@ -132,14 +133,14 @@ _KERNELS: dict[str, _Spec] = {
     "max_gather": _Spec(
         # x (N*C, H, W), idx (N*C, Ho, Wo) -> y: the element at each window's argmax
         "raw T x, int32 idx, int32 H, int32 W, int32 Ho, int32 Wo, int32 kw, int32 sy, "
-        "int32 sx, int32 ph, int32 pw",
+        "int32 sx, int32 ph, int32 pw, int32 dly, int32 dlx",
         "T y",
         """
             const int wo = i % Wo;
             const int ho = (i / Wo) % Ho;
             const int nc = i / (Wo * Ho);
-            const int h = ho * sy - ph + idx / kw;
-            const int w = wo * sx - pw + idx % kw;
+            const int h = ho * sy - ph + idx / kw * dly;
+            const int w = wo * sx - pw + idx % kw * dlx;
             y = (0 <= h && h < H && 0 <= w && w < W) ? x[((ptrdiff_t)nc * H + h) * W + w] : (T)0;
             """, "minidl_max_pool_gather"),
     "avg_fwd": _Spec(
@@ -299,38 +300,54 @@ def _pool_args(x_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int
 
 
 def max_pool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
-                       out_hw: tuple[int, int]) -> tuple[Any, Any]:
+                       out_hw: tuple[int, int],
+                       dilation: tuple[int, int] = (1, 1)) -> tuple[Any, Any]:
     """Max over windows -> y (N, C, Ho, Wo) and argmax offsets i*kw + j (int32)."""
     cp = xp_for("cuda")
     N, C, H, W = x.shape
     y = cp.empty((N, C) + tuple(out_hw), x.dtype)
     idx = cp.empty(y.shape, cp.int32)
     _k("max_fwd")(cp.ascontiguousarray(x), *_pool_args((H, W), out_hw, kernel, stride, pads),
-                  y, idx)
+                  dilation[0], dilation[1], y, idx)
     return y, idx
 
 
 def max_pool2d_backward(gy: Any, idx: Any, in_hw: tuple[int, int], kernel: tuple[int, int],
-                        stride: tuple[int, int], pads: Pads) -> Any:
+                        stride: tuple[int, int], pads: Pads,
+                        dilation: tuple[int, int] = (1, 1)) -> Any:
     """Route gy (N, C, Ho, Wo) to the saved argmax of each window -> (N, C, H, W)."""
     cp = xp_for("cuda")
     N, C, Ho, Wo = gy.shape
     dx = cp.empty((N, C) + tuple(in_hw), gy.dtype)
     _k("max_bwd")(cp.ascontiguousarray(gy), idx,
-                  *_pool_args(in_hw, (Ho, Wo), kernel, stride, pads), dx)
+                  *_pool_args(in_hw, (Ho, Wo), kernel, stride, pads), dilation[0], dilation[1],
+                  dx)
     return dx
 
 
 def max_pool2d_gather(x: Any, idx: Any, kernel: tuple[int, int], stride: tuple[int, int],
-                      pads: Pads) -> Any:
+                      pads: Pads, dilation: tuple[int, int] = (1, 1)) -> Any:
     """Pick the element at the saved argmax offset of every window of x."""
     cp = xp_for("cuda")
     N, C, H, W = x.shape
     Ho, Wo = idx.shape[2:]
     y = cp.empty(idx.shape, x.dtype)
     _k("max_gather")(cp.ascontiguousarray(x), idx, H, W, Ho, Wo, kernel[1], stride[0],
-                     stride[1], pads[0], pads[2], y)
+                     stride[1], pads[0], pads[2], dilation[0], dilation[1], y)
     return y
+
+
+def max_pool2d_indices(idx: Any, in_hw: tuple[int, int], kernel: tuple[int, int],
+                       stride: tuple[int, int], pads: Pads,
+                       dilation: tuple[int, int] = (1, 1)) -> Any:
+    """torch's ``return_indices``: argmax offsets (N, C, Ho, Wo) as flat positions
+    ``h*W + w`` in the input plane (int64)."""
+    cp = xp_for("cuda")
+    off = idx.astype(cp.int64)
+    Ho, Wo = off.shape[2:]
+    h = cp.arange(Ho)[:, None] * stride[0] - pads[0] + off // kernel[1] * dilation[0]
+    w = cp.arange(Wo)[None, :] * stride[1] - pads[2] + off % kernel[1] * dilation[1]
+    return h * in_hw[1] + w
 
 
 def avg_pool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,

@@ -539,26 +539,27 @@ def _alloc_nhwc(shape: tuple[int, int, int, int], dtype: np.dtype, channels_last
     return _nhwc(_new((N, C, H, W), dtype, channels_last, fill))
 
 
-def _taps(size: int, k: int, s: int, p: int, out: int) -> list[tuple[slice, slice] | None]:
+def _taps(size: int, k: int, s: int, p: int, out: int,
+          d: int = 1) -> list[tuple[slice, slice] | None]:
     """For each kernel offset i along one axis: (input slice, output slice) of the outputs
-    whose tap i lands inside the input (``out_pos*s + i - p`` in [0, size)), or None."""
+    whose tap i lands inside the input (``out_pos*s + i*d - p`` in [0, size)), or None."""
     taps: list[tuple[slice, slice] | None] = []
     for i in range(k):
-        lo = max(0, -((i - p) // s))              # ceil((p - i) / s)
-        hi = min(out - 1, (size - 1 + p - i) // s)
+        lo = max(0, -((i * d - p) // s))          # ceil((p - i*d) / s)
+        hi = min(out - 1, (size - 1 + p - i * d) // s)
         if hi < lo:
             taps.append(None)
             continue
-        start = lo * s + i - p
+        start = lo * s + i * d - p
         taps.append((slice(start, start + (hi - lo) * s + 1, s), slice(lo, hi + 1)))
     return taps
 
 
 def _offsets(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
-             stride: tuple[int, int], pads: Pads):
+             stride: tuple[int, int], pads: Pads, dilation: tuple[int, int] = (1, 1)):
     """Yield (offset i*kw + j, input index, output index) for every kernel offset in use."""
-    th = _taps(in_hw[0], kernel[0], stride[0], pads[0], out_hw[0])
-    tw = _taps(in_hw[1], kernel[1], stride[1], pads[2], out_hw[1])
+    th = _taps(in_hw[0], kernel[0], stride[0], pads[0], out_hw[0], dilation[0])
+    tw = _taps(in_hw[1], kernel[1], stride[1], pads[2], out_hw[1], dilation[1])
     for i, a in enumerate(th):
         for j, b in enumerate(tw):
             if a is not None and b is not None:
@@ -586,7 +587,8 @@ def _index_dtype(kk: int) -> np.dtype:
 
 
 def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                       pads: Pads, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                       pads: Pads, out_hw: tuple[int, int],
+                       dilation: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
     """Max over windows; x (N, C, H, W) -> y (N, C, Ho, Wo) and the argmax offsets.
 
     The offsets (N, Ho, Wo, C) hold i*kw + j of the winning element of each window. The
@@ -599,7 +601,7 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
     best = _alloc_nhwc((N, *out_hw, C), x.dtype, _channels_last(x), -np.inf)
     idx = np.zeros_like(best, dtype=_index_dtype(kernel[0] * kernel[1]))
     mask = np.empty_like(best, dtype=bool)
-    offsets = list(_offsets((H, W), out_hw, kernel, stride, pads))
+    offsets = list(_offsets((H, W), out_hw, kernel, stride, pads, dilation))
     def block(xt: np.ndarray, b: np.ndarray, i: np.ndarray, m: np.ndarray) -> None:
         for _, src, dst in offsets:
             np.maximum(b[dst], xt[src], out=b[dst])
@@ -613,20 +615,21 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
 
 def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
                         kernel: tuple[int, int], stride: tuple[int, int],
-                        pads: Pads) -> np.ndarray:
+                        pads: Pads, dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Route gy (N, C, Ho, Wo) to the argmax of each window -> dx (N, C, H, W)."""
     N, C, Ho, Wo = gy.shape
-    (kh, kw), (sh, sw) = kernel, stride
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     g = _nhwc(gy)
-    # Windows that cannot overlap (kernel <= stride) write each input position at most once,
-    # so the gradient is written, not added; if they also tile the input exactly, nothing
-    # needs zeroing first.
-    disjoint = kh <= sh and kw <= sw
-    tiles = disjoint and kh == sh and kw == sw and not any(pads) and in_hw == (Ho * sh, Wo * sw)
+    # Windows that cannot overlap (window extent <= stride) write each input position at
+    # most once, so the gradient is written, not added; if they also tile the input exactly,
+    # nothing needs zeroing first.
+    disjoint = dh * (kh - 1) + 1 <= sh and dw * (kw - 1) + 1 <= sw
+    tiles = (disjoint and kh == sh and kw == sw and not any(pads) and dilation == (1, 1)
+             and in_hw == (Ho * sh, Wo * sw))
     dx = _alloc_nhwc((N, *in_hw, C), gy.dtype, _channels_last(gy), None if tiles else 0)
     mask = np.empty_like(idx, dtype=bool)
     tmp = np.empty_like(g)
-    offsets = list(_offsets(in_hw, (Ho, Wo), kernel, stride, pads))
+    offsets = list(_offsets(in_hw, (Ho, Wo), kernel, stride, pads, dilation))
     def block(d: np.ndarray, gb: np.ndarray, ib: np.ndarray, m: np.ndarray,
               t: np.ndarray) -> None:
         for o, src, dst in offsets:
@@ -642,7 +645,8 @@ def max_pool2d_backward(gy: np.ndarray, idx: np.ndarray, in_hw: tuple[int, int],
 
 
 def max_pool2d_gather(x: np.ndarray, idx: np.ndarray, kernel: tuple[int, int],
-                      stride: tuple[int, int], pads: Pads) -> np.ndarray:
+                      stride: tuple[int, int], pads: Pads,
+                      dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Pick, in every window of x (N, C, H, W), the element at the saved argmax offsets.
 
     This is the adjoint of :func:`max_pool2d_backward` (used for double backward).
@@ -651,10 +655,22 @@ def max_pool2d_gather(x: np.ndarray, idx: np.ndarray, kernel: tuple[int, int],
     xt = _nhwc(x)
     out = _alloc_nhwc(idx.shape, x.dtype, _channels_last(x), 0)
     mask = np.empty_like(idx, dtype=bool)
-    for o, src, dst in _offsets((H, W), idx.shape[1:3], kernel, stride, pads):
+    for o, src, dst in _offsets((H, W), idx.shape[1:3], kernel, stride, pads, dilation):
         np.equal(idx[dst], o, out=mask[dst])
         np.copyto(out[dst], xt[src], where=mask[dst])
     return _nchw(out)
+
+
+def max_pool2d_indices(idx: np.ndarray, in_hw: tuple[int, int], kernel: tuple[int, int],
+                       stride: tuple[int, int], pads: Pads,
+                       dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """torch's ``return_indices``: the saved argmax offsets (N, Ho, Wo, C) as flat positions
+    ``h*W + w`` in the input plane -> int64 (N, C, Ho, Wo)."""
+    off = idx.transpose(0, 3, 1, 2).astype(np.int64)
+    Ho, Wo = off.shape[2:]
+    h = np.arange(Ho)[:, None] * stride[0] - pads[0] + off // kernel[1] * dilation[0]
+    w = np.arange(Wo)[None, :] * stride[1] - pads[2] + off % kernel[1] * dilation[1]
+    return h * in_hw[1] + w
 
 
 def avg_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],

@@ -23,8 +23,25 @@ from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout, mc_predict
 from .graph import Add, Concat, Residual
 from .linear import Linear
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Module, Parameter, StateDictError
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm, Normalization
+from .padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .reshape import Flatten, Reshape
 from .symbolic import GraphModule, Input, SymbolicTensor
@@ -38,6 +55,9 @@ __all__ = [
     "ReLU", "Reshape", "Residual", "Sequential", "Sigmoid", "Softmax", "StateDictError",
     "SymbolicTensor", "Tanh", "clip_grad_norm_", "clip_grad_value_", "functional_call",
     "get_activation", "init", "mc_predict", "utils",
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "MSELoss",
+    "NLLLoss", "SmoothL1Loss",
+    "CircularPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d",
 ]
 
 # Names that moved out of nn (which imports nothing from train or keras), and where to.

@@ -82,7 +82,8 @@ class ConvTranspose2d(_WeightLayer):
     """Transposed convolution (the gradient of conv2d w.r.t. its input), for upsampling.
 
     x: (N, in_channels, H, W) -> (N, out_channels, H', W') with
-    ``H' = (H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1``.
+    ``H' = (H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1``, where
+    ``output_padding`` is smaller than the stride or the dilation, as torch requires.
     weight (in_channels, out_channels/groups, kH, kW), initialised as in torch.
     """
 
@@ -124,6 +125,10 @@ class ConvTranspose2d(_WeightLayer):
             s += f", padding={self.padding}"
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
         if self.bias is None:
             s += ", bias=False"
         return s + self._reg_repr()

@@ -19,38 +19,51 @@ def _check_window(op: str, kernel_size: IntOrPair, stride: IntOrPair | None,
 
 
 class MaxPool2d(Module):
-    """Max over kernel_size windows. (N, C, H, W) -> (N, C, H', W'); stride defaults to
-    kernel_size."""
+    """Max over kernel_size windows, as torch's (same argument order). (N, C, H, W) ->
+    (N, C, H', W'); stride defaults to kernel_size; taps are ``dilation`` apart; with
+    ``return_indices`` the layer returns (values, flat int64 indices) as torch does."""
 
     def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-                 padding: IntOrPair = 0, ceil_mode: bool = False) -> None:
+                 padding: IntOrPair = 0, dilation: IntOrPair = 1, return_indices: bool = False,
+                 ceil_mode: bool = False) -> None:
         super().__init__()
-        _check_window("MaxPool2d", kernel_size, stride, padding)
+        op = "MaxPool2d"
+        if isinstance(dilation, bool):
+            raise TypeError(f"{op}: dilation={dilation}: torch's order is (kernel_size, stride, "
+                            f"padding, dilation, return_indices, ceil_mode); pass "
+                            f"ceil_mode={dilation} by keyword")
+        _check_window(op, kernel_size, stride, padding)
+        to_pair(dilation, "dilation", op)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode = ceil_mode
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
-                f"padding={self.padding}" + (", ceil_mode=True" if self.ceil_mode else ""))
+                f"padding={self.padding}"
+                + (f", dilation={self.dilation}" if self.dilation not in (1, (1, 1)) else "")
+                + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
 class AvgPool2d(Module):
-    """Mean over kernel_size windows. (N, C, H, W) -> (N, C, H', W')."""
+    """Mean over kernel_size windows. (N, C, H, W) -> (N, C, H', W'); ``divisor_override``
+    divides each window sum by that number instead of the window size."""
 
     def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None,
                  padding: IntOrPair = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True) -> None:
+                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         super().__init__()
         _check_window("AvgPool2d", kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad)
+                            self.count_include_pad, self.divisor_override)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
