@@ -192,14 +192,14 @@ def test_fit_evaluate_predict_take_arrays_on_any_device(device):
 
 
 def test_arrays_and_tensors_reach_the_host_through_backend_to_numpy(monkeypatch):
-    from minidl.keras import training
-    real, seen = training.to_numpy, []
+    from minidl.keras import arguments
+    real, seen = arguments.to_numpy, []
 
     def spy(a):
         seen.append(type(a))
         return real(a)
 
-    monkeypatch.setattr(training, "to_numpy", spy)
+    monkeypatch.setattr(arguments, "to_numpy", spy)
     model, x, y = _frozen_regression(4)
     model.evaluate(md.tensor(x), y)
     assert seen == [np.ndarray, np.ndarray]      # the Tensor's array, then the NumPy target
@@ -282,8 +282,8 @@ def test_dict_inputs_name_the_unnamed_or_missing_input():
     a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
     model = keras.Model([a, b], nn.Add()(a, nn.Linear(2, 3)(b)))
     model.compile(loss="mse", optimizer="sgd")
-    with pytest.raises(ValueError, match=r"^fit: x lacks the Input\(s\) \['b'\]; its keys "
-                                         r"are \['a', 'bb'\]$"):
+    with pytest.raises(ValueError, match=r"^fit: x lacks \['b'\] and has unknown keys "
+                                         r"\['bb'\]; expected the keys \['a', 'b'\]$"):
         model.fit({"a": x["a"], "bb": x["b"]}, np.zeros((2, 3)))
     assert model.predict(x).shape == (2, 3)
 
@@ -313,7 +313,7 @@ def test_fit_runs_the_trainer_loop_and_returns_its_history():
 
 def test_sequential_takes_a_leading_input_and_prints_a_summary(capsys):
     model = keras.Sequential([keras.layers.Input((4,)), nn.Linear(4, 2), nn.ReLU()])
-    assert model.input_shape == (4,) and len(model) == 2
+    assert model.input_shape == (None, 4) and len(model) == 2      # Keras's input_shape
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
     model.summary()
     rows = _table_rows(capsys.readouterr().out)
