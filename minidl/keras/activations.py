@@ -5,7 +5,7 @@
 Each is a function of a Tensor; :func:`get` turns a name, a function or None into one.
 
     >>> import minidl as md
-    >>> selu(md.tensor([0.0, 1.0])).numpy().round(4).tolist()
+    >>> [round(float(v), 4) for v in selu(md.tensor([0.0, 1.0])).numpy()]
     [0.0, 1.0507]
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ A custom regularizer is any function ``Tensor -> scalar Tensor``; the Keras laye
 with the kernel in Keras's layout ((in, units) for Dense).
 
     >>> import minidl as md
-    >>> l2(0.01)(md.tensor([[1.0, 2.0]])).item()
+    >>> round(l2(0.01)(md.tensor([[1.0, 2.0]])).item(), 6)       # 0.01 * (1 + 4)
     0.05
 """
 from __future__ import annotations

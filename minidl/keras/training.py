@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -203,7 +204,14 @@ class TrainingMixin:
             vx = arrays(self, validation_data[0], "x", "fit")
             vy = arrays(self, validation_data[1], "y", "fit")
             val = DataLoader(_fields(self, vx, vy), batch_size=batch_size)
-        trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics,
+        loss = c.loss
+        if not any(p.requires_grad for p in self.parameters()):
+            # As in Keras, a frozen model still "trains": the losses are computed and nothing
+            # changes. The backward pass then has nothing to reach, so it gets a constant.
+            warnings.warn("fit: the model has no trainable weights (trainable=False); the "
+                          "epochs report the loss and change nothing", stacklevel=2)
+            loss = _constant_backward(c.loss)
+        trainer = Trainer(self, c.optimizer, loss, metrics=c.metrics,
                           verbose=2 if verbose else 0, callbacks=to_minidl(callbacks),
                           num_inputs=len(xs))
         with self._as_lists():
@@ -259,6 +267,18 @@ class TrainingMixin:
             yield
         finally:
             object.__setattr__(self, "_dict_outputs", old)
+
+
+def _constant_backward(loss_fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
+    """``loss_fn`` whose value can be backpropagated when no weight needs a gradient: it is
+    joined to a zero-weighted leaf, so ``backward`` runs and changes no weight."""
+    def loss(output: Any, target: Any) -> Tensor:
+        value = loss_fn(output, target)
+        if value.requires_grad:
+            return value
+        anchor = Tensor(np.zeros((), dtype=value.dtype), requires_grad=True)
+        return value + anchor * 0.0
+    return loss
 
 
 def _refuse(kwargs: dict, op: str, known: tuple[str, ...]) -> None:

@@ -136,6 +136,8 @@ class Conv2D(Layer):
             self.register_parameter("bias", None)
 
     def _slots(self) -> list:
+        if not self.built:
+            return []
         slots = [(self.weight, _kernel_to_keras, _kernel_from_keras)]
         return slots + ([(self.bias, _same, _same)] if self.bias is not None else [])
 

@@ -68,6 +68,8 @@ class Dense(Layer):
             self.register_parameter("bias", None)
 
     def _slots(self) -> list:
+        if not self.built:
+            return []
         slots = [(self.weight, _t, _t)]
         return slots + ([(self.bias, _same, _same)] if self.bias is not None else [])
 
