@@ -300,3 +300,20 @@ def test_minidl_tools_work_on_a_keras_model(tmp_path):
     assert "digraph" in str(viz.to_dot(model(x)))
     md.io.save(model, tmp_path / "m.npz")
     assert set(md.io.load(tmp_path / "m.npz")) >= {"hidden.weight", "out.bias"}
+
+
+def test_layers_take_numpy_arrays_and_initializers_by_name():
+    x = np.ones((2, 3), np.float32)
+    assert L.Dense(2)(x).shape == (2, 2)
+    he = L.Dense(400, kernel_initializer="he_normal")
+    _built(he, (1, 300))
+    kernel = he.get_weights()[0]
+    # truncated at two standard deviations of the untruncated normal, then rescaled
+    std = np.sqrt(2 / 300) / 0.87962566103423978
+    assert np.abs(kernel).max() <= 2 * std and kernel.std() == pytest.approx(np.sqrt(2 / 300),
+                                                                              rel=0.03)
+    ones = _built(L.Dense(2, kernel_initializer=keras.initializers.Constant(0.5),
+                          bias_initializer="ones"), (1, 3))
+    assert [w.tolist() for w in ones.get_weights()] == [[[0.5] * 2] * 3, [1.0, 1.0]]
+    with pytest.raises(ValueError, match="unknown initializer 'glorot'"):
+        L.Dense(2, kernel_initializer="glorot")

@@ -397,3 +397,17 @@ def test_sequential_builds_lazily_with_add_and_input_shape(capsys):
     assert [m.name for m in lazy.layers] == [lazy.get_layer(index=0).name,
                                              lazy.get_layer(index=1).name]
     assert lazy.get_layer(lazy.layers[1].name) is lazy.layers[1]
+
+
+def test_hinge_huber_and_kl_divergence_losses_match_numpy():
+    r = np.array([[0.3], [-1.2], [2.5]])
+    b = np.array([[1.0], [0.0], [1.0]])
+    got = keras.losses.Hinge()(md.tensor(b), md.tensor(r)).item()
+    assert got == pytest.approx(np.mean(np.maximum(1 - (2 * b - 1) * r, 0)), rel=1e-12)
+    d = np.abs(r - b)
+    huber = np.mean(np.where(d <= 0.5, 0.5 * d ** 2, 0.5 * (d - 0.25)))
+    assert keras.losses.Huber(delta=0.5)(md.tensor(b), md.tensor(r)).item() == \
+        pytest.approx(huber, rel=1e-12)
+    p, q = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.1, 0.9], [0.7, 0.3]])
+    assert keras.losses.KLDivergence()(md.tensor(q), md.tensor(p)).item() == \
+        pytest.approx(np.mean(np.sum(q * np.log(q / p), axis=1)), rel=1e-12)

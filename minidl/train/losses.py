@@ -13,8 +13,9 @@ Every name has one meaning, whoever asks (``Trainer(loss=...)``, ``keras`` ``com
   before the log, as Keras does. ``'mse'`` (``'mean_squared_error'``) and ``'mae'``
   (``'mean_absolute_error'``) accept a target with as many elements as the output ((N,)
   for an (N, 1) output), as Keras does. For logits use the torch names (or, from Python,
-  the functions below with ``from_logits=True``, as ``keras.losses`` does). ``'huber'``,
-  ``'kl_divergence'`` (``'kld'``) and ``'hinge'`` are Keras's too.
+  the functions below with ``from_logits=True``, as ``keras.losses`` does). ``'huber'`` and
+  ``'kl_divergence'`` (``'kld'``) are Keras's too; Keras's hinge loss is the function
+  :func:`hinge` (``keras.losses.Hinge()``), not a name of this table.
 
     >>> import minidl as md
     >>> p = md.tensor([[0.7, 0.2, 0.1]])
@@ -128,7 +129,7 @@ _LOSSES: dict[str, Callable[[Any, Any], Tensor]] = {
     "binary_crossentropy": binary_crossentropy,
     "mse": mean_squared_error, "mean_squared_error": mean_squared_error,
     "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error,
-    "huber": huber, "kl_divergence": kl_divergence, "kld": kl_divergence, "hinge": hinge,
+    "huber": huber, "kl_divergence": kl_divergence, "kld": kl_divergence,
 }
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ... import nn
-from ...autograd import Tensor
-from ...backend import get_array_module, to_device, to_numpy
+from ...autograd import Tensor, tensor
+from ...backend import get_array_module, get_default_device, to_device, to_numpy
 from ...optim.regularizers import Regularizer
 from .. import activations
 from ..config import unique_name
@@ -61,6 +61,14 @@ class Layer(nn.Module):
         self.weight_dtype = None if dtype is None else np.dtype(dtype)
         if not trainable:
             self.trainable = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Keras layers take arrays too (layer(np_array)); they become Tensors on the default
+        # device (or on the layer's, once it has weights).
+        if args and isinstance(args[0], np.ndarray):
+            dev = self.device if any(True for _ in self.parameters()) else get_default_device()
+            args = (tensor(args[0], device=dev), *args[1:])
+        return super().__call__(*args, **kwargs)
 
     # ---- building -------------------------------------------------------------------------
     def build(self, input_shape: tuple[int, ...], dtype: Any, device: str) -> None:
