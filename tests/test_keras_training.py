@@ -411,3 +411,23 @@ def test_hinge_huber_and_kl_divergence_losses_match_numpy():
     p, q = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.1, 0.9], [0.7, 0.3]])
     assert keras.losses.KLDivergence()(md.tensor(q), md.tensor(p)).item() == \
         pytest.approx(np.mean(np.sum(q * np.log(q / p), axis=1)), rel=1e-12)
+
+
+def test_learning_rate_schedules_follow_the_update_count():
+    sched = keras.optimizers.schedules
+    exp = sched.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    assert [exp(s) for s in (0, 1, 2, 4)] == pytest.approx([0.1, 0.1 * 0.5 ** 0.5, 0.05,
+                                                            0.025])
+    stair = sched.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5, staircase=True)
+    assert [stair(s) for s in (1, 2, 3)] == pytest.approx([0.1, 0.05, 0.05])
+    piece = sched.PiecewiseConstantDecay([2, 4], [1.0, 0.5, 0.1])
+    assert [piece(s) for s in (0, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+    assert sched.CosineDecay(1.0, 10)(5) == pytest.approx(0.5)
+    assert sched.InverseTimeDecay(1.0, 1, 1.0)(3) == pytest.approx(0.25)
+    # SGD's update k (from 0) uses schedule(k)
+    opt = keras.optimizers.SGD(learning_rate=exp)
+    got = _one_param(opt, [0.0], [[1.0], [1.0], [1.0]])
+    assert [g[0] for g in got] == pytest.approx(np.cumsum([-exp(0), -exp(1), -exp(2)]))
+    assert opt.learning_rate == pytest.approx(exp(2))
+    with pytest.raises(ValueError, match="follows a schedule"):
+        opt.learning_rate = 0.1

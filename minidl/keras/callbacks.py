@@ -3,8 +3,10 @@ LearningRateScheduler, ReduceLROnPlateau, CSVLogger, LambdaCallback, and the Cal
 for user callbacks written as for Keras (``on_epoch_end(self, epoch, logs)``, ``self.model``,
 ``self.model.stop_training = True``).
 
-They are :class:`minidl.train.Callback` objects, so ``fit(callbacks=[...])`` hands them to
-the Trainer; epochs are counted from 0 in their hooks, as Keras counts them.
+The built-in ones are :class:`minidl.train.Callback` objects that ``fit(callbacks=[...])``
+hands to the Trainer; a Keras-style :class:`Callback` (and :class:`LambdaCallback`) runs
+behind an adapter that calls its Keras-signature hooks. Epochs are counted from 0 in the
+hooks, as Keras counts them; ``stop_training`` takes effect at the end of the epoch.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)``, ``AdamW`` (weight_deca
 epsilon=1e-7, centered=False)``, ``Adagrad(learning_rate=0.001,
 initial_accumulator_value=0.1, epsilon=1e-7)``; every one takes ``weight_decay`` (decoupled:
 ``w -= lr * weight_decay * w`` before the step), ``clipnorm`` (per weight), ``clipvalue`` and
-``global_clipnorm``, as Keras's base optimizer does.
+``global_clipnorm``, as Keras's base optimizer does. ``learning_rate`` may be a schedule of
+:mod:`keras.optimizers.schedules <minidl.keras.schedules>` (ExponentialDecay, ...).
 
 They are :mod:`minidl.optim` optimizers (subclasses of ``optim.SGD``, ``optim.Adam``, ...),
 created without parameters as in Keras and bound to the model's by ``compile``. The rules are
@@ -25,8 +26,10 @@ from typing import Any
 
 from .. import optim
 from ..backend import get_array_module
+from . import schedules
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "get",
+           "schedules"]
 
 _UNSUPPORTED = ("use_ema", "loss_scale_factor", "gradient_accumulation_steps")
 
@@ -47,11 +50,11 @@ class Optimizer:
             raise TypeError(f"{cls}: unexpected keyword argument(s) {sorted(kwargs)}")
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(f"{cls}: pass at most one of clipnorm, clipvalue, global_clipnorm")
-        if callable(learning_rate):
-            raise ValueError(f"{cls}: learning-rate schedules are not supported as "
-                             f"learning_rate=; pass a float and use the callback "
-                             f"keras.callbacks.LearningRateScheduler")
-        self.defaults = dict(lr=float(learning_rate), weight_decay=float(weight_decay or 0.0),
+        # A schedule (keras.optimizers.schedules) is a function of the number of updates so
+        # far; the group's lr then follows it, step by step.
+        self.schedule = learning_rate if callable(learning_rate) else None
+        lr = learning_rate(0) if self.schedule is not None else learning_rate
+        self.defaults = dict(lr=float(lr), weight_decay=float(weight_decay or 0.0),
                              iterations=0, **hyper)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict = {}
@@ -82,6 +85,9 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        if self.schedule is not None:
+            raise ValueError(f"{type(self).__name__}: the learning rate follows a schedule; "
+                             f"it cannot be set")
         self.defaults["lr"] = float(value)
         for g in self.param_groups:
             g["lr"] = float(value)
@@ -118,6 +124,8 @@ class Optimizer:
             raise RuntimeError(f"{type(self).__name__}: not bound to any weights; pass it to "
                                f"model.compile(optimizer=...)")
         for group in self.param_groups:
+            if self.schedule is not None:
+                group["lr"] = float(self.schedule(group["iterations"]))
             group["iterations"] += 1
             params = [p for p in group["params"] if p.grad is not None]
             for p, g in zip(params, self._grads(params)):
