@@ -269,6 +269,10 @@ def test_early_stopping_restores_the_best_weights():
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(snapshots[3][0], snapshots[1][0])
     assert keras.callbacks.EarlyStopping().patience == 0                 # Keras's default
+    assert not keras.callbacks.EarlyStopping().restore_best_weights
+    from minidl.train import EarlyStopping as MinidlEarlyStopping  # Keras's name works there
+    assert MinidlEarlyStopping().restore_best
+    assert not MinidlEarlyStopping(restore_best_weights=False).restore_best
 
 
 def test_keras_callback_subclass_can_stop_training_and_csv_logger(tmp_path):
