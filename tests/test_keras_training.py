@@ -435,3 +435,19 @@ def test_learning_rate_schedules_follow_the_update_count():
     assert opt.learning_rate == pytest.approx(exp(2))
     with pytest.raises(ValueError, match="follows a schedule"):
         opt.learning_rate = 0.1
+
+
+def test_categorical_accuracy_and_rmse_by_keras_names():
+    from minidl.train import get_metric
+    out = md.tensor(np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]]))
+    hot = md.tensor(np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]))
+    m = get_metric("categorical_accuracy")
+    m.update(out, hot)
+    assert m.compute() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="need sparse_categorical_accuracy"):
+        m.update(out, md.tensor(np.array([1, 1, 1])))
+    r = get_metric("rmse")
+    r.update(md.tensor(np.array([[1.0], [3.0]])), md.tensor(np.array([[0.0], [0.0]])))
+    r.update(md.tensor(np.array([[2.0]])), md.tensor(np.array([[0.0]])))
+    assert r.compute() == pytest.approx(np.sqrt((1 + 9 + 4) / 3))
+    assert keras.metrics.RootMeanSquaredError().name == "root_mean_squared_error"
