@@ -351,6 +351,12 @@ def _loss_case(name, seed=0):
         "mse_loss": (r, t, np.mean((r - t) ** 2)),
         "mae": (r, t, np.mean(np.abs(r - t))), "mean_absolute_error": (r, t, np.mean(np.abs(r - t))),
     }
+    # Keras's huber (delta 1) and KL divergence of the target distribution
+    d = np.abs(r - t)
+    cases["huber"] = (r, t, np.mean(np.where(d <= 1.0, 0.5 * d ** 2, d - 0.5)))
+    soft = _softmax(rng.standard_normal((6, 3)))
+    cases["kl_divergence"] = cases["kld"] = (p, soft, np.mean(np.sum(soft * np.log(soft / p),
+                                                                      axis=1)))
     return cases[name]
 
 

@@ -1,34 +1,41 @@
-"""Keras' compile / fit / evaluate / predict, run by the one training loop (minidl.train.Trainer).
+"""Keras's compile / fit / evaluate / predict, run by the one training loop (minidl.train.Trainer).
 
-``compile`` turns Keras' arguments into what the Trainer takes: one loss per output, by name
-from :mod:`minidl.train.losses` (the one table, Keras' names with Keras' meaning), summed
-with ``loss_weights``; an optimiser (a name gets Keras' default learning rate); metrics from
-:mod:`minidl.train.metrics`, one set per output. ``fit`` / ``evaluate`` / ``predict`` take
-arrays (NumPy or CuPy, one per input and per output, or a dict by ``Input`` name), wrap them in
+``compile`` turns Keras's arguments into what the Trainer takes: one loss per output (a name
+of :mod:`minidl.train.losses` -- the one table, Keras's names with Keras's meaning --, a
+``keras.losses`` object or a function ``(y_true, y_pred)``), summed with ``loss_weights``; an
+optimiser (a name gets :mod:`minidl.keras.optimizers`' class with Keras's defaults); metrics
+by Keras's names, one set per output. ``fit`` / ``evaluate`` / ``predict`` take arrays (NumPy
+or CuPy, one per input and per output, or dicts by input / output name), build the model's
+layers on the first batch if their input sizes are not known yet, wrap the arrays in
 DataLoaders and hand them to a :class:`~minidl.train.Trainer`, so Keras-style training gets
 the Trainer's NaN checks, host-sync policy, callbacks and :class:`~minidl.train.History`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import optim
-from ..autograd import Tensor
-from ..backend import rng, to_numpy
+from ..autograd import Tensor, no_grad, tensor
+from ..backend import rng
 from ..data import DataLoader
-from ..nn import GraphModule
-from ..train import Callback, FunctionMetric, History, Metric, Trainer, get_loss, get_metric
+from ..train import FunctionMetric, History, Metric, Trainer
+from . import losses as keras_losses
+from . import metrics as keras_metrics
+from . import optimizers as keras_optimizers
+from .arguments import arrays, n_outputs, output_names, per_output
+from .callbacks import to_minidl
+from .layers.base import Layer
 
 __all__ = ["TrainingMixin"]
 
-# Keras' default learning rates by optimizer name (minidl.optim.get_optimizer builds them).
-_KERAS_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3, "rmsprop": 1e-3,
-             "adagrad": 1e-3}
+_IGNORED_COMPILE = ("run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
 
 
 class _Compiled:
@@ -65,67 +72,125 @@ class _Compiled:
         return self._parts[i][1]
 
 
+def _unbuilt(module: Any) -> bool:
+    return any(isinstance(m, Layer) and not m.built for m in module.modules())
+
+
 class TrainingMixin:
-    """Keras' training methods, for :class:`minidl.keras.Model` and
+    """Keras's training methods, for :class:`minidl.keras.Model` and
     :class:`minidl.keras.Sequential` (mixed into a Module)."""
 
-    def compile(self, loss: Any, optimizer: Any = "rmsprop", loss_weights: Any = None,
-                metrics: Any = None) -> None:
+    stop_training = False
+
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None,
+                metrics: Any = None, weighted_metrics: Any = None, **kwargs: Any) -> None:
         """Configure training, as Keras does.
 
-        loss: a name of :mod:`minidl.train.losses` -- Keras' 'mse', 'mae',
-        'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
-        (the cross-entropies take probabilities, as in Keras) or torch's 'cross_entropy',
-        'bce_with_logits' (logits), ... --, a callable ``(output, target) -> Tensor``, or a
-        list with one per output. loss_weights: one float per output.
-        optimizer: a ``minidl.optim`` optimiser or a name ('sgd', 'adam', 'adamw', 'nadam',
-        'rmsprop', 'adagrad', with Keras' default learning rates).
-        metrics: names ('accuracy', 'top5', 'mae', 'mse'), :class:`minidl.train.Metric`
-        objects or functions ``(output, target) -> Tensor`` (on Tensors), for every output.
+        optimizer: a name ('sgd', 'adam', 'adamw', 'nadam', 'rmsprop', 'adagrad': the
+        :mod:`minidl.keras.optimizers` class with Keras's defaults), a keras optimizer or a
+        ``minidl.optim`` one. loss: a name of :mod:`minidl.train.losses` (Keras's 'mse',
+        'sparse_categorical_crossentropy', ... take probabilities, as in Keras), a
+        ``keras.losses`` object, a function ``(y_true, y_pred)``, or a list / dict (by
+        output name) of those. loss_weights: one float per output (list or dict).
+        metrics: Keras's names ('accuracy', 'mae', ...), Metric objects or functions
+        ``(y_true, y_pred)``: a list for every output, a list of lists or a dict per output.
+        ``run_eagerly``, ``jit_compile``, ``steps_per_execution`` and ``auto_scale_loss`` are
+        accepted and change nothing (minidl always runs eagerly, one step per batch).
         """
-        names = _output_names(self)
+        for key in _IGNORED_COMPILE:
+            kwargs.pop(key, None)
+        if kwargs:
+            raise TypeError(f"compile: unexpected keyword argument(s) {sorted(kwargs)}")
+        if weighted_metrics is not None:
+            raise ValueError("compile: weighted_metrics are not supported by minidl (no "
+                             "sample weights)")
+        if loss is None:
+            raise ValueError("compile: minidl needs loss= (a name such as 'mse', a "
+                             "keras.losses object or a function (y_true, y_pred))")
+        names = output_names(self)
         n = len(names)
-        losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * n
-        if len(losses) != n:
-            raise ValueError(f"compile: {len(losses)} losses for {n} outputs")
-        weights = [1.0] * n if loss_weights is None else [float(w) for w in loss_weights]
-        if len(weights) != n:
-            raise ValueError(f"compile: {len(weights)} loss_weights for {n} outputs")
-        c = _Compiled([get_loss(x) for x in losses], weights, _make_optimizer(optimizer, self))
-        # Keras' order of the figures: the loss, each output's loss, then each output's metrics.
+        specs = per_output(self, loss, "losses")
+        missing = [nm for nm, s in zip(names, specs) if s is None]
+        if missing:
+            raise ValueError(f"compile: no loss for output(s) {missing}; minidl trains every "
+                             f"output (give each one a loss, or loss_weights 0)")
+        weights = ([1.0] * n if loss_weights is None
+                   else [float(w) for w in per_output(self, loss_weights, "loss_weights", 1.0)])
+        c = _Compiled([keras_losses.get(s) for s in specs], weights,
+                      _make_optimizer(optimizer))
+        # Keras's order of the figures: the loss, each output's loss, then each output's metrics.
         if n > 1:
             c.metrics = [FunctionMetric(functools.partial(c.output_loss, i),
                                         name=f"{name}_loss", output=i)
                          for i, name in enumerate(names)]
-        for i, name in enumerate(names):
-            for spec in metrics or []:
-                if n == 1:
-                    c.metrics.append(get_metric(spec))
-                else:
-                    m = get_metric(spec, output=i)
+        for i, (name, group) in enumerate(zip(names, per_output(self, metrics, "metrics",
+                                                                None, listy=True))):
+            group = [] if group is None else (list(group) if isinstance(group, (list, tuple))
+                                              else [group])
+            for spec in group:
+                m = keras_metrics.get(spec, loss=specs[i], output=None if n == 1 else i)
+                if n > 1:
                     m.name = f"{name}_{m.name}"
-                    c.metrics.append(m)
+                c.metrics.append(m)
         self._compiled = c
+        self.optimizer = c.optimizer
+        if not _unbuilt(self):
+            self._bind_optimizer()
 
-    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
-            validation_data: tuple | None = None, shuffle: bool = True, verbose: int = 1,
-            validation_split: float = 0.0, callbacks: Sequence[Callback] = ()) -> History:
+    def _bind_optimizer(self) -> None:
+        opt = self._compiled.optimizer
+        if isinstance(opt, keras_optimizers.Optimizer) and not opt.built:
+            opt.build(self.parameters())
+
+    def _build_on(self, xs: list[np.ndarray]) -> None:
+        """Create the weights of layers that have none yet, from a forward pass on the first
+        samples (eval mode, no graph: nothing trains, no dropout mask is drawn)."""
+        if not _unbuilt(self):
+            return
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with no_grad():
+                self(*[tensor(_cast_input(a[:2])) for a in xs])
+        finally:
+            for m, flag in modes:
+                object.__setattr__(m, "training", flag)
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: Sequence[Any] | None = None,
+            validation_split: float = 0.0, validation_data: tuple | None = None,
+            shuffle: bool = True, class_weight: Any = None, sample_weight: Any = None,
+            initial_epoch: int = 0, **kwargs: Any) -> History:
         """Train for ``epochs`` epochs on array data; returns the :class:`History` of this call
-        (also kept as ``model.history``).
+        (also kept as ``model.history``; ``history.history`` is Keras's dict: 'loss',
+        '<output>_loss' per output of a multi-output model, the metrics, and the same with
+        'val_').
 
-        x: an array (N, ...) or a list with one per input (or a dict by Input name); y: one
-        per output. ``validation_split`` holds out the last fraction of the samples (before
-        any shuffling), as Keras does; ``validation_data`` ``(x, y)``, when given, is used
-        instead and the split is ignored. Calling fit again continues training. Shuffling
-        follows minidl's generator (``md.manual_seed``). ``verbose`` > 0 prints one line per
-        epoch; ``callbacks`` are :mod:`minidl.train` callbacks.
+        x: an array (N, ...), a list with one per input or a dict by input name; y: the same
+        per output. ``batch_size`` defaults to 32. ``validation_split`` holds out the *last*
+        fraction of the samples (before any shuffling), as Keras does;
+        ``validation_data=(x_val, y_val)``, when given, is used instead. Calling fit again
+        continues training. Shuffling follows minidl's generator (``md.manual_seed``).
+        ``verbose`` 0 is silent, anything else prints one line per epoch. ``callbacks``:
+        :mod:`minidl.keras.callbacks` or :mod:`minidl.train` callbacks.
         """
+        _refuse(kwargs, "fit", ("steps_per_epoch", "validation_steps", "validation_batch_size",
+                                "validation_freq"))
+        if class_weight is not None or sample_weight is not None:
+            raise ValueError("fit: class_weight and sample_weight are not supported by minidl; "
+                             "weight the loss with a custom loss function instead")
+        if initial_epoch:
+            raise ValueError("fit: initial_epoch is not supported; calling fit again continues "
+                             "training")
+        batch_size = 32 if batch_size is None else batch_size
         c = _compiled(self)
-        xs, ys = _arrays(self, x, "x", "fit"), _arrays(self, y, "y", "fit")
+        xs, ys = arrays(self, x, "x", "fit"), arrays(self, y, "y", "fit")
         if len(xs[0]) != len(ys[0]):
             raise ValueError(f"fit: x has {len(xs[0])} samples but y has {len(ys[0])}")
         if validation_split and validation_data is None:
             xs, ys, validation_data = _split(xs, ys, validation_split)
+        self._build_on(xs)
+        self._bind_optimizer()
         # From minidl's generator, so md.manual_seed reproduces the order; drawn only to
         # shuffle, so later draws (dropout masks, initialisers) do not depend on `shuffle`.
         seed = int(rng().integers(2**62)) if shuffle else None
@@ -133,47 +198,102 @@ class TrainingMixin:
                            seed=seed)
         val = None
         if validation_data is not None:
-            vx = _arrays(self, validation_data[0], "x", "fit")
-            vy = _arrays(self, validation_data[1], "y", "fit")
+            if len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be (x_val, y_val); sample weights "
+                                 "are not supported")
+            vx = arrays(self, validation_data[0], "x", "fit")
+            vy = arrays(self, validation_data[1], "y", "fit")
             val = DataLoader(_fields(self, vx, vy), batch_size=batch_size)
-        trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics,
-                          verbose=2 if verbose else 0, callbacks=callbacks,
+        loss = c.loss
+        if not any(p.requires_grad for p in self.parameters()):
+            # As in Keras, a frozen model still "trains": the losses are computed and nothing
+            # changes. The backward pass then has nothing to reach, so it gets a constant.
+            warnings.warn("fit: the model has no trainable weights (trainable=False); the "
+                          "epochs report the loss and change nothing", stacklevel=2)
+            loss = _constant_backward(c.loss)
+        trainer = Trainer(self, c.optimizer, loss, metrics=c.metrics,
+                          verbose=2 if verbose else 0, callbacks=to_minidl(callbacks),
                           num_inputs=len(xs))
-        history = trainer.fit(train, epochs=epochs, val_loader=val)
+        with self._as_lists():
+            history = trainer.fit(train, epochs=epochs, val_loader=val)
         self.history = history
         return history
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
-                 return_dict: bool = False) -> Any:
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: Any = 0, return_dict: bool = False, **kwargs: Any) -> Any:
         """Mean loss (and metrics) over the data, in eval mode without gradients.
 
         Returns the loss as a float when there is nothing else to report, else a list
-        ``[loss, *others]`` in Keras' order, or a dict with ``return_dict=True``.
+        ``[loss, <output>_loss..., metrics...]`` in Keras's order, or a dict with
+        ``return_dict=True``.
         """
+        _refuse(kwargs, "evaluate", ("sample_weight", "steps", "callbacks"))
         c = _compiled(self)
-        xs, ys = _arrays(self, x, "x", "evaluate"), _arrays(self, y, "y", "evaluate")
+        xs, ys = arrays(self, x, "x", "evaluate"), arrays(self, y, "y", "evaluate")
+        self._build_on(xs)
         trainer = Trainer(self, c.optimizer, c.loss, metrics=c.metrics, verbose=0,
                           num_inputs=len(xs))
-        logs = trainer.evaluate(DataLoader(_fields(self, xs, ys), batch_size=batch_size))
+        with self._as_lists():
+            logs = trainer.evaluate(DataLoader(_fields(self, xs, ys),
+                                               batch_size=batch_size or 32))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         if return_dict:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
-    def predict(self, x: Any, batch_size: int = 32) -> Any:
-        """Outputs for array inputs, in eval mode without gradients, as NumPy arrays (N, ...);
-        a list of arrays for a model with several outputs."""
-        xs = _arrays(self, x, "x", "predict")
-        out = Trainer(self, None, metrics=[], verbose=0).predict(_fields(self, xs, []),
-                                                                 batch_size=batch_size)
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,
+                **kwargs: Any) -> Any:
+        """Outputs for array inputs, in eval mode without gradients, as NumPy arrays (N, ...):
+        a list of arrays for a model with several outputs (a dict for dict outputs)."""
+        _refuse(kwargs, "predict", ("steps", "callbacks"))
+        xs = arrays(self, x, "x", "predict")
+        self._build_on(xs)
+        with self._as_lists():
+            out = Trainer(self, None, metrics=[], verbose=0).predict(
+                _fields(self, xs, []), batch_size=batch_size or 32)
         outs = list(out) if isinstance(out, tuple) else [out]
-        return outs[0] if len(outs) == 1 and _n_outputs(self) == 1 else outs
+        keys = getattr(self, "_output_keys", None)
+        if keys is not None:
+            return dict(zip(keys, outs))
+        return outs[0] if len(outs) == 1 and n_outputs(self) == 1 else outs
+
+    @contextlib.contextmanager
+    def _as_lists(self) -> Iterator[None]:
+        """While the Trainer runs, a model with dict outputs returns them as a list."""
+        old = getattr(self, "_dict_outputs", False)
+        object.__setattr__(self, "_dict_outputs", False)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_dict_outputs", old)
+
+
+def _constant_backward(loss_fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor]:
+    """``loss_fn`` whose value can be backpropagated when no weight needs a gradient: it is
+    joined to a zero-weighted leaf, so ``backward`` runs and changes no weight."""
+    def loss(output: Any, target: Any) -> Tensor:
+        value = loss_fn(output, target)
+        if value.requires_grad:
+            return value
+        anchor = Tensor(np.zeros((), dtype=value.dtype), requires_grad=True)
+        return value + anchor * 0.0
+    return loss
+
+
+def _refuse(kwargs: dict, op: str, known: tuple[str, ...]) -> None:
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if given:
+        what = "is" if len(given) == 1 else "are"
+        where = [k for k in given if k in known]
+        if where:
+            raise ValueError(f"{op}: {sorted(where)} {what} not supported by minidl")
+        raise TypeError(f"{op}: unexpected keyword argument(s) {sorted(given)}")
 
 
 def _split(xs: list[np.ndarray], ys: list[np.ndarray], fraction: float
            ) -> tuple[list[np.ndarray], list[np.ndarray], tuple[list, list]]:
-    """Keras' ``validation_split``: the first ``floor(N * (1 - fraction))`` rows train, the
+    """Keras's ``validation_split``: the first ``floor(N * (1 - fraction))`` rows train, the
     rest validate. Returns (train xs, train ys, (validation xs, validation ys))."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
@@ -186,17 +306,14 @@ def _split(xs: list[np.ndarray], ys: list[np.ndarray], fraction: float
             ([a[cut:] for a in xs], [a[cut:] for a in ys]))
 
 
-def _make_optimizer(optimizer: Any, module: Any) -> Any:
-    if isinstance(optimizer, optim.Optimizer):
-        return optimizer
-    if isinstance(optimizer, str):
+def _make_optimizer(optimizer: Any) -> Any:
+    if isinstance(optimizer, (optim.Optimizer, str)):
         try:
-            return optim.get_optimizer(optimizer, module.parameters(),
-                                       lr=_KERAS_LR.get(optimizer.lower(), 1e-3))
+            return keras_optimizers.get(optimizer)
         except ValueError as e:
-            raise ValueError(f"compile: {e}, or an optimizer instance") from None
-    raise TypeError(f"compile: optimizer must be a name or a minidl.optim optimizer, got "
-                    f"{type(optimizer).__name__}")
+            raise ValueError(f"compile: {e}") from None
+    raise TypeError(f"compile: optimizer must be a name or an optimizer (keras.optimizers or "
+                    f"minidl.optim), got {type(optimizer).__name__}")
 
 
 def _compiled(module: Any) -> _Compiled:
@@ -207,69 +324,15 @@ def _compiled(module: Any) -> _Compiled:
     return c
 
 
-def _n_inputs(module: Any) -> int:
-    return len(module.inputs) if isinstance(module, GraphModule) else 1
-
-
-def _n_outputs(module: Any) -> int:
-    return len(module.outputs) if isinstance(module, GraphModule) else 1
-
-
-def _output_names(module: Any) -> list[str]:
-    """Prefixes of the per-output figures: '' for one output, else the output's name (its
-    SymbolicTensor's, else its layer's), or ``output_i`` when those clash."""
-    n = _n_outputs(module)
-    if n == 1:
-        return [""]
-    names = []
-    for i, s in enumerate(module.outputs):
-        layer = module._layer_names.get(id(s.node.module)) if s.node else None
-        names.append(s.name or layer or f"output_{i}")
-    if len(set(names)) < len(names):
-        names = [f"output_{i}" for i in range(n)]
-    return names
-
-
-def _arrays(module: Any, data: Any, what: str, op: str) -> list[np.ndarray]:
-    """``x`` or ``y`` as a list of host arrays, one per model input (``what='x'``) or
-    output (``'y'``); a dict of inputs is ordered by the Inputs' names. NumPy and CuPy
-    arrays, Tensors and nested lists are all accepted (copied to the host by
-    ``backend.to_numpy``). Errors name ``op`` (``fit``, ``evaluate``, ``predict``)."""
-    if isinstance(data, dict) and isinstance(module, GraphModule) and what == "x":
-        data = _by_name(module, data, op)
-    n = _n_inputs(module) if what == "x" else _n_outputs(module)
-    items = list(data) if isinstance(data, (list, tuple)) else [data]
-    if len(items) != n:
-        raise ValueError(f"{op}: expected {n} {what} array(s) (one per model "
-                         f"{'input' if what == 'x' else 'output'}), got {len(items)}")
-    arrays = [to_numpy(a.data if isinstance(a, Tensor) else a) for a in items]
-    sizes = {len(a) for a in arrays}
-    if len(sizes) > 1:
-        raise ValueError(f"{op}: {what} arrays have different numbers of samples: "
-                         f"{[len(a) for a in arrays]}")
-    return arrays
-
-
-def _by_name(module: GraphModule, data: dict, op: str) -> list[Any]:
-    """The values of a dict of inputs in the order of the model's (named) Inputs."""
-    unnamed = [f"{i} (shape {s.shape})" for i, s in enumerate(module.inputs) if s.name is None]
-    if unnamed:
-        which = (f"model input {unnamed[0]} has" if len(unnamed) == 1
-                 else f"model inputs {', '.join(unnamed)} have")
-        raise ValueError(f"{op}: x is a dict, but {which} no name; dict inputs need named "
-                         f"Inputs (keras.Input(shape, name=...)), else pass a list in the "
-                         f"Inputs' order")
-    missing = [s.name for s in module.inputs if s.name not in data]
-    if missing:
-        raise ValueError(f"{op}: x lacks the Input(s) {missing}; its keys are {sorted(data)}")
-    return [data[s.name] for s in module.inputs]
+def _cast_input(a: np.ndarray, dt: Any = np.float32) -> np.ndarray:
+    return a.astype(dt) if a.dtype.kind in "fu" else a
 
 
 def _fields(module: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Inputs then targets for a DataLoader, with Keras' dtypes: float and uint8 inputs in
+    """Inputs then targets for a DataLoader, with Keras's dtypes: float and uint8 inputs in
     the parameter dtype (a DataLoader would scale uint8 images by 1/255; Keras does not),
     float targets too; integer labels stay integers."""
     dt = next((p.dtype for p in module.parameters() if p.dtype.kind == "f"),
               np.dtype(np.float32))
-    return tuple([a.astype(dt) if a.dtype.kind in "fu" else a for a in xs]
+    return tuple([_cast_input(a, dt) for a in xs]
                  + [a.astype(dt) if a.dtype.kind == "f" else a for a in ys])

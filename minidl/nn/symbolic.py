@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor, no_grad, tensor
-from ..backend import xp_for
+from ..backend import get_default_device, xp_for
 from .activation import Lambda
 from .module import Module
 
@@ -165,8 +165,10 @@ def symbolic_call(module: Module, args: tuple, kwargs: dict) -> Any:
 
 
 def _example(s: SymbolicTensor, module: Module) -> Tensor:
-    """Two samples of zeros (two, so batch statistics are defined) on the module's device."""
-    xp = xp_for(module.device)
+    """Two samples of zeros (two, so batch statistics are defined) on the module's device
+    (the default device for a layer without weights yet, which builds them from this)."""
+    has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+    xp = xp_for(module.device if has_state else get_default_device())
     return Tensor(xp.zeros((2, *s.shape[1:]), dtype=s.dtype))
 
 

@@ -171,10 +171,14 @@ class ModelCheckpoint(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
     epochs. With ``restore_best=True`` the model gets the weights of its best epoch back
-    when training stops (early or not)."""
+    when training stops (early or not). ``restore_best_weights`` is Keras's name for it
+    (``keras.callbacks.EarlyStopping`` has Keras's defaults: patience 0, no restoring)."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best: bool = True, verbose: int = 0) -> None:
+                 mode: str = "auto", restore_best: bool = True, verbose: int = 0,
+                 restore_best_weights: bool | None = None) -> None:
+        if restore_best_weights is not None:
+            restore_best = bool(restore_best_weights)
         if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)

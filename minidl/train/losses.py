@@ -12,7 +12,10 @@ Every name has one meaning, whoever asks (``Trainer(loss=...)``, ``keras`` ``com
   ``'binary_crossentropy'``: 0/1 targets. Probabilities are clipped to [1e-7, 1 - 1e-7]
   before the log, as Keras does. ``'mse'`` (``'mean_squared_error'``) and ``'mae'``
   (``'mean_absolute_error'``) accept a target with as many elements as the output ((N,)
-  for an (N, 1) output), as Keras does. For logits use the torch names.
+  for an (N, 1) output), as Keras does. For logits use the torch names (or, from Python,
+  the functions below with ``from_logits=True``, as ``keras.losses`` does). ``'huber'`` and
+  ``'kl_divergence'`` (``'kld'``) are Keras's too; Keras's hinge loss is the function
+  :func:`hinge` (``keras.losses.Hinge()``), not a name of this table.
 
     >>> import minidl as md
     >>> p = md.tensor([[0.7, 0.2, 0.1]])
@@ -33,7 +36,7 @@ from ..autograd import Tensor, tensor
 
 __all__ = ["get_loss", "loss_names", "sparse_categorical_crossentropy",
            "categorical_crossentropy", "binary_crossentropy", "mean_squared_error",
-           "mean_absolute_error"]
+           "mean_absolute_error", "huber", "kl_divergence", "hinge"]
 
 _EPS = 1e-7  # Keras' backend epsilon
 
@@ -47,25 +50,35 @@ def _like_output(output: Tensor, target: Any) -> Tensor:
     return t
 
 
-def sparse_categorical_crossentropy(output: Tensor, target: Any) -> Tensor:
-    """Keras' loss on probabilities (N, C, ...) and class indices (N, ...) or (N, 1, ...)."""
+def sparse_categorical_crossentropy(output: Tensor, target: Any,
+                                    from_logits: bool = False) -> Tensor:
+    """Keras's loss on probabilities (N, C, ...) (logits with ``from_logits=True``) and class
+    indices (N, ...) or (N, 1, ...)."""
     t = target if isinstance(target, Tensor) else tensor(target, device=output.device)
     if t.ndim == output.ndim and t.shape[1] == 1:
         t = t.reshape((t.shape[0], *t.shape[2:]))
     if t.dtype.kind == "f":  # Keras takes float labels too
         t = t.astype(np.int64)
+    if from_logits:
+        return F.cross_entropy(output, t)
     return F.nll_loss(F.log(F.clip(output, _EPS, 1.0)), t)
 
 
-def categorical_crossentropy(output: Tensor, target: Any) -> Tensor:
-    """Keras' loss on probabilities (N, C, ...) and one-hot or soft targets of that shape."""
+def categorical_crossentropy(output: Tensor, target: Any, from_logits: bool = False) -> Tensor:
+    """Keras's loss on probabilities (N, C, ...) (logits with ``from_logits=True``) and
+    one-hot or soft targets of that shape."""
     t = _like_output(output, target)
-    return -F.mean(F.sum(t * F.log(F.clip(output, _EPS, 1.0)), axis=1))
+    logp = F.log_softmax(output, axis=1) if from_logits else F.log(F.clip(output, _EPS, 1.0))
+    return -F.mean(F.sum(t * logp, axis=1))
 
 
-def binary_crossentropy(output: Tensor, target: Any) -> Tensor:
-    """Keras' loss on probabilities and 0/1 (or soft) targets with as many elements."""
-    return F.binary_cross_entropy(F.clip(output, _EPS, 1.0 - _EPS), _like_output(output, target))
+def binary_crossentropy(output: Tensor, target: Any, from_logits: bool = False) -> Tensor:
+    """Keras's loss on probabilities (logits with ``from_logits=True``) and 0/1 (or soft)
+    targets with as many elements."""
+    t = _like_output(output, target)
+    if from_logits:
+        return F.binary_cross_entropy_with_logits(output, t)
+    return F.binary_cross_entropy(F.clip(output, _EPS, 1.0 - _EPS), t)
 
 
 def mean_squared_error(output: Tensor, target: Any) -> Tensor:
@@ -76,6 +89,31 @@ def mean_squared_error(output: Tensor, target: Any) -> Tensor:
 def mean_absolute_error(output: Tensor, target: Any) -> Tensor:
     """Mean of ``|output - target|`` over all elements."""
     return F.mean(F.abs(output - _like_output(output, target)))
+
+
+def huber(output: Tensor, target: Any, delta: float = 1.0) -> Tensor:
+    """Keras's Huber loss: ``0.5 d^2`` where ``|d| <= delta``, else ``delta (|d| - delta/2)``,
+    averaged over all elements (d = output - target)."""
+    d = F.abs(output - _like_output(output, target))
+    return F.mean(F.where(d.data <= delta, d * d * 0.5, (d - 0.5 * delta) * delta))
+
+
+def kl_divergence(output: Tensor, target: Any) -> Tensor:
+    """Keras's KL divergence of the target distribution from the output one: per sample
+    ``sum(t log(t / p))`` over the last axis (both clipped to [1e-7, 1]), batch mean."""
+    t = F.clip(_like_output(output, target), _EPS, 1.0)
+    p = F.clip(output, _EPS, 1.0)
+    per = F.sum(t * F.log(t / p), axis=-1)
+    return F.mean(per)
+
+
+def hinge(output: Tensor, target: Any) -> Tensor:
+    """Keras's hinge loss ``mean(max(1 - t * output, 0))``; 0/1 targets become -1/1 first."""
+    t = _like_output(output, target)
+    xp_t = t.data
+    if ((xp_t == 0) | (xp_t == 1)).all():
+        t = t * 2.0 - 1.0
+    return F.mean(F.relu(1.0 - t * output))
 
 
 _LOSSES: dict[str, Callable[[Any, Any], Tensor]] = {
@@ -91,6 +129,7 @@ _LOSSES: dict[str, Callable[[Any, Any], Tensor]] = {
     "binary_crossentropy": binary_crossentropy,
     "mse": mean_squared_error, "mean_squared_error": mean_squared_error,
     "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error,
+    "huber": huber, "kl_divergence": kl_divergence, "kld": kl_divergence,
 }
 
 

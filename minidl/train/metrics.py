@@ -1,5 +1,7 @@
-"""Metrics averaged over an epoch (accuracy, top-k, MAE, MSE), get_metric, and the same
-on plain arrays: accuracy, top_k_accuracy, confusion_matrix, most_confused."""
+"""Metrics averaged over an epoch (accuracy, top-k, MAE, MSE, and Keras's
+sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, root_mean_squared_error),
+get_metric, and the same on plain arrays: accuracy, top_k_accuracy, confusion_matrix,
+most_confused."""
 from __future__ import annotations
 
 import copy
@@ -12,8 +14,9 @@ from ..autograd import Tensor
 from ..backend import device_of, get_array_module, to_device, to_numpy
 
 __all__ = ["Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError",
-           "MeanSquaredError", "get_metric", "accuracy", "top_k_accuracy", "confusion_matrix",
-           "most_confused"]
+           "MeanSquaredError", "SparseCategoricalAccuracy", "CategoricalAccuracy",
+           "BinaryAccuracy", "RootMeanSquaredError", "get_metric", "accuracy", "top_k_accuracy",
+           "confusion_matrix", "most_confused"]
 
 
 def _first(x: Any) -> Any:
@@ -197,6 +200,73 @@ class MeanSquaredError(Metric):
         self.count += int(output.size)
 
 
+class SparseCategoricalAccuracy(Metric):
+    """Keras's sparse_categorical_accuracy: argmax of (N, C) scores against class indices
+    (N,) or (N, 1)."""
+
+    name = "sparse_categorical_accuracy"
+
+    def update(self, output: Any, target: Any) -> None:
+        output, target = self.select(output, target)
+        xp = get_array_module(output)
+        pred = output.argmax(axis=-1).reshape(-1)
+        target = target.reshape(-1)
+        if pred.shape != target.shape:
+            raise ValueError(f"{self.name}: {pred.size} predictions (output "
+                             f"{tuple(output.shape)}) but {target.size} labels")
+        self.total = self.total + xp.count_nonzero(pred == target.astype(pred.dtype))
+        self.count += int(pred.size)
+
+
+class CategoricalAccuracy(Metric):
+    """Keras's categorical_accuracy: argmax of (N, C) scores against argmax of one-hot
+    (or soft) targets (N, C)."""
+
+    name = "categorical_accuracy"
+
+    def update(self, output: Any, target: Any) -> None:
+        output, target = self.select(output, target)
+        xp = get_array_module(output)
+        if target.shape != output.shape:
+            raise ValueError(f"{self.name}: targets must be one-hot like the output "
+                             f"{tuple(output.shape)}, got {tuple(target.shape)} (class indices "
+                             f"need sparse_categorical_accuracy)")
+        hits = output.argmax(axis=-1) == target.argmax(axis=-1)
+        self.total = self.total + xp.count_nonzero(hits)
+        self.count += int(hits.size)
+
+
+class BinaryAccuracy(Metric):
+    """Keras's binary_accuracy: the fraction of elements where ``output > threshold``
+    matches the 0/1 target (every element counts: multi-label outputs too)."""
+
+    name = "binary_accuracy"
+
+    def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
+        self.threshold = threshold
+        super().__init__(**kwargs)
+
+    def update(self, output: Any, target: Any) -> None:
+        output, target = self.select(output, target)
+        xp = get_array_module(output)
+        if target.size != output.size:
+            raise ValueError(f"{self.name}: target {tuple(target.shape)} and output "
+                             f"{tuple(output.shape)} differ in size")
+        pred = output.reshape(-1) > self.threshold
+        hits = pred == (target.reshape(-1) > 0.5)
+        self.total = self.total + xp.count_nonzero(hits)
+        self.count += int(hits.size)
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """Square root of the mean of ``(output - target)**2`` over everything seen."""
+
+    name = "root_mean_squared_error"
+
+    def compute(self) -> float:
+        return float(np.sqrt(super().compute()))
+
+
 def get_metric(spec: str | Metric | Callable[[Any, Any], Any], *, name: str | None = None,
                output: int | None = None) -> Metric:
     """A fresh Metric from a name: 'accuracy' ('acc'), 'topK' (e.g. 'top5'), 'mae'
@@ -228,8 +298,21 @@ def get_metric(spec: str | Metric | Callable[[Any, Any], Any], *, name: str | No
         return MeanAbsoluteError(**kwargs)
     if key in ("mse", "mean_squared_error"):
         return MeanSquaredError(**kwargs)
+    if key in _KERAS_METRICS:
+        return _KERAS_METRICS[key](**kwargs)
     raise ValueError(f"unknown metric {spec!r}; expected 'accuracy', 'top5' (any topK), "
-                     f"'mae', 'mse' or a minidl.train.Metric")
+                     f"'mae', 'mse', one of {sorted(_KERAS_METRICS)} or a "
+                     f"minidl.train.Metric")
+
+
+# Keras's metric names (what keras compile(metrics=[...]) also resolves through get_metric)
+_KERAS_METRICS: dict[str, Callable[..., Metric]] = {
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy, "binary_accuracy": BinaryAccuracy,
+    "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
+    "top_k_categorical_accuracy": lambda **kw: TopKAccuracy(5, **kw),
+    "sparse_top_k_categorical_accuracy": lambda **kw: TopKAccuracy(5, **kw),
+}
 
 
 def _same_device(output: Any, target: Any) -> tuple[Any, Any]:
