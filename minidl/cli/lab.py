@@ -6,16 +6,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "HELP"]
+
+#: every lab of ``minidl.flow.labs.LABS`` with its line of help, in the order --help lists
+#: them (kept here, as flow.py keeps its own, so that building the parser imports no lab)
+HELP = {
+    "normalization": "a tanh net trained on inputs centred at 0, fine-tuned on inputs shifted "
+                     "by 5 (the 'cloudy day'), with and without a Normalization layer adapted "
+                     "to the new data",
+    "regularization": "a small training set that overfits, then L1, L2, dropout and max-norm: "
+                      "the train/test gap and what each does to the weights",
+    "mc-dropout": "Monte Carlo dropout's mean and spread against one softmax pass: correct "
+                  "vs. misclassified digits, blends of two digits, calibration",
+    "optimizers": "SGD, momentum, Nesterov, Adam, Nadam and RMSprop with constant and 1cycle "
+                  "schedules on LeNet-5, and a learning-rate range test",
+    "augmentation": "the same small training set with and without random shifts and flips: "
+                    "the train/test gap of LeNet-5",
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``lab`` with one sub-command per lab (``minidl.flow.labs.LABS``) to ``subparsers``.
+    """Add ``lab`` with one sub-command per lab (:data:`HELP`) to ``subparsers``.
 
     Each sub-command sets ``func`` (``args.func(args)`` returns an exit code).
     """
-    from ..flow.labs import LABS  # noqa: PLC0415 - a table only: the labs load when one runs
-
     lab = subparsers.add_parser(
         "lab", help="the lectures' labs: run one, print its table, write its PNG",
         description="The lectures' experiments beyond gradient flow (see docs/labs.md). Each "
@@ -24,7 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog="example: minidl lab normalization --quick --out norm.png")
     sub = lab.add_subparsers(dest="lab", metavar="NAME")
     sub.required = True
-    for name, (_, text) in LABS.items():
+    for name, text in HELP.items():
         p = sub.add_parser(name, help=text, description=text,
                            epilog=f"example: minidl lab {name} --out {name}.png")
         p.add_argument("--quick", action="store_true",

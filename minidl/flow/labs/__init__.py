@@ -3,7 +3,7 @@
 Each lab is a function ``NAME(quick=False, seed=0, cache_dir=None) -> FlowResult`` (a table,
 notes and a figure, like the gradient-flow experiments): ``quick`` runs a small version in a
 few seconds (the tests use it), ``cache_dir`` is where a lab keeps what repeats can reuse
-(pretrained weights, say). Labs are imported when one runs, so listing them stays cheap.
+(pretrained weights, say). A lab's module is imported when it runs.
 
     >>> from minidl.flow.labs import LABS
     >>> "normalization" in LABS
@@ -17,11 +17,13 @@ from typing import Any
 
 __all__ = ["LABS", "get_lab"]
 
-#: name -> (module in this package, one line of help), in the order ``minidl lab`` lists them
-LABS: dict[str, tuple[str, str]] = {
-    "normalization": ("normalization", "a tanh net trained on inputs centred at 0, fine-tuned "
-                      "on inputs shifted by 5 (the 'cloudy day'), with and without a "
-                      "Normalization layer adapted to the new data"),
+#: lab name -> its module in this package (the help texts are the ``minidl lab`` command's)
+LABS: dict[str, str] = {
+    "normalization": "normalization",
+    "regularization": "regularization",
+    "mc-dropout": "mc_dropout",
+    "optimizers": "optimizers",
+    "augmentation": "augmentation",
 }
 
 
@@ -29,5 +31,5 @@ def get_lab(name: str) -> Callable[..., Any]:
     """The experiment function of lab ``name`` (imports its module)."""
     if name not in LABS:
         raise ValueError(f"unknown lab {name!r}; the labs are {', '.join(LABS)}")
-    module, _ = LABS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name.replace("-", "_"))
+    module = importlib.import_module(f"{__name__}.{LABS[name]}")
+    return getattr(module, name.replace("-", "_"))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ...data import DataLoader
-from ...train import History, Trainer
+from ...train import History, LambdaCallback, Trainer
 from ..nets import mnist_inputs
 
 __all__ = ["digits", "fit"]
@@ -31,11 +31,15 @@ def digits(split: str = "train", per_class: int | None = None, flat: bool = Fals
 
 def fit(model: Any, optimizer: Any, x: np.ndarray, y: np.ndarray, epochs: int,
         batch_size: int = 32, seed: int = 0, transform: Callable[..., Any] | None = None,
-        val: tuple[np.ndarray, np.ndarray] | None = None, scheduler: Any = None) -> History:
+        val: tuple[np.ndarray, np.ndarray] | None = None, scheduler: Any = None,
+        step_losses: list[float] | None = None) -> History:
     """Train ``model`` with cross-entropy through :class:`minidl.train.Trainer` (shuffled
-    batches seeded by ``seed``; ``val`` adds ``val_loss`` / ``val_accuracy`` per epoch)."""
+    batches seeded by ``seed``; ``val`` adds ``val_loss`` / ``val_accuracy`` per epoch;
+    every batch's loss is appended to ``step_losses`` when a list is given)."""
+    callbacks = [] if step_losses is None else [LambdaCallback(
+        on_batch_end=lambda trainer, step: step_losses.append(trainer.batch_loss.item()))]
     trainer = Trainer(model, optimizer, "cross_entropy", metrics=["accuracy"], verbose=0,
-                      scheduler=scheduler)
+                      scheduler=scheduler, callbacks=callbacks)
     loader = DataLoader((x, y), batch_size=batch_size, shuffle=True, seed=seed,
                         transform=transform)
     val_loader = DataLoader(val, batch_size=500) if val is not None else None
