@@ -11,6 +11,7 @@ import numpy as np
 
 from ..parallel import blas_threads
 from .common import device_or_none, fmt_time, pad_to, plot_curves
+from .lab import HELP as LAB_HELP
 from .options import Formatter, add_device_option, add_run_options, positive_int, wrap
 
 # The demo recipe: LeNet-5 as in the lectures (tanh, average pooling), Adam with a
@@ -197,5 +198,11 @@ def _write_report(path: Path, *, acc: float, cm: np.ndarray, confused: list,
                   "sigmoid vanishes; ReLU with He init, BatchNorm and residual connections "
                   "keep the signal (see docs/gradient-flow.md).",
                   "", "![gradient flow](gradient-flow.png)"]
+    lines += ["", "## Next: the lectures' labs", "",
+              "Each runs in under two minutes on two CPU cores and writes its figure "
+              "(docs/labs.md shows them all; `--quick` runs a small version in seconds):", ""]
+    lines += [f"- `minidl lab {name}`: {text}" for name, text in LAB_HELP.items()]
+    lines += ["- `minidl flow depth|residual|bn|neuron|parallel`: the gradient-flow lab "
+              "(docs/gradient-flow.md)"]
     lines += ["", "MNIST by Y. LeCun, C. Cortes and C. Burges (CC BY-SA 3.0).", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
