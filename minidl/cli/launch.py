@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from .options import Formatter, positive_int
@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-@lru_cache(maxsize=None)
+@cache
 def mpi_flavour(mpiexec: str) -> str:
     """'openmpi', 'mpich' (MPICH, Intel MPI: Hydra) or 'unknown', from ``mpiexec --version``."""
     try:
