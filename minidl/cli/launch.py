@@ -80,10 +80,11 @@ def _abort_on_exception(command: list[str]) -> list[str]:
 
 
 def mpiexec_command(n: int, command: list[str], threads: int | None = None, bind: bool = True,
-                    timeout: float | None = None, mpiexec: str | None = None
-                    ) -> tuple[list[str], dict[str, str]]:
+                    timeout: float | None = None, mpiexec: str | None = None,
+                    abort_on_exception: bool = True) -> tuple[list[str], dict[str, str]]:
     """The argv that runs ``command`` as ``n`` ranks, and the variables it sets in every
-    rank's environment (already among the argv's flags, listed for the caller to show)."""
+    rank's environment (already among the argv's flags, listed for the caller to show).
+    ``abort_on_exception=False`` leaves the command as it is (no ``-m mpi4py``)."""
     if not command:
         raise ValueError("minidl launch: no command given; write minidl launch -n N -- COMMAND")
     exe = mpiexec or shutil.which("mpiexec") or shutil.which("mpirun")
@@ -113,7 +114,7 @@ def mpiexec_command(n: int, command: list[str], threads: int | None = None, bind
             argv += ["-bind-to", f"core:{per_rank}" if per_rank > 1 else "core"]
         for k, v in env.items():
             argv += ["-genv", k, v]
-    return argv + _abort_on_exception(command), env
+    return argv + (_abort_on_exception(command) if abort_on_exception else list(command)), env
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ error: they exited, were killed, or are stuck outside any collective.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -192,6 +193,7 @@ class MPICommunicator(Communicator):
         sys.stdout.flush()
         sys.stderr.flush()
         self.MPI.COMM_WORLD.Abort(code)
+        os._exit(code)   # MPI_Abort may return before the launcher ends this process
 
     def dup(self) -> MPICommunicator:
         return MPICommunicator(self.comm.Dup(), self.timeout, self.control)

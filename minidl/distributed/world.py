@@ -177,7 +177,6 @@ def manual_seed(seed: int) -> None:
 
 # ---- failure: one rank fails, the job ends --------------------------------------------------
 def _install_fault_handlers(comm: MPICommunicator) -> None:
-    previous = sys.excepthook
     exit_comm = comm.dup()
 
     def abort_on_exception(kind: type, value: BaseException, tb: Any) -> None:
@@ -185,8 +184,7 @@ def _install_fault_handlers(comm: MPICommunicator) -> None:
         sys.stderr.write(f"minidl.distributed: rank {comm.rank} of {comm.size} failed; "
                          f"aborting the job.\n{text}")
         comm.where = "failing"
-        comm.abort(1)
-        previous(kind, value, tb)   # not reached: Abort ends the process
+        comm.abort(1)   # ends this process too
 
     def check_exit() -> None:
         # Every rank passes here when its script ends. One that ends early (sys.exit, a
