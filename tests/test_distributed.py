@@ -26,8 +26,8 @@ if shutil.which("mpiexec") is None:
 import minidl as md  # noqa: E402
 import minidl.distributed as dist  # noqa: E402
 import minidl.functional as F  # noqa: E402
-from minidl.cli.launch import mpiexec_command  # noqa: E402
 from minidl.data import DataLoader  # noqa: E402
+from minidl.distributed.launcher import mpiexec_command  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as W  # noqa: E402
@@ -54,11 +54,22 @@ def results(folder: Path, name: str, k: int) -> list:
     return [np.load(folder / f"{name}-rank{r}.npz") for r in range(k)]
 
 
-@pytest.fixture(scope="module", params=[2, 3, 4], ids=lambda k: f"{k}ranks")
-def ddp_run(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp(f"ddp{request.param}")
-    mpirun(request.param, "ddp", str(folder))
-    return request.param, folder
+@pytest.fixture(scope="module")
+def ddp_job(tmp_path_factory):
+    """``ddp_job(k)``: the folder of the worker's 'ddp' scenario run as k ranks (run once)."""
+    done: dict[int, Path] = {}
+
+    def get(k: int) -> Path:
+        if k not in done:
+            done[k] = tmp_path_factory.mktemp(f"ddp{k}")
+            mpirun(k, "ddp", str(done[k]))
+        return done[k]
+    return get
+
+
+@pytest.fixture(params=[2, 3, 4], ids=lambda k: f"{k}ranks")
+def ddp_run(request, ddp_job):
+    return request.param, ddp_job(request.param)
 
 
 # ---- one-process references ---------------------------------------------------------------
@@ -108,10 +119,8 @@ def test_ranks_match_one_process_and_the_emulation_bitwise(ddp_run):
     assert np.array_equal(final, emulated(k, order))
 
 
-def test_uneven_shards_are_exact_and_divide_by_n_is_not(ddp_run):
-    k, folder = ddp_run
-    if k != 3:
-        pytest.skip("the uneven split is the 3-rank run's (40 samples, global batch 12)")
+def test_uneven_shards_are_exact_and_divide_by_n_is_not(ddp_job):
+    k, folder = 3, ddp_job(3)
     ranks = results(folder, "ddp", k)
     # 40 = 3*12 + 4: the last global batch of each epoch splits 2/1/1 over the ranks
     assert [r["batches"].tolist() for r in ranks] == [[4, 4, 4, 2] * 2, [4, 4, 4, 1] * 2,
@@ -162,10 +171,8 @@ def test_local_batchnorm_is_not_the_global_one():
     assert np.abs(full - halves).max() > 1e-3
 
 
-def test_overlap_on_and_off_are_bitwise_equal(ddp_run):
-    k, folder = ddp_run
-    if k != 2:
-        pytest.skip("run by the 2-rank job")
+def test_overlap_on_and_off_are_bitwise_equal(ddp_job):
+    k, folder = 2, ddp_job(2)
     for r in results(folder, "overlap", k):
         assert np.array_equal(r["on"], r["off"])
 
@@ -173,19 +180,15 @@ def test_overlap_on_and_off_are_bitwise_equal(ddp_run):
 @pytest.mark.skipif(not dist.HAS_POST_ACCUMULATE_HOOK,
                     reason="needs Tensor.register_post_accumulate_grad_hook in the engine: "
                            "until then DDP reduces after the backward walk")
-def test_overlap_starts_buckets_while_backward_runs(ddp_run):
-    k, folder = ddp_run
-    if k != 2:
-        pytest.skip("run by the 2-rank job")
+def test_overlap_starts_buckets_while_backward_runs(ddp_job):
+    k, folder = 2, ddp_job(2)
     early = results(folder, "overlap", k)[0]["early"]
     assert early[0] > 0, "no bucket started before the first layer's backward"
     assert early[1] == 0, "the blocking mode started a bucket early"
 
 
-def test_parameters_without_gradient_on_some_ranks_do_not_hang(ddp_run):
-    k, folder = ddp_run
-    if k != 2:
-        pytest.skip("run by the 2-rank job")
+def test_parameters_without_gradient_on_some_ranks_do_not_hang(ddp_job):
+    k, folder = 2, ddp_job(2)
     a, b = results(folder, "unused", k)
     assert np.array_equal(a["final"], b["final"])
     assert bool(a["c_grad_none"]) and bool(b["c_grad_none"])

@@ -24,10 +24,10 @@ def plan_buckets(params: Sequence[Tensor], bucket_bytes: int) -> list[list[int]]
 
         >>> import numpy as np
         >>> ps = [Tensor(np.zeros(n, np.float32)) for n in (100, 100, 300, 50)]
-        >>> plan_buckets(ps, 800)     # 400 + 200 bytes, 1200 alone, 400
-        [[3, 2], [1, 0]]
-        >>> plan_buckets(ps, 2000)
-        [[3, 2, 1, 0]]
+        >>> plan_buckets(ps, 800)     # 200 bytes; 1200 (alone, too big); 400 + 400
+        [[3], [2], [1, 0]]
+        >>> plan_buckets(ps, 2000)    # 200 + 1200 + 400; 400
+        [[3, 2, 1], [0]]
     """
     buckets: list[list[int]] = []
     open_: dict[tuple, tuple[list[int], int]] = {}   # (dtype, device) -> (bucket, bytes)
