@@ -114,7 +114,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f}; cores: {os.cpu_count()}")
     print("| case | ranks | gradient bytes | step ms (overlap) | step ms (blocking) | "
           "reduce ms/step | raw Allreduce ms | reduce / raw | samples/s | vs k x 1 rank | "
-          f"1 process, k threads, batch 64k: ms | load |")
+          "1 process, k threads, batch 64k: ms | load |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         one = None
