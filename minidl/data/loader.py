@@ -59,6 +59,10 @@ class DataLoader:
     fancy index per array; other datasets are read item by item and stacked. A tuple of
     arrays is accepted as shorthand for ``TensorDataset(*arrays)``.
 
+    ``sampler`` (as torch's: anything with ``__len__`` that iterates over sample indices,
+    e.g. ``minidl.distributed.DistributedSampler``) replaces the loader's own order; a
+    sampler with ``set_epoch`` is set to each epoch before it runs.
+
     ``prefetch=k`` prepares up to ``k`` batches ahead in a background thread (gather,
     transfer, transform), overlapping data work with the training step.
 
