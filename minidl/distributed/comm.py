@@ -64,7 +64,6 @@ class Communicator:
 
     rank: int = 0
     size: int = 1
-    name: str = "single process"
 
     def allreduce(self, array: Any, op: str = "sum") -> None:
         """Replace ``array`` (contiguous) by the elementwise ``op`` over all ranks."""
@@ -113,8 +112,6 @@ class MPICommunicator(Communicator):
         comm: an ``mpi4py.MPI.Comm`` (``MPI.COMM_WORLD`` for the job).
         timeout: seconds a collective may wait before the job is declared hung.
     """
-
-    name = "MPI"
 
     def __init__(self, comm: Any, timeout: float = 300.0, _control: _Control | None = None
                  ) -> None:

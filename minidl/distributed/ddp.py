@@ -90,6 +90,11 @@ class DistributedDataParallel(Module):
             every gradient is final (False, blocking; the same numbers, bit for bit).
         comm: the communicator (default: the job's world; DDP uses a duplicate of it).
 
+    Until the engine has ``register_post_accumulate_grad_hook`` (``HAS_POST_ACCUMULATE_HOOK``),
+    DDP uses each parameter's gradient hook, which runs after the whole backward walk: the
+    sums start only then (the same numbers), and a gradient hook registered on a parameter
+    after DDP sees zeros (DDP has already stored the gradient).
+
     ``no_sync()`` skips the reduction for gradient accumulation; the next backward outside it
     reduces the accumulated gradients, each rank weighted by its samples since the last
     reduction. Exact: the weights, so uneven last batches give the one-process step. Not the

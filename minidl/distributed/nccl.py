@@ -76,8 +76,6 @@ class NCCLCommunicator(Communicator):
     """Collectives on CUDA arrays over NCCL, between the ranks of the MPI communicator
     ``mpi`` (which also carries the unique id and every object collective)."""
 
-    name = "NCCL"
-
     def __init__(self, mpi: Communicator, xp: ModuleType) -> None:
         nccl = _nccl_module(xp)
         if nccl is None:

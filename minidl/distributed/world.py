@@ -51,7 +51,7 @@ def mpi_available() -> tuple[str | None, str | None]:
     try:
         from mpi4py import MPI  # noqa: PLC0415
 
-        library = MPI.Get_library_version().strip().splitlines()[0]
+        library = " ".join(MPI.Get_library_version().strip().splitlines()[0].split())
     except Exception as e:  # a wheel without a working MPI library
         library = f"unusable ({type(e).__name__}: {e})"
     return mpi4py.__version__, library
