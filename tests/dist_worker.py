@@ -203,15 +203,21 @@ def run_syncbn(out: Path, steps: int = 10) -> None:
              sync=type(bn).__name__)
 
 
-def trainer_run(out: Path, epochs: int, tag: str, resume: str | None = None) -> None:
+def trainer_run(out: Path, epochs: int, tag: str, resume: str | None = None,
+                dropout: bool = False) -> None:
     """Trainer.fit of cnn() with DDP, a DistributedSampler loader (global batch 12) and a
     ModelCheckpoint to OUT/<tag>-<epoch>.npz; weights and history go to
     OUT/train-<tag>-rank<r>.npz."""
     from minidl.train import EarlyStopping, ModelCheckpoint, Trainer  # noqa: PLC0415
 
     r, k = dist.get_rank(), dist.get_world_size()
-    md.manual_seed(0)
-    model = dist.DistributedDataParallel(cnn())
+    net = cnn()
+    if dropout:   # every rank draws its own masks: a resume must give each its own RNG back
+        net = nn.Sequential(*list(net)[:-1], nn.Dropout(0.3), net[-1])
+        dist.manual_seed(0)
+    else:
+        md.manual_seed(0)
+    model = dist.DistributedDataParallel(net)
     x, y = data(48)
     loader = DataLoader((x, y), batch_size=12 // k,
                         sampler=dist.DistributedSampler(range(48), seed=4))
@@ -220,9 +226,13 @@ def trainer_run(out: Path, epochs: int, tag: str, resume: str | None = None) -> 
                                  save_best_only=False, save_last=False)]
     trainer = Trainer(model, sgd(model.parameters()), "cross_entropy", metrics=["accuracy"],
                       callbacks=callbacks, verbose=2)
-    history = trainer.fit(loader, epochs=epochs, resume=resume)
+    # validation sharded unevenly (11/10 or 6/5/5/5): its figures must still be the global ones
+    val = DataLoader(data(21), batch_size=8 // k, sampler=dist.DistributedSampler(
+        range(21), shuffle=False, pad=False))
+    history = trainer.fit(loader, epochs=epochs, resume=resume, val_loader=val)
     np.savez(out / f"train-{tag}-rank{r}.npz", final=weights(model),
-             loss=np.array(history["loss"]), accuracy=np.array(history["accuracy"]))
+             loss=np.array(history["loss"]), accuracy=np.array(history["accuracy"]),
+             val_loss=np.array(history["val_loss"]))
 
 
 def run_fail(out: Path, how: str) -> None:
@@ -258,6 +268,9 @@ def main() -> None:
         trainer_run(out, 4, "full")
         trainer_run(out, 2, "half")
         trainer_run(out, 4, "resumed", resume=str(out / "half-2.npz"))
+        trainer_run(out, 3, "dfull", dropout=True)
+        trainer_run(out, 2, "dhalf", dropout=True)
+        trainer_run(out, 3, "dresumed", resume=str(out / "dhalf-1.npz"), dropout=True)
     elif scenario == "resume":
         trainer_run(out, 4, f"resumed{dist.get_world_size()}", resume=sys.argv[3])
     elif scenario == "fail":

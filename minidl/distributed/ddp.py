@@ -136,9 +136,11 @@ class DistributedDataParallel(Module):
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        if not is_grad_enabled():   # evaluation: no backward, nothing to count or reduce
+            return self.module(*inputs, **kwargs)
         self._samples += _batch_size(inputs)
         out = self.module(*inputs, **kwargs)
-        if self.comm.size > 1 and self._require_sync and is_grad_enabled():
+        if self.comm.size > 1 and self._require_sync:
             self._arm(out)
         return out
 
