@@ -26,7 +26,7 @@ __all__ = ["Communicator", "SingleProcess", "MPICommunicator", "Handle", "Collec
 
 REDUCE_OPS = ("sum", "max", "min")
 _PROBE, _REPLY = 7301, 7302        # tags on the control channel
-_POLL_MAX_SLEEP = 5e-4             # seconds between polls once a wait is long
+_POLL_MAX_SLEEP = 1e-3             # seconds between polls once a wait is long
 _ANSWER_GRACE = 2.0                # seconds the ranks get to say where they are
 
 
