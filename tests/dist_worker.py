@@ -182,6 +182,23 @@ def run_unused(out: Path) -> None:
              c_grad_none=model.head_c.weight.grad is None)
 
 
+def run_ready_order(out: Path) -> None:
+    """Gradients reported final in a different order on each rank (as an engine hook may):
+    buckets must still start in bucket order everywhere, and the sums be right."""
+    r = dist.get_rank()
+    model = cnn()
+    ddp = dist.DistributedDataParallel(model, bucket_mb=0.0005)
+    x, _ = data()
+    ddp(md.tensor(x[:4 + 2 * r]))        # arms the reduction: 4 and 6 samples, weights 0.4, 0.6
+    params = list(model.parameters())
+    for p in params:
+        p.grad = md.Tensor(np.full(p.shape, r + 1.0, np.float32))
+    for i in np.random.default_rng(r).permutation(len(params)):
+        ddp._grad_ready(params[i])       # what the post-accumulate hook calls
+    np.savez(out / f"order-rank{r}.npz", grads=np.concatenate([p.grad.numpy().ravel()
+                                                               for p in params]))
+
+
 def run_syncbn(out: Path, steps: int = 10) -> None:
     """SyncBatchNorm in float64 under DDP, global batch 10 split unevenly (np.array_split)."""
     r, k = dist.get_rank(), dist.get_world_size()
@@ -263,6 +280,7 @@ def main() -> None:
         if dist.get_world_size() == 2:
             run_overlap(out)
             run_unused(out)
+            run_ready_order(out)
     elif scenario == "train":
         # uninterrupted 4 epochs; 2 epochs saved; resumed to 4 from the 2-epoch checkpoint
         trainer_run(out, 4, "full")

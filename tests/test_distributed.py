@@ -186,6 +186,14 @@ def test_overlap_starts_buckets_while_backward_runs(ddp_job):
     assert early[1] == 0, "the blocking mode started a bucket early"
 
 
+def test_gradients_final_in_any_order_are_summed_in_bucket_order(ddp_job):
+    folder = ddp_job(2)
+    a, b = results(folder, "order", 2)
+    expected = np.float32(0.4) * np.float32(1) + np.float32(0.6) * np.float32(2)
+    assert np.array_equal(a["grads"], b["grads"])
+    assert np.all(a["grads"] == expected)
+
+
 def test_parameters_without_gradient_on_some_ranks_do_not_hang(ddp_job):
     k, folder = 2, ddp_job(2)
     a, b = results(folder, "unused", k)
