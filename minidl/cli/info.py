@@ -34,4 +34,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"cupy {version}; GPUs: {', '.join(names) if names else 'none'}")
     print("devices: cpu" + (", cuda" if cupy_available() else ""))
+    _print_distributed()
     return 0
+
+
+def _print_distributed() -> None:
+    """MPI (mpi4py and its library) and NCCL, for data-parallel training."""
+    from ..distributed import mpi_available  # noqa: PLC0415
+    from ..distributed.nccl import nccl_version  # noqa: PLC0415
+
+    mpi4py_version, library = mpi_available()
+    if mpi4py_version is None:
+        print("mpi: not installed (pip install 'minidl[mpi]' for minidl launch / mpiexec)")
+    else:
+        print(f"mpi: mpi4py {mpi4py_version}; {library}")
+    nccl = nccl_version() if cupy_available() else None
+    print(f"nccl: {nccl}" if nccl is not None else "nccl: not available (GPU runs: pip install "
+          "nvidia-nccl-cu12)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"minidl train: {e}", file=sys.stderr)
         return 2
     train_tf, test_tf = _transforms(args, x_train) if images else (None, None)
-    train_loader = DataLoader((x_train, y_train), batch_size=args.batch_size, shuffle=True,
-                              seed=args.seed, device=device, transform=train_tf)
+    try:
+        model, sampler, batch_size = _data_parallel(model, args, len(y_train))
+    except _Refused as e:
+        print(f"minidl train: {e}", file=sys.stderr)
+        return 2
+    train_loader = DataLoader((x_train, y_train), batch_size=batch_size,
+                              shuffle=sampler is None, seed=args.seed, device=device,
+                              transform=train_tf, sampler=sampler)
     test_loader = DataLoader((x_test, y_test), batch_size=max(args.batch_size, 256),
                              device=device, transform=test_tf)
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
@@ -188,8 +195,28 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"minidl train: {e} (see --lr and --grad-clip)", file=sys.stderr)
         return 1
-    _report(args, history, checkpoint, out)
+    from ..distributed import is_main_process  # noqa: PLC0415
+
+    if is_main_process():
+        _report(args, history, checkpoint, out)
     return 0
+
+
+def _data_parallel(model: Any, args: argparse.Namespace, n: int) -> tuple[Any, Any, int]:
+    """Under ``mpiexec -n K`` (K > 1): the model with SyncBatchNorm in DDP, each rank's
+    sampler, and the per-rank batch size that keeps ``--batch-size`` the global batch."""
+    from .. import distributed as dist  # noqa: PLC0415
+
+    k = dist.get_world_size()
+    if k == 1:
+        return model, None, args.batch_size
+    if args.batch_size % k:
+        raise _Refused(f"--batch-size {args.batch_size} is the global batch; it must be a "
+                       f"multiple of the {k} ranks")
+    model = dist.DistributedDataParallel(dist.convert_sync_batchnorm(model))
+    if dist.get_rank() != 0:   # rank 0 speaks (and writes the curves) for the job
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    return model, dist.DistributedSampler(range(n), seed=args.seed), args.batch_size // k
 
 
 def _data(args: argparse.Namespace) -> tuple[tuple[np.ndarray, np.ndarray],

@@ -59,6 +59,10 @@ class DataLoader:
     fancy index per array; other datasets are read item by item and stacked. A tuple of
     arrays is accepted as shorthand for ``TensorDataset(*arrays)``.
 
+    ``sampler`` (as torch's: anything with ``__len__`` that iterates over sample indices,
+    e.g. ``minidl.distributed.DistributedSampler``) replaces the loader's own order; a
+    sampler with ``set_epoch`` is set to each epoch before it runs.
+
     ``prefetch=k`` prepares up to ``k`` batches ahead in a background thread (gather,
     transfer, transform), overlapping data work with the training step.
 
@@ -71,7 +75,8 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset | tuple, batch_size: int = 1, shuffle: bool = False,
                  seed: int | None = None, drop_last: bool = False, device: str | None = None,
-                 prefetch: int = 0, transform: Callable[..., Any] | None = None) -> None:
+                 prefetch: int = 0, transform: Callable[..., Any] | None = None,
+                 sampler: Any = None) -> None:
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
@@ -85,6 +90,12 @@ class DataLoader:
             raise ValueError(f"DataLoader: seed must be a non-negative int or None, got {seed!r}")
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable, got {transform!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler is mutually exclusive with shuffle=True (the "
+                             "sampler decides the order: pass shuffle=False)")
+        if hasattr(sampler, "check_batch_size"):
+            sampler.check_batch_size(int(batch_size), bool(drop_last))
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -103,7 +114,7 @@ class DataLoader:
     # ---- sizes and orders ----------------------------------------------------------------
     def __len__(self) -> int:
         """Number of batches per epoch."""
-        n = len(self.dataset)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
@@ -116,7 +127,12 @@ class DataLoader:
         self._epoch, self._resume_batch = int(epoch), 0
 
     def order(self, epoch: int) -> np.ndarray:
-        """The sample indices of ``epoch`` in visiting order (int64, length len(dataset))."""
+        """The sample indices of ``epoch`` in visiting order (int64, length len(dataset), or
+        the sampler's indices: a sampler with ``set_epoch`` is set to ``epoch`` first)."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.asarray(list(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -124,7 +140,8 @@ class DataLoader:
 
     def batch_rng(self, epoch: int, batch: int) -> np.random.Generator:
         """The generator the transform of batch ``batch`` in ``epoch`` draws from."""
-        return np.random.default_rng([self.seed, int(epoch), 1, int(batch)])
+        stream = getattr(self.sampler, "rng_stream", ())   # a distributed rank's own draws
+        return np.random.default_rng([self.seed, int(epoch), 1, int(batch), *stream])
 
     # ---- building one batch --------------------------------------------------------------
     def _fetch(self, indices: np.ndarray) -> tuple[Any, ...]:

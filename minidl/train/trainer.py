@@ -50,6 +50,14 @@ from ..backend import (
 from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
+from .distributed_hooks import (
+    average_over_ranks,
+    extra_state,
+    load_from_rank0,
+    prepare,
+    rng_state_for_rank,
+    save_on_rank0,
+)
 from .history import History
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
@@ -131,6 +139,7 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self._train_loader: Any = None
+        prepare(self)  # several MPI ranks: only rank 0 prints and logs
 
     # ---- batches -------------------------------------------------------------------------
     def unpack(self, batch: Any) -> tuple[tuple[Tensor, ...], Any]:
@@ -203,7 +212,7 @@ class Trainer:
             if step == 0:
                 raise ValueError("Trainer: the loader yielded no batches")
             self._sync(running, step, total, train)
-            figures = self._figures(running)
+            figures = average_over_ranks(self._figures(running), running.count)
         except BaseException:
             progress.close()
             raise
@@ -415,6 +424,7 @@ class Trainer:
             state["optimizer"] = self.optimizer.state_dict()
         if self._train_loader is not None and hasattr(self._train_loader, "state_dict"):
             state["loader"] = self._train_loader.state_dict()
+        state.update(extra_state())  # several MPI ranks: every rank's RNG
         return state
 
     def load_state_dict(self, state: dict[str, Any], train_loader: Any = None) -> None:
@@ -462,7 +472,7 @@ class Trainer:
             parts.append((lambda cb=cb: copy.deepcopy(cb.state_dict()), cb.load_state_dict,
                           cb_state))
         if "rng" in state:
-            parts.append((get_rng_state, set_rng_state, state["rng"]))
+            parts.append((get_rng_state, set_rng_state, rng_state_for_rank(state)))
         loader = train_loader if train_loader is not None else self._train_loader
         if "loader" in state and all(hasattr(loader, f) for f in ("state_dict",
                                                                     "load_state_dict")):
@@ -471,11 +481,11 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (see :func:`save_checkpoint`)."""
-        save_checkpoint(self.state_dict(), path)
+        save_on_rank0(self.state_dict(), path, save_checkpoint)
 
     def load_checkpoint(self, path: str | os.PathLike, train_loader: Any = None) -> None:
         """Restore the state saved in ``path`` (and the train loader's, when given)."""
-        self.load_state_dict(load_checkpoint(path), train_loader)
+        self.load_state_dict(load_from_rank0(path, load_checkpoint), train_loader)
 
 
 class _RunningLoss:
