@@ -2,6 +2,10 @@
 
 Ops that build a new array from a feature map keep that map's memory layout
 (:func:`memory_order`, :func:`empty_in_order`), so channels-last data stays channels-last.
+Reshape, transpose, basic indexing and split return views of their input's memory where
+NumPy does, as ``ViewFunction`` s: a view shares its base's version counter, and an
+in-place op on it writes through to the base (``x[i] = v`` and the in-place ops are in
+``inplace.py``).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, ViewFunction, as_tensor
 from ..backend import get_array_module, scatter_add
 
 
@@ -38,9 +42,15 @@ def empty_in_order(xp: Any, shape: tuple[int, ...], dtype: Any,
     return stored.transpose(tuple(int(i) for i in np.argsort(order)))
 
 
-class Reshape(Function):
+class Reshape(ViewFunction):
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
+
+    def view_step(self, i, y, x):
+        shape = self.shape
+        if y.base is None:  # NumPy had to copy (a transposed input, say)
+            return None
+        return lambda a: Reshape(shape)(a) if isinstance(a, Tensor) else a.reshape(shape)
 
     def forward(self, x):
         try:
@@ -53,9 +63,13 @@ class Reshape(Function):
         return reshape(gy, self.input_shapes[0])
 
 
-class Transpose(Function):
+class Transpose(ViewFunction):
     def __init__(self, axes: tuple[int, ...] | None) -> None:
         self.axes = axes
+
+    def view_step(self, i, y, x):
+        axes = self.axes
+        return lambda a: Transpose(axes)(a) if isinstance(a, Tensor) else a.transpose(axes)
 
     def forward(self, x):
         axes = tuple(reversed(range(x.ndim))) if self.axes is None else self.axes
@@ -84,20 +98,38 @@ def _is_basic(index: Any) -> bool:
                for i in items)
 
 
-class GetItem(Function):
+class GetItem(ViewFunction):
+    """``x[index]``: a view of x's memory for a basic index (ints, slices, None, ...), as in
+    NumPy and torch (``x[0, 1]`` too: a 0-d view, not a copy); a copy for an advanced one."""
+
     def __init__(self, index: Any) -> None:
         self.index = index
+        self.basic = _is_basic(index)
 
     def forward(self, x):
         try:
-            y = get_array_module(x).asarray(x[self.index])
+            y = x[_view_index(self.index)] if self.basic else \
+                get_array_module(x).asarray(x[self.index])
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor shape {tuple(x.shape)})") from None
         self.order = memory_order(x)
         return y
 
+    def view_step(self, i, y, x):
+        if not self.basic:
+            return None
+        index, view = self.index, _view_index(self.index)
+        return lambda a: GetItem(index)(a) if isinstance(a, Tensor) else a[view]
+
     def backward(self, gy):
         return GetItemGrad(self.index, self.input_shapes[0], self.order)(gy)
+
+
+def _view_index(index: Any) -> Any:
+    """A basic index that makes NumPy return a view even when it picks one element
+    (``a[0, 1]`` is a scalar copy, ``a[0, 1, ...]`` a 0-d view)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return items if any(i is Ellipsis for i in items) else items + (Ellipsis,)
 
 
 class GetItemGrad(Function):
@@ -152,9 +184,14 @@ class Concat(Function):
         return split(gy, sizes, axis=self.axis)
 
 
-class Split(Function):
+class Split(ViewFunction):
     def __init__(self, sizes: Sequence[int], axis: int) -> None:
         self.sizes, self.axis = list(sizes), axis
+
+    def view_step(self, i, y, x):
+        start = builtins.sum(self.sizes[:i])
+        index = (slice(None),) * self.axis + (slice(start, start + self.sizes[i]),)
+        return lambda a: GetItem(index)(a) if isinstance(a, Tensor) else a[index]
 
     def forward(self, x):
         axis = self.axis % x.ndim
