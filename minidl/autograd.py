@@ -131,6 +131,11 @@ class _HookHandle:
                 _post_hooks_alive[0] -= 1
 
 
+# How many in-place ops have run in this process: a Function notes it when it saves tensors,
+# and backward checks the saved versions only if an in-place op ran since (rarely: an
+# optimiser's in-place step comes after backward), so the check costs one compare per node.
+_inplace_ops = [0]
+
 # How many post-accumulate-grad hooks exist: while none does, backward skips the pass that
 # counts each leaf's incoming edges (the only cost of the feature).
 _post_hooks_alive = [0]
@@ -244,6 +249,7 @@ class Tensor:
             self._vc = [1]
         else:
             self._vc[0] += 1
+        _inplace_ops[0] += 1
 
     def detach(self) -> Tensor:
         """A tensor sharing the data (and its version counter), cut from the graph."""
@@ -414,19 +420,28 @@ class Function:
         self.input_dtypes = tuple([t.data.dtype for t in tensors])
         self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
         if self.keep_inputs:
+            self._saved_at = _inplace_ops[0]
             self.inputs = tuple([t if i in self.keep_inputs else None
                                  for i, t in enumerate(tensors)])
-            # versions at save time, checked by the engine before backward (in-place ops)
-            self._input_versions = tuple([0 if t._vc is None else t._vc[0] for t in tensors])
+            # The versions at save time, which the engine checks before backward. A tensor
+            # without a counter is at version 0, so nothing is stored unless one has one.
+            for t in tensors:
+                if t._vc is not None:
+                    self._input_versions = tuple([0 if t._vc is None else t._vc[0]
+                                                  for t in tensors])
+                    break
         results = []
         for i, y in enumerate(outputs):
             t = Tensor(y, requires_grad=y.dtype.kind == "f")
             t.creator, t.output_index, t.generation = self, i, generation + 1
             results.append(t)
         if self.keep_output:
+            self._saved_at = _inplace_ops[0]
             self._outputs = outputs
             # the outputs' counters: an in-place op on an output changes what was saved
-            self._output_vcs = tuple([_new_counter(t) for t in results])
+            vcs = self._output_vcs = tuple([[0] for _ in results])
+            for t, vc in zip(results, vcs):
+                t._vc = vc
         return results[0] if single else tuple(results)
 
     def forward(self, *xs: Any) -> Any:
@@ -517,6 +532,7 @@ class Function:
             else:
                 saved.append((index, 0, _new_counter(outputs[index])))
         self._ctx_saved = tuple(saved)
+        self._saved_at = _inplace_ops[0]
         self._outputs = tuple([y.data for y in inner])
         self._output_vcs = tuple([t._vc for t in outputs])
         for t in self.__dict__.pop("_non_differentiable", ()):
@@ -618,9 +634,10 @@ def _modified_error(fn: Function, shape: tuple[int, ...], now: int, saved: int) 
 
 def _check_saved_versions(fn: Function, d: dict) -> None:
     """Raise if a tensor ``fn`` saved for backward was modified in place since."""
-    versions = d.get("_input_versions")
-    if versions is not None:
-        for t, v in zip(d["inputs"], versions):
+    inputs = d.get("inputs")
+    if inputs is not None and "_ctx_saved" not in d:
+        versions = d.get("_input_versions") or (0,) * len(inputs)
+        for t, v in zip(inputs, versions):
             if t is not None and t._vc is not None and t._vc[0] != v:
                 raise _modified_error(fn, t.shape, t._vc[0], v)
     vcs = d.get("_output_vcs")
@@ -833,7 +850,8 @@ class _Backward:
         d = fn.__dict__
         if "parents" not in d:
             raise RuntimeError(_release_message(fn))
-        if "_input_versions" in d or "_output_vcs" in d:
+        saved_at = d.get("_saved_at")
+        if saved_at is not None and saved_at != _inplace_ops[0]:
             _check_saved_versions(fn, d)
         return fn, gys
 
