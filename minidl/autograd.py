@@ -150,8 +150,9 @@ class Tensor:
 
     # ``_vc``: the version counter, a one-element list shared with every view of the same
     # memory (None until the first view, save or in-place op needs it: version 0).
-    # ``_view``: (base tensor, step) for a view of a base's memory, where ``step(base)``
-    # replays the view on an array or Tensor; None otherwise.
+    # ``_view``: (root, replay, version) for a view of a root tensor's memory, where
+    # ``replay(root)`` makes the view again (of an array or a Tensor) and ``version`` is the
+    # counter's value when this view's graph was made; None for a tensor that is no view.
     __slots__ = ("data", "grad", "requires_grad", "creator", "output_index", "generation",
                  "name", "_hooks", "_vc", "_view", "_post_hooks", "__weakref__")
     # Makes ``ndarray * Tensor`` call Tensor.__rmul__ instead of broadcasting elementwise.
@@ -177,7 +178,7 @@ class Tensor:
         self.name = name
         self._hooks: list[Callable] | None = None
         self._vc: list[int] | None = None
-        self._view: tuple[Tensor, Callable] | None = None
+        self._view: tuple[Tensor, Callable, int] | None = None
         self._post_hooks: list[Callable] | None = None
 
     # ---- array-like attributes -------------------------------------------------------
@@ -388,9 +389,11 @@ class Function:
         record = False
         if _grad_enabled.get():
             for t in tensors:
+                view = t._view
+                if view is not None and view[2] != t._vc[0]:
+                    _refresh_view(t)  # its base was changed in place since it was taken
                 if t.requires_grad:
                     record = True
-                    break
         self.needs_input_grad = tuple([t.requires_grad for t in tensors]) if record \
             else _NO_GRAD[len(tensors)] if len(tensors) < len(_NO_GRAD) \
             else (False,) * len(tensors)
@@ -605,15 +608,27 @@ class ViewFunction(Function):
 
 def _mark_view(view: Tensor, base: Tensor, step: Callable[[Any], Any]) -> None:
     """Make ``view`` share ``base``'s version counter and remember how to find it in the
-    base's root: ``_view = (root, replay)`` with ``replay(root)`` giving the view again."""
+    base's root: ``_view = (root, replay, version)``, ``replay(root)`` giving the view again."""
     if base._vc is None:
         base._vc = [0]
-    view._vc = base._vc
+    vc = view._vc = base._vc
     if base._view is None:
-        view._view = (base, step)
+        view._view = (base, step, vc[0])
     else:
-        root, outer = base._view
-        view._view = (root, lambda a: step(outer(a)))
+        root, outer, _ = base._view
+        view._view = (root, lambda a: step(outer(a)), vc[0])
+
+
+def _refresh_view(view: Tensor) -> None:
+    """Rebase a view onto its root's graph as it is now. The root (or another view of it)
+    was changed in place since this view was taken, so the view's values come from the
+    root's new node, not from the one the view was made from (torch does the same)."""
+    root, replay, _ = view._view
+    if root.requires_grad:
+        fresh = replay(root)
+        view.creator, view.output_index = fresh.creator, fresh.output_index
+        view.generation, view.requires_grad = fresh.generation, fresh.requires_grad
+    view._view = (root, replay, view._vc[0])
 
 
 def _new_counter(t: Tensor) -> list[int]:

@@ -362,3 +362,24 @@ def test_in_place_across_devices_names_both():
         x += md.ones(3, device="cpu")
     x.copy_(md.ones(3, device="cpu"))     # copy_ moves, as torch's does
     np.testing.assert_array_equal(x.numpy(), [1.0, 1.0, 1.0])
+
+
+def test_a_view_taken_before_an_in_place_op_on_its_base_follows_the_new_values(device):
+    """torch regenerates such a view's graph; so does minidl (when the view is next used)."""
+    a = t64([1.0, 2.0, 3.0], device, True)
+    w = t64([5.0, 7.0], device, True)
+    b = a * 1
+    head = b[:2]            # taken before the writes below
+    tail = b[1:]
+    b *= 3                  # b = 3a
+    tail[0] = w[0]          # b[1] = w0, through another view
+    np.testing.assert_allclose(head.numpy(), [3.0, 5.0])
+    (head * t64([10.0, 100.0], device)).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [30.0, 0.0, 0.0])
+    np.testing.assert_allclose(w.grad.numpy(), [100.0, 0.0])
+    buf = md.zeros(2, dtype="float64", device=device)
+    row = buf[1:]           # taken while buf needs no grad
+    buf[1] = w[1] * 2
+    assert (row * 1).requires_grad
+    (row * 1).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [100.0, 2.0])

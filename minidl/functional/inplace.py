@@ -142,12 +142,14 @@ def _write_recorded(x: Tensor, index: Any, value: Tensor) -> None:
     if value.dtype.kind == "f" and x.dtype.kind != "f":
         raise TypeError(f"setitem: a {value.dtype} value that requires grad cannot be stored "
                         f"in a {x.dtype} tensor; convert the tensor with .float()")
-    root, prefix = (x, None) if x._view is None else x._view
+    root, prefix = (x, None) if x._view is None else x._view[:2]
     out = SetItem(index, prefix)(root, value)
     _rebase(root, out)
     root._bump_version()
     if root is not x:
-        _rebase(x, prefix(root))
+        fresh = prefix(root)
+        _rebase(x, fresh)
+        x._view = fresh._view
 
 
 def _keep_old_values(new: Tensor, src: Tensor) -> None:
