@@ -536,8 +536,9 @@ class Function:
                 saved.append((index, 0, _new_counter(outputs[index])))
         self._ctx_saved = tuple(saved)
         self._saved_at = _inplace_ops[0]
-        self._outputs = tuple([y.data for y in inner])
-        self._output_vcs = tuple([t._vc for t in outputs])
+        if any(s is not None and isinstance(s[0], int) for s in saved):
+            self._outputs = tuple([y.data for y in inner])
+            self._output_vcs = tuple([t._vc for t in outputs])
         for t in self.__dict__.pop("_non_differentiable", ()):
             for y, out in zip(inner, outputs):
                 if y is t:

@@ -383,3 +383,13 @@ def test_a_view_taken_before_an_in_place_op_on_its_base_follows_the_new_values(d
     assert (row * 1).requires_grad
     (row * 1).sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [100.0, 2.0])
+
+
+def test_an_expanded_view_shares_the_counter_of_its_base(device):
+    a = t64([1.0, 2.0], device, True)
+    w = t64(np.ones((3, 2)), device, True)
+    h = a * 1
+    y = h.expand(3, 2) * w               # Mul saved the expanded view of h
+    h += 1.0
+    with pytest.raises(RuntimeError, match=modified("Mul", "3, 2", 1, 0)):
+        y.sum().backward()

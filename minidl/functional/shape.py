@@ -94,8 +94,9 @@ def _index_arrays(index: Any) -> Any:
 
 def _is_basic(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
-               for i in items)
+    # a bool is an int to isinstance, but to NumPy it is a mask (an advanced index)
+    return all((isinstance(i, (int, np.integer, slice)) and not isinstance(i, (bool, np.bool_)))
+               or i is None or i is Ellipsis for i in items)
 
 
 class GetItem(ViewFunction):
