@@ -7,6 +7,13 @@ tensors themselves) and a *generation*, one more than the latest of its inputs.
 generation, so a Function runs only after every consumer of its outputs has delivered its
 gradient. No recursion is involved: a chain of 10,000 ops is fine.
 
+In-place ops (``x += y``, ``x[i] = v``, ``zero_()``, ..., in ``minidl.functional.inplace``)
+are guarded by version counters: each tensor counts the in-place changes of its memory (its
+views share the count, :class:`ViewFunction`), a Function that saves a tensor notes its
+version, and backward refuses to run on a saved tensor that changed since. A Function can
+also be written in torch's style (``@staticmethod forward(ctx, ...)``, ``F.apply(x)``): it
+is adapted to this one when its class is created, and runs on the same engine.
+
 Memory: a Function keeps only what its backward needs (``keep_inputs``, ``keep_output`` or
 arrays saved in ``forward``); edges hold the producing Function, not the intermediate
 tensor, so an activation nobody needs is freed as soon as the user drops it. After backward,
@@ -430,8 +437,8 @@ class Function:
             # without a counter is at version 0, so nothing is stored unless one has one.
             for t in tensors:
                 if t._vc is not None:
-                    self._input_versions = tuple([0 if t._vc is None else t._vc[0]
-                                                  for t in tensors])
+                    self._input_versions = tuple([0 if u._vc is None else u._vc[0]
+                                                  for u in tensors])
                     break
         results = []
         for i, y in enumerate(outputs):
@@ -478,6 +485,9 @@ class Function:
             return cls()(*args)
         fn = cls.__new__(cls)
         positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        if not positions:
+            raise TypeError(f"{cls.__name__}.apply: no argument is a Tensor; pass the "
+                            "inputs as minidl Tensors (md.tensor(...))")
         fn._ctx_args = args
         try:
             outputs = Function.__call__(fn, *[args[i] for i in positions])

@@ -215,7 +215,9 @@ def _shape_error(op: str, sym: str, x: Tensor, other: Any) -> RuntimeError:
 def setitem(x: Tensor, index: Any, value: Any) -> None:
     """``x[index] = value``: basic, advanced and boolean indices; a scalar, array or Tensor
     value broadcast to ``x[index]``. Differentiable in ``x`` and ``value`` (see the module
-    docstring); with repeated advanced indices the last write wins, as in NumPy."""
+    docstring). With a repeated advanced index the last write wins on the CPU, as in NumPy
+    (on the GPU which one wins is undefined, as in torch), and each value gets the gradient
+    at its position, as with torch's ``index_put_``."""
     index = _index_arrays(index)
     if _records(x, "setitem", value):
         v = value if isinstance(value, Tensor) else as_tensor(value, like=x)
