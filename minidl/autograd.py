@@ -609,11 +609,17 @@ class ViewFunction(Function):
     def __call__(self, *inputs: Any) -> Any:
         out = Function.__call__(self, *inputs)
         base = inputs[0]
-        if isinstance(base, Tensor):
-            for i, y in enumerate(out if isinstance(out, tuple) else (out,)):
+        if not isinstance(base, Tensor):
+            return out
+        if isinstance(out, tuple):
+            for i, y in enumerate(out):
                 step = self.view_step(i, y.data, base.data)
                 if step is not None:
                     _mark_view(y, base, step)
+        else:
+            step = self.view_step(0, out.data, base.data)
+            if step is not None:
+                _mark_view(out, base, step)
         return out
 
 

@@ -105,21 +105,21 @@ class GetItem(ViewFunction):
 
     def __init__(self, index: Any) -> None:
         self.index = index
-        self.basic = _is_basic(index)
+        self.view = _view_index(index) if _is_basic(index) else None
 
     def forward(self, x):
         try:
-            y = x[_view_index(self.index)] if self.basic else \
-                get_array_module(x).asarray(x[self.index])
+            y = get_array_module(x).asarray(x[self.index]) if self.view is None else \
+                x[self.view]
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor shape {tuple(x.shape)})") from None
         self.order = memory_order(x)
         return y
 
     def view_step(self, i, y, x):
-        if not self.basic:
+        index, view = self.index, self.view
+        if view is None:
             return None
-        index, view = self.index, _view_index(self.index)
         return lambda a: GetItem(index)(a) if isinstance(a, Tensor) else a[view]
 
     def backward(self, gy):
@@ -130,7 +130,7 @@ def _view_index(index: Any) -> Any:
     """A basic index that makes NumPy return a view even when it picks one element
     (``a[0, 1]`` is a scalar copy, ``a[0, 1, ...]`` a 0-d view)."""
     items = index if isinstance(index, tuple) else (index,)
-    return items if any(i is Ellipsis for i in items) else items + (Ellipsis,)
+    return items if Ellipsis in items else items + (Ellipsis,)  # a basic index: no arrays
 
 
 class GetItemGrad(Function):
