@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from op_checks import fixture_ok, seeds
 
 import minidl as md
 import minidl.functional as F
@@ -415,3 +418,47 @@ def test_augmented_assignment_to_an_index(device):
     np.testing.assert_allclose(w.grad.numpy(), [
         2 * ref[0, 0] + 2 * ref[0, 1] * (an[0, 1] + wn[1]),
         2 * ref[0, 1] * wn[0] + 2 * ref[1, 1] * an[1, 1]])
+
+
+@st.composite
+def shapes_and_indices(draw):
+    """A shape of 1-3 dims and a basic or advanced index into it."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    index = []
+    for n in shape[:draw(st.integers(1, len(shape)))]:
+        kind = draw(st.sampled_from(["int", "slice", "list"]))
+        if kind == "int":
+            index.append(draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            start = draw(st.integers(0, n - 1))
+            index.append(slice(start, draw(st.integers(start + 1, n)), draw(st.integers(1, 2))))
+        else:  # distinct positions, so each written value survives (gradcheck-able)
+            index.append(draw(st.permutations(range(n)))[:draw(st.integers(1, n))])
+    lists = [i for i in index if isinstance(i, list)]
+    if len(lists) > 1:  # advanced indices broadcast together: make them one length
+        k = min(len(i) for i in lists)
+        index = [i[:k] if isinstance(i, list) else i for i in index]
+    return shape, tuple(index), draw(st.booleans())
+
+
+@fixture_ok
+@given(case=shapes_and_indices(), seed=seeds)
+def test_setitem_against_numpy_on_random_indices(device, case, seed):
+    shape, index, scalar_value = case
+    rng = np.random.default_rng(seed)
+    xn = rng.normal(size=shape)
+    region = xn[index].shape
+    vn = rng.normal(size=() if scalar_value else region)
+    weights = rng.normal(size=shape)
+    x, v = t64(xn, device, True), t64(vn, device, True)
+    y = x * 1
+    y[index] = v
+    (y * t64(weights, device)).sum().backward()
+    ref = xn.copy()
+    ref[index] = vn
+    written = np.zeros(shape, bool)
+    written[index] = True
+    np.testing.assert_allclose(y.numpy(), ref)
+    np.testing.assert_allclose(x.grad.numpy(), np.where(written, 0.0, weights))
+    gv = weights[index]
+    np.testing.assert_allclose(v.grad.numpy(), gv.sum() if scalar_value else gv)
