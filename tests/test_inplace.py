@@ -364,6 +364,9 @@ def test_in_place_across_devices_names_both():
     x = md.zeros(3, device="cuda")
     with pytest.raises(ValueError, match=r"'cuda' but the value is on 'cpu'"):
         x += md.ones(3, device="cpu")
+    with pytest.raises(ValueError, match=r"setitem: the tensor is on 'cuda' but the value is "
+                                         r"on 'cpu'"):
+        x[0:2] = np.ones(2)
     x.copy_(md.ones(3, device="cpu"))     # copy_ moves, as torch's does
     np.testing.assert_array_equal(x.numpy(), [1.0, 1.0, 1.0])
 

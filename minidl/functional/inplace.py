@@ -118,9 +118,12 @@ def _records(x: Tensor, op: str, value: Any) -> bool:
         raise RuntimeError(f"{op}: this tensor (shape {x.shape}) is a broadcast view "
                            "(expand / broadcast_to): several of its elements are one memory "
                            "location; write to a .clone() of it instead")
-    if isinstance(value, Tensor) and type(value.data) is not type(a):
+    if isinstance(value, Tensor) and type(value.data) is not type(a) or \
+            hasattr(value, "shape") and not isinstance(value, (Tensor, np.generic)) and \
+            device_of(value) != x.device:
+        where = value.device if isinstance(value, Tensor) else device_of(value)
         raise ValueError(f"{op}: the tensor is on '{x.device}' but the value is on "
-                         f"'{value.device}'; move it with .to('{x.device}')")
+                         f"'{where}'; move it with .to('{x.device}')")
     return grad_mode and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
                           or (root is not None and root.requires_grad))
 
