@@ -465,3 +465,39 @@ def test_setitem_against_numpy_on_random_indices(device, case, seed):
     np.testing.assert_allclose(x.grad.numpy(), np.where(written, 0.0, weights))
     gv = weights[index]
     np.testing.assert_allclose(v.grad.numpy(), gv.sum() if scalar_value else gv)
+
+
+UNARY = {"neg_": np.negative, "abs_": np.abs, "exp_": np.exp, "log_": np.log,
+         "sqrt_": np.sqrt, "tanh_": np.tanh, "relu_": lambda a: np.maximum(a, 0),
+         "sigmoid_": lambda a: 1 / (1 + np.exp(-a))}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_in_place_ops(device, name):
+    rng = np.random.default_rng(4)
+    an = rng.uniform(0.2, 2.0, size=(2, 3)) * np.where(
+        name in ("log_", "sqrt_"), 1.0, rng.choice([-1.0, 1.0], size=(2, 3)))
+    x = t64(an, device)
+    where = address(x.data)
+    assert getattr(x, name)() is x and address(x.data) == where and x._version == 1
+    np.testing.assert_allclose(x.numpy(), UNARY[name](an), rtol=1e-12)
+
+    def fn(a):
+        h = a * 1
+        getattr(h, name)()
+        return h * a               # uses a as well, so the old value's gradient matters
+
+    assert md.gradcheck(fn, t64(an, device, True))
+    assert md.gradgradcheck(fn, t64(an, device, True))
+
+
+def test_pow_in_place(device):
+    x = t64([1.0, 2.0, 3.0], device)
+    x **= 2
+    x.pow_(0.5)
+    np.testing.assert_allclose(x.numpy(), [1.0, 2.0, 3.0])
+    assert x._version == 2
+    assert md.gradcheck(lambda a, b: (a * 1).pow_(b), t64([1.0, 2.0], device, True),
+                        t64([1.5, 0.5], device, True))
+    with pytest.raises(TypeError, match=r"exp_: this int64 tensor cannot hold"):
+        md.tensor(np.arange(3), device=device).exp_()

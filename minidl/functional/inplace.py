@@ -21,13 +21,14 @@ import numpy as np
 
 from ..autograd import Cast, Function, Tensor, as_tensor, is_grad_enabled
 from ..backend import device_of, get_array_module, to_device
-from .elementwise import add, clip, div, mul, sub
+from .activation import relu, sigmoid, tanh
+from .elementwise import abs, add, clip, div, exp, log, mul, neg, pow, sqrt, sub
 from .linalg import matmul
 from .reduction import sum_to
 from .shape import _index_arrays, empty_in_order, getitem, memory_order, reshape
 
-__all__ = ["SetItem", "ZeroRegion", "setitem", "add_", "sub_", "mul_", "div_", "clamp_",
-           "zero_", "fill_", "copy_", "install_inplace_methods"]
+__all__ = ["SetItem", "ZeroRegion", "setitem", "add_", "sub_", "mul_", "div_", "pow_",
+           "matmul_", "clamp_", "zero_", "fill_", "copy_", "install_inplace_methods"]
 
 
 # ---- the ops --------------------------------------------------------------------------------
@@ -260,6 +261,47 @@ def matmul_(x: Tensor, other: Any) -> Tensor:
     return _binary(x, other, "matmul_", "@", matmul, "matmul")
 
 
+def pow_(x: Tensor, exponent: Any) -> Tensor:
+    """``x **= exponent`` in place; returns x."""
+    return _binary(x, exponent, "pow_", "**", pow, "power")
+
+
+def _unary(op: str, fn: Callable[[Tensor], Tensor],
+           compute: Callable[[Any, Any], Any]) -> Callable[[Tensor], Tensor]:
+    """The in-place twin ``x.op_()`` of the elementwise ``fn``; ``compute(xp, a)`` writes
+    ``fn(a)`` into ``a`` itself (NumPy/CuPy ``out=``) when nothing is recorded."""
+    def method(x: Tensor) -> Tensor:
+        if x.dtype.kind != "f":
+            raise TypeError(f"{op}: this {x.dtype} tensor cannot hold the floating result in "
+                            f"place; use the out-of-place {op[:-1]}() or .float() first")
+        if not _records(x, op, None):
+            compute(get_array_module(x.data), x.data)
+            x._bump_version()
+            return x
+        src = _current(x)
+        new = fn(src)
+        _keep_old_values(new, src)
+        _write_recorded(x, Ellipsis, new)
+        return x
+    method.__name__ = op
+    method.__doc__ = f"``{op[:-1]}`` of every element, in place; returns x."
+    return method
+
+
+def _sigmoid_into(xp: Any, a: Any) -> None:
+    a[...] = sigmoid(Tensor(a)).data  # minidl's overflow-free formula, then one copy
+
+
+neg_ = _unary("neg_", neg, lambda xp, a: xp.negative(a, out=a))
+abs_ = _unary("abs_", abs, lambda xp, a: xp.absolute(a, out=a))
+exp_ = _unary("exp_", exp, lambda xp, a: xp.exp(a, out=a))
+log_ = _unary("log_", log, lambda xp, a: xp.log(a, out=a))
+sqrt_ = _unary("sqrt_", sqrt, lambda xp, a: xp.sqrt(a, out=a))
+tanh_ = _unary("tanh_", tanh, lambda xp, a: xp.tanh(a, out=a))
+relu_ = _unary("relu_", relu, lambda xp, a: xp.maximum(a, 0, out=a))
+sigmoid_ = _unary("sigmoid_", sigmoid, _sigmoid_into)
+
+
 def clamp_(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
     """Clamp every element into [min, max] in place; returns x."""
     if min is None and max is None:
@@ -298,7 +340,7 @@ def copy_(x: Tensor, src: Any) -> Tensor:
 
 
 def install_inplace_methods() -> None:
-    """Attach ``x[i] = v``, ``+= -= *= /= @=`` and the ``_`` methods to Tensor."""
+    """Attach ``x[i] = v``, ``+= -= *= /= @= **=`` and the ``_`` methods to Tensor."""
     T = Tensor
     T.__setitem__ = setitem
     T.__iadd__ = add_
@@ -306,6 +348,7 @@ def install_inplace_methods() -> None:
     T.__imul__ = mul_
     T.__itruediv__ = div_
     T.__imatmul__ = matmul_
+    T.__ipow__ = pow_
     T.add_ = add_
     T.sub_ = sub_
     T.mul_ = mul_
@@ -315,3 +358,6 @@ def install_inplace_methods() -> None:
     T.fill_ = fill_
     T.zero_ = zero_
     T.copy_ = copy_
+    T.pow_ = pow_
+    for method in (neg_, abs_, exp_, log_, sqrt_, tanh_, relu_, sigmoid_):
+        setattr(T, method.__name__, method)
