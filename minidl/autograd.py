@@ -148,6 +148,10 @@ _inplace_ops = [0]
 _post_hooks_alive = [0]
 
 
+def _forget_post_hooks(hooks: list) -> None:
+    _post_hooks_alive[0] -= len(hooks)
+
+
 class Tensor:
     """An n-dimensional array on 'cpu' or 'cuda' that can record the operations applied to it.
 
@@ -314,6 +318,8 @@ class Tensor:
                                "gradient with register_hook)")
         if self._post_hooks is None:
             self._post_hooks = []
+            # a tensor dropped with its hooks still registered stops counting as well
+            weakref.finalize(self, _forget_post_hooks, self._post_hooks)
         self._post_hooks.append(hook)
         _post_hooks_alive[0] += 1
         return _HookHandle(self._post_hooks, hook, post_accumulate=True)
