@@ -128,14 +128,17 @@ def _check_finite(arrays: Iterable[Any], fn: Function, where: str) -> None:
 class _HookHandle:
     """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
 
-    def __init__(self, hooks: list, hook: Callable, post_accumulate: bool = False) -> None:
-        self._hooks, self._hook, self._post_accumulate = hooks, hook, post_accumulate
+    def __init__(self, hooks: list, hook: Callable, owner: Tensor | None = None) -> None:
+        self._hooks, self._hook = hooks, hook
+        # for a post-accumulate hook, the leaf (weakly), to leave _post_hooked with the last
+        self._owner = None if owner is None else weakref.ref(owner)
 
     def remove(self) -> None:
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
-            if self._post_accumulate:
-                _post_hooks_alive[0] -= 1
+            owner = None if self._owner is None else self._owner()
+            if owner is not None and not self._hooks:
+                _post_hooked.pop(id(owner), None)
 
 
 # How many in-place ops have run in this process: a Function notes it when it saves tensors,
@@ -143,13 +146,11 @@ class _HookHandle:
 # optimiser's in-place step comes after backward), so the check costs one compare per node.
 _inplace_ops = [0]
 
-# How many post-accumulate-grad hooks exist: while none does, backward skips the pass that
-# counts each leaf's incoming edges (the only cost of the feature).
-_post_hooks_alive = [0]
-
-
-def _forget_post_hooks(hooks: list) -> None:
-    _post_hooks_alive[0] -= len(hooks)
+# The leaves that have post-accumulate-grad hooks, by id (weakly: a leaf dropped with its
+# hooks leaves it; a WeakSet would compare tensors with their elementwise ==). While it is
+# empty, backward skips the pass that counts each leaf's incoming edges, the only cost of
+# the feature.
+_post_hooked: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
 
 class Tensor:
@@ -318,11 +319,9 @@ class Tensor:
                                "gradient with register_hook)")
         if self._post_hooks is None:
             self._post_hooks = []
-            # a tensor dropped with its hooks still registered stops counting as well
-            weakref.finalize(self, _forget_post_hooks, self._post_hooks)
         self._post_hooks.append(hook)
-        _post_hooks_alive[0] += 1
-        return _HookHandle(self._post_hooks, hook, post_accumulate=True)
+        _post_hooked[id(self)] = self
+        return _HookHandle(self._post_hooks, hook, owner=self)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
@@ -1050,7 +1049,7 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
     edges = {} if capture is None else capture.get("edges", {})
     handed_out = {id(g.data) for g in root_grads}
     walk = _HookedBackward(create_graph, edges, roots, handed_out) \
-        if _post_hooks_alive[0] and capture is None else _Backward(create_graph, edges)
+        if _post_hooked and capture is None else _Backward(create_graph, edges)
     try:
         for root, g in zip(roots, root_grads):
             walk.deliver(root._edge(), g)

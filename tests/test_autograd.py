@@ -615,14 +615,17 @@ def test_post_accumulate_grad_hook_edge_cases(device):
     handle.remove()
     with pytest.raises(RuntimeError, match=r"only a leaf tensor that requires grad"):
         (w * 2).register_post_accumulate_grad_hook(print)
-    alive = md.autograd._post_hooks_alive[0]
+    hooked = md.autograd._post_hooked
+    assert id(w) not in hooked               # its only hook was removed
     dropped = leaf([1.0], device)
+    first = dropped.register_post_accumulate_grad_hook(print)
     dropped.register_post_accumulate_grad_hook(print)
-    dropped.register_post_accumulate_grad_hook(print)
-    assert md.autograd._post_hooks_alive[0] == alive + 2
+    first.remove()
+    key = id(dropped)
+    assert hooked.get(key) is dropped
     del dropped                              # never removed: forgotten with the tensor
     gc.collect()
-    assert md.autograd._post_hooks_alive[0] == alive
+    assert key not in hooked
 
 
 def test_engine_casts_gradients_and_checks_shapes(device):
