@@ -7,6 +7,13 @@ tensors themselves) and a *generation*, one more than the latest of its inputs.
 generation, so a Function runs only after every consumer of its outputs has delivered its
 gradient. No recursion is involved: a chain of 10,000 ops is fine.
 
+In-place ops (``x += y``, ``x[i] = v``, ``zero_()``, ..., in ``minidl.functional.inplace``)
+are guarded by version counters: each tensor counts the in-place changes of its memory (its
+views share the count, :class:`ViewFunction`), a Function that saves a tensor notes its
+version, and backward refuses to run on a saved tensor that changed since. A Function can
+also be written in torch's style (``@staticmethod forward(ctx, ...)``, ``F.apply(x)``): it
+is adapted to this one when its class is created, and runs on the same engine.
+
 Memory: a Function keeps only what its backward needs (``keep_inputs``, ``keep_output`` or
 arrays saved in ``forward``); edges hold the producing Function, not the intermediate
 tensor, so an activation nobody needs is freed as soon as the user drops it. After backward,
@@ -37,7 +44,7 @@ from .backend import device_of, get_array_module, get_default_device, to_device,
 
 __all__ = ["Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled",
            "set_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "grad", "as_tensor",
-           "Accumulate", "Cast", "ToDevice"]
+           "Accumulate", "Cast", "ToDevice", "ViewFunction"]
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_grad", default=True)
 _anomaly: contextvars.ContextVar[bool] = contextvars.ContextVar("minidl_anomaly", default=False)
@@ -69,14 +76,16 @@ class _GradMode:
         return wrapper
 
 
-def no_grad() -> _GradMode:
-    """Disable graph recording: ``with md.no_grad(): ...`` or ``@md.no_grad()``."""
-    return _GradMode(False)
+def no_grad(fn: Callable | None = None) -> Any:
+    """Disable graph recording: ``with md.no_grad(): ...``, ``@md.no_grad()`` or, as torch 2
+    allows, ``@md.no_grad`` without parentheses (then ``fn`` is the decorated function)."""
+    return _GradMode(False) if fn is None else _GradMode(False)(fn)
 
 
-def enable_grad() -> _GradMode:
-    """Re-enable graph recording inside a ``no_grad`` block."""
-    return _GradMode(True)
+def enable_grad(fn: Callable | None = None) -> Any:
+    """Re-enable graph recording inside a ``no_grad`` block; a context manager or a
+    decorator, with or without parentheses, like :func:`no_grad`."""
+    return _GradMode(True) if fn is None else _GradMode(True)(fn)
 
 
 def set_grad_enabled(enabled: bool) -> _GradMode:
@@ -119,12 +128,29 @@ def _check_finite(arrays: Iterable[Any], fn: Function, where: str) -> None:
 class _HookHandle:
     """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
 
-    def __init__(self, hooks: list, hook: Callable) -> None:
+    def __init__(self, hooks: list, hook: Callable, owner: Tensor | None = None) -> None:
         self._hooks, self._hook = hooks, hook
+        # for a post-accumulate hook, the leaf (weakly), to leave _post_hooked with the last
+        self._owner = None if owner is None else weakref.ref(owner)
 
     def remove(self) -> None:
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
+            owner = None if self._owner is None else self._owner()
+            if owner is not None and not self._hooks:
+                _post_hooked.pop(id(owner), None)
+
+
+# How many in-place ops have run in this process: a Function notes it when it saves tensors,
+# and backward checks the saved versions only if an in-place op ran since (rarely: an
+# optimiser's in-place step comes after backward), so the check costs one compare per node.
+_inplace_ops = [0]
+
+# The leaves that have post-accumulate-grad hooks, by id (weakly: a leaf dropped with its
+# hooks leaves it; a WeakSet would compare tensors with their elementwise ==). While it is
+# empty, backward skips the pass that counts each leaf's incoming edges, the only cost of
+# the feature.
+_post_hooked: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
 
 
 class Tensor:
@@ -134,8 +160,13 @@ class Tensor:
     the same shape, filled by ``backward`` for tensors with ``requires_grad=True``.
     """
 
+    # ``_vc``: the version counter, a one-element list shared with every view of the same
+    # memory (None until the first view, save or in-place op needs it: version 0).
+    # ``_view``: (root, replay, version) for a view of a root tensor's memory, where
+    # ``replay(root)`` makes the view again (of an array or a Tensor) and ``version`` is the
+    # counter's value when this view's graph was made; None for a tensor that is no view.
     __slots__ = ("data", "grad", "requires_grad", "creator", "output_index", "generation",
-                 "name", "_hooks", "__weakref__")
+                 "name", "_hooks", "_vc", "_view", "_post_hooks", "__weakref__")
     # Makes ``ndarray * Tensor`` call Tensor.__rmul__ instead of broadcasting elementwise.
     __array_priority__ = 1000
 
@@ -158,6 +189,9 @@ class Tensor:
         self.generation = 0
         self.name = name
         self._hooks: list[Callable] | None = None
+        self._vc: list[int] | None = None
+        self._view: tuple[Tensor, Callable, int] | None = None
+        self._post_hooks: list[Callable] | None = None
 
     # ---- array-like attributes -------------------------------------------------------
     @property
@@ -216,9 +250,27 @@ class Tensor:
     def tolist(self) -> Any:
         return to_numpy(self.data).tolist()
 
+    @property
+    def _version(self) -> int:
+        """How many in-place operations changed this tensor's memory (shared with its views)."""
+        vc = self._vc
+        return 0 if vc is None else vc[0]
+
+    def _bump_version(self) -> None:
+        """Count one in-place change of this tensor's memory (called by every in-place op)."""
+        if self._vc is None:
+            self._vc = [1]
+        else:
+            self._vc[0] += 1
+        _inplace_ops[0] += 1
+
     def detach(self) -> Tensor:
-        """A tensor sharing the data, cut from the graph."""
-        return Tensor(self.data)
+        """A tensor sharing the data (and its version counter), cut from the graph."""
+        t = Tensor(self.data)
+        if self._vc is None:
+            self._vc = [0]
+        t._vc = self._vc
+        return t
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and self.dtype.kind != "f":
@@ -252,6 +304,24 @@ class Tensor:
             hooks = self.creator._hooks_for(self.output_index)
         hooks.append(hook)
         return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> _HookHandle:
+        """Call ``hook(self)`` during backward, as soon as this leaf's ``.grad`` is final for
+        this pass (after its last accumulation), while the rest of the backward still runs.
+
+        Like torch's hook of that name: it fires once per backward for each leaf that got a
+        gradient, not under :func:`grad` (which accumulates nothing). Gradient buckets
+        use it to start an all-reduce before backward has finished.
+        """
+        if self.creator is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                               "requires grad can have one (hook an intermediate tensor's "
+                               "gradient with register_hook)")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        _post_hooked[id(self)] = self
+        return _HookHandle(self._post_hooks, hook, owner=self)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep it)."""
@@ -331,9 +401,11 @@ class Function:
         record = False
         if _grad_enabled.get():
             for t in tensors:
+                view = t._view
+                if view is not None and view[2] != t._vc[0]:
+                    _refresh_view(t)  # its base was changed in place since it was taken
                 if t.requires_grad:
                     record = True
-                    break
         self.needs_input_grad = tuple([t.requires_grad for t in tensors]) if record \
             else _NO_GRAD[len(tensors)] if len(tensors) < len(_NO_GRAD) \
             else (False,) * len(tensors)
@@ -363,15 +435,28 @@ class Function:
         self.input_dtypes = tuple([t.data.dtype for t in tensors])
         self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
         if self.keep_inputs:
+            self._saved_at = _inplace_ops[0]
             self.inputs = tuple([t if i in self.keep_inputs else None
                                  for i, t in enumerate(tensors)])
-        if self.keep_output:
-            self._outputs = outputs
+            # The versions at save time, which the engine checks before backward. A tensor
+            # without a counter is at version 0, so nothing is stored unless one has one.
+            for t in tensors:
+                if t._vc is not None:
+                    self._input_versions = tuple([0 if u._vc is None else u._vc[0]
+                                                  for u in tensors])
+                    break
         results = []
         for i, y in enumerate(outputs):
             t = Tensor(y, requires_grad=y.dtype.kind == "f")
             t.creator, t.output_index, t.generation = self, i, generation + 1
             results.append(t)
+        if self.keep_output:
+            self._saved_at = _inplace_ops[0]
+            self._outputs = outputs
+            # the outputs' counters: an in-place op on an output changes what was saved
+            vcs = self._output_vcs = tuple([[0] for _ in results])
+            for t, vc in zip(results, vcs):
+                t._vc = vc
         return results[0] if single else tuple(results)
 
     def forward(self, *xs: Any) -> Any:
@@ -380,10 +465,122 @@ class Function:
     def backward(self, *gys: Tensor) -> Any:
         raise NotImplementedError(f"{type(self).__name__} is not differentiable")
 
+    # ---- the torch style: @staticmethod forward(ctx, ...) / backward(ctx, ...), F.apply() ----
+    #
+    # A subclass whose forward is a staticmethod is written as in torch.autograd.Function:
+    # ctx is the Function object itself. The adapters below turn it into minidl's style at
+    # class creation, so the engine runs both styles alike and pays nothing per op for it.
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, adapter in (("forward", Function._ctx_forward),
+                              ("backward", Function._ctx_backward)):
+            method = cls.__dict__.get(name)
+            if isinstance(method, staticmethod):
+                setattr(cls, "_user_" + name, method)
+                setattr(cls, name, adapter)
+
+    @classmethod
+    def apply(cls, *args: Any) -> Any:
+        """Run the op on ``args`` (Tensors and other values), torch's ``F.apply(x, ...)``.
+
+        For a Function written in minidl's style this is ``cls()(*args)``.
+        """
+        if not hasattr(cls, "_user_forward"):
+            return cls()(*args)
+        fn = cls.__new__(cls)
+        positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        if not positions:
+            raise TypeError(f"{cls.__name__}.apply: no argument is a Tensor; pass the "
+                            "inputs as minidl Tensors (md.tensor(...))")
+        fn._ctx_args = args
+        try:
+            outputs = Function.__call__(fn, *[args[i] for i in positions])
+        finally:
+            del fn._ctx_args
+        if "parents" in fn.__dict__:
+            fn._ctx_positions, fn._ctx_nargs = positions, len(args)
+            fn._ctx_record(outputs if isinstance(outputs, tuple) else (outputs,))
+        return outputs
+
+    def _ctx_forward(self, *arrays: Any) -> Any:
+        args = self.__dict__.get("_ctx_args")
+        if args is None:
+            raise TypeError(f"{type(self).__name__} has a @staticmethod forward(ctx, ...): call "
+                            f"it as {type(self).__name__}.apply(...), not "
+                            f"{type(self).__name__}()(...)")
+        # ctx.needs_input_grad has one entry per argument, as in torch
+        flags = iter(self.needs_input_grad)
+        self.needs_input_grad = tuple([next(flags) if isinstance(a, Tensor) else False
+                                       for a in args])
+        with _GradMode(False):  # torch computes forward without recording
+            outputs = type(self)._user_forward(self, *args)
+        single = not isinstance(outputs, tuple)
+        self._ctx_outputs = (outputs,) if single else outputs
+        for y in self._ctx_outputs:
+            if not isinstance(y, Tensor):
+                raise TypeError(f"{type(self).__name__}.forward must return Tensors, got "
+                                f"{type(y).__name__}")
+        arrays = tuple([y.data for y in self._ctx_outputs])
+        return arrays[0] if single else arrays
+
+    def _ctx_backward(self, *gys: Tensor) -> Any:
+        if "_ctx_nargs" not in self.__dict__:
+            raise RuntimeError(_release_message(self))
+        grads = type(self)._user_backward(self, *gys)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) != self._ctx_nargs:
+            raise RuntimeError(f"{type(self).__name__}.backward returned {len(grads)} "
+                               f"gradients for {self._ctx_nargs} arguments of forward "
+                               "(return None for the ones that need none)")
+        return tuple([grads[i] for i in self._ctx_positions])
+
+    def _ctx_record(self, outputs: tuple[Tensor, ...]) -> None:
+        """After a recorded ``apply``: resolve what forward saved (an output of forward is
+        saved as this node's output, so create_graph differentiates through it) and drop
+        non-differentiable outputs from the graph."""
+        inner = self.__dict__.pop("_ctx_outputs")
+        saved = []
+        for t in self.__dict__.pop("_to_save", ()):
+            index = next((i for i, y in enumerate(inner) if y is t), None)
+            if t is None:
+                saved.append(None)
+            elif index is None:
+                saved.append((t, t._version, None))
+            else:
+                saved.append((index, 0, _new_counter(outputs[index])))
+        self._ctx_saved = tuple(saved)
+        self._saved_at = _inplace_ops[0]
+        if any(s is not None and isinstance(s[0], int) for s in saved):
+            self._outputs = tuple([y.data for y in inner])
+            self._output_vcs = tuple([t._vc for t in outputs])
+        for t in self.__dict__.pop("_non_differentiable", ()):
+            for y, out in zip(inner, outputs):
+                if y is t:
+                    out.requires_grad, out.creator = False, None
+
+    def save_for_backward(self, *tensors: Tensor | None) -> None:
+        """torch style: keep ``tensors`` (inputs or outputs of forward) for backward."""
+        self._to_save = tensors
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        """torch style: what forward saved; outputs come back attached to this node."""
+        saved = self.__dict__.get("_ctx_saved")
+        if saved is None:
+            raise RuntimeError(_release_message(self))
+        return tuple([s if s is None else self.output(s[0]) if isinstance(s[0], int)
+                      else s[0] for s in saved])
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        """torch style: these outputs of forward get no gradient (indices, masks)."""
+        self._non_differentiable = tensors
+
     def output(self, i: int = 0) -> Tensor:
         """Output ``i`` as a Tensor attached to this node (for use in ``backward``)."""
         t = Tensor(self._outputs[i], requires_grad=_grad_enabled.get())
         t.creator, t.output_index, t.generation = self, i, self.generation + 1
+        t._vc = self._output_vcs[i]
         return t
 
     def _hooks_for(self, index: int) -> list:
@@ -398,6 +595,100 @@ class Function:
 
     def __lt__(self, other: Function) -> bool:  # heap tie-break, never used for logic
         return id(self) < id(other)
+
+
+class ViewFunction(Function):
+    """A Function whose output can be a view of its first input's memory (reshape,
+    transpose, basic indexing, split): such an output shares the input's version counter,
+    so an in-place change through either is seen by every Function that saved the other.
+
+    ``view_step(i, y, x)`` says whether output array ``i`` (``y``) is a view of input
+    array ``x``: None if not, else a function that replays the view on an array or a
+    Tensor (``lambda a: a[index]``), which in-place ops on the view use to write through
+    to the base.
+    """
+
+    def view_step(self, i: int, y: Any, x: Any) -> Callable[[Any], Any] | None:
+        raise NotImplementedError
+
+    def __call__(self, *inputs: Any) -> Any:
+        out = Function.__call__(self, *inputs)
+        base = inputs[0]
+        if not isinstance(base, Tensor):
+            return out
+        if isinstance(out, tuple):
+            for i, y in enumerate(out):
+                step = self.view_step(i, y.data, base.data)
+                if step is not None:
+                    _mark_view(y, base, step)
+        else:
+            step = self.view_step(0, out.data, base.data)
+            if step is not None:
+                _mark_view(out, base, step)
+        return out
+
+
+def _mark_view(view: Tensor, base: Tensor, step: Callable[[Any], Any]) -> None:
+    """Make ``view`` share ``base``'s version counter and remember how to find it in the
+    base's root: ``_view = (root, replay, version)``, ``replay(root)`` giving the view again."""
+    if base._vc is None:
+        base._vc = [0]
+    vc = view._vc = base._vc
+    if base._view is None:
+        view._view = (base, step, vc[0])
+    else:
+        root, outer, _ = base._view
+        view._view = (root, lambda a: step(outer(a)), vc[0])
+
+
+def _refresh_view(view: Tensor) -> None:
+    """Rebase a view onto its root's graph as it is now. The root (or another view of it)
+    was changed in place since this view was taken, so the view's values come from the
+    root's new node, not from the one the view was made from (torch does the same)."""
+    root, replay, _ = view._view
+    if root.requires_grad:
+        fresh = replay(root)
+        view.creator, view.output_index = fresh.creator, fresh.output_index
+        view.generation, view.requires_grad = fresh.generation, fresh.requires_grad
+    view._view = (root, replay, view._vc[0])
+
+
+def _new_counter(t: Tensor) -> list[int]:
+    """A fresh version counter for the new tensor ``t`` (an output saved for backward)."""
+    vc = t._vc = [0]
+    return vc
+
+
+def _modified_error(fn: Function, shape: tuple[int, ...], now: int, saved: int) -> RuntimeError:
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{type(fn).__name__}] saved tensor of shape {tuple(shape)} is "
+        f"at version {now}; expected version {saved} instead. Hint: the tensor was changed "
+        f"in place (+=, x[i] = v, an _-method, or through a view) after {type(fn).__name__} "
+        "saved it for backward; use the out-of-place form (x = x + y), or modify a "
+        ".clone() instead")
+
+
+def _check_saved_versions(fn: Function, d: dict) -> None:
+    """Raise if a tensor ``fn`` saved for backward was modified in place since."""
+    inputs = d.get("inputs")
+    if inputs is not None and "_ctx_saved" not in d:
+        versions = d.get("_input_versions") or (0,) * len(inputs)
+        for t, v in zip(inputs, versions):
+            if t is not None and t._vc is not None and t._vc[0] != v:
+                raise _modified_error(fn, t.shape, t._vc[0], v)
+    vcs = d.get("_output_vcs")
+    if vcs is not None and "_ctx_saved" not in d:
+        for (shape, _), vc in zip(fn.output_meta, vcs):
+            if vc[0]:
+                raise _modified_error(fn, shape, vc[0], 0)
+    for s in d.get("_ctx_saved", ()):
+        if s is not None:
+            t, v, vc = s
+            now = t._version if vc is None else vc[0]
+            if now != v:
+                raise _modified_error(fn, t.shape if vc is None else fn.output_meta[t][0],
+                                      now, v)
 
 
 # ---- the engine's own ops ------------------------------------------------------------------
@@ -593,8 +884,12 @@ class _Backward:
         larger generation, so all of them have run and delivered."""
         fn = heapq.heappop(self.heap)[2]
         gys = self.pending.pop(fn)
-        if "parents" not in fn.__dict__:
+        d = fn.__dict__
+        if "parents" not in d:
             raise RuntimeError(_release_message(fn))
+        saved_at = d.get("_saved_at")
+        if saved_at is not None and saved_at != _inplace_ops[0]:
+            _check_saved_versions(fn, d)
         return fn, gys
 
     def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
@@ -653,11 +948,10 @@ def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
 
 
 def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
-                      capture: dict[str, Any] | None, callers: Sequence[Tensor]) -> None:
+                      capture: dict[str, Any] | None, handed_out: set[int]) -> None:
     """Run each leaf's hooks on its total gradient, then add it to ``.grad`` (or to the
-    capture slot of :func:`grad`). ``callers`` are the gradients the caller passed in, which
-    a ``.grad`` must not share memory with."""
-    handed_out: set[int] = {id(g.data) for g in callers}
+    capture slot of :func:`grad`). ``handed_out`` holds the ids of the arrays the caller
+    passed in as gradients, which a ``.grad`` must not share memory with."""
     for leaf, g in leaf_grads.values():
         g = _apply_hooks(leaf._hooks, g)
         if capture is not None:
@@ -665,24 +959,84 @@ def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
             if slot is not None:
                 slot[0] = _accumulate(slot[0], g, create_graph)
             continue
-        old = leaf.grad
-        if create_graph:
-            leaf.grad = _accumulate(old, g, True)
-        elif old is None:
-            # .grad must own its array: a broadcast view (read-only, stride 0), an array
-            # shared with another leaf (x + y gives both the same one) or the caller's own
-            # gradient would break or be corrupted by in-place updates (accumulation,
-            # gradient clipping).
-            if g.data.base is not None or id(g.data) in handed_out:
-                g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
-            handed_out.add(id(g.data))
-            leaf.grad = g.detach()
-        elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
-            # Accumulating across backward calls (no zero_grad in between): add in place,
-            # as torch does, instead of allocating a new gradient every time.
-            old.data += g.data
-        else:
-            leaf.grad = Tensor(old.data + g.data)
+        _store_leaf_grad(leaf, g, create_graph, handed_out)
+        if leaf._post_hooks:
+            for hook in list(leaf._post_hooks):
+                hook(leaf)
+
+
+def _store_leaf_grad(leaf: Tensor, g: Tensor, create_graph: bool, handed_out: set[int]) -> None:
+    """Add the gradient ``g`` to ``leaf.grad``."""
+    old = leaf.grad
+    if create_graph:
+        leaf.grad = _accumulate(old, g, True)
+    elif old is None:
+        # .grad must own its array: a broadcast view (read-only, stride 0), an array
+        # shared with another leaf (x + y gives both the same one) or the caller's own
+        # gradient would break or be corrupted by in-place updates (accumulation,
+        # gradient clipping).
+        if g.data.base is not None or id(g.data) in handed_out:
+            g = Tensor(g.data.copy(order="K"))  # keep its layout (channels-last)
+        handed_out.add(id(g.data))
+        leaf.grad = g.detach()
+    elif _owns_writable(old.data) and old.data.dtype == g.data.dtype:
+        # Accumulating across backward calls (no zero_grad in between): add in place,
+        # as torch does, instead of allocating a new gradient every time.
+        old.data += g.data
+    else:
+        leaf.grad = Tensor(old.data + g.data)
+
+
+class _HookedBackward(_Backward):
+    """A backward pass that also runs post-accumulate-grad hooks as early as possible.
+
+    Before the walk it counts, for every leaf that has such hooks, the edges that lead to
+    it from the Functions this backward can reach (and from the roots). Each Function that
+    runs uses up its edges; when a leaf's count reaches zero its gradient is final, so it
+    is stored in ``.grad`` and its hooks run at once, while the walk goes on. A leaf whose
+    count never reaches zero (a branch that delivered no gradient) is finished at the end.
+    """
+
+    def __init__(self, create_graph: bool, captured_edges: dict, roots: Sequence[Tensor],
+                 handed_out: set[int]) -> None:
+        super().__init__(create_graph, captured_edges)
+        self.handed_out = handed_out
+        self.uses: dict[int, int] = {}
+        seen: set[int] = set()
+        stack = [root._edge() for root in roots]
+        while stack:
+            edge = stack.pop()
+            if isinstance(edge, Tensor):
+                if edge._post_hooks:
+                    self.uses[id(edge)] = self.uses.get(id(edge), 0) + 1
+                continue
+            fn = edge[0]
+            if id(fn) not in seen:
+                seen.add(id(fn))
+                stack.extend([p for p in fn.__dict__.get("parents", ()) if p is not None])
+
+    def deliver(self, edge: Any, g: Tensor) -> None:
+        super().deliver(edge, g)
+        if isinstance(edge, Tensor):
+            self.used(edge)
+
+    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
+        super().deliver_to_inputs(fn, gxs)
+        for edge, gx in zip(fn.parents, gxs):
+            if gx is None and isinstance(edge, Tensor):
+                self.used(edge)  # no contribution, but one edge fewer to wait for
+
+    def used(self, leaf: Tensor) -> None:
+        left = self.uses.get(id(leaf))
+        if left is None:
+            return
+        if left > 1:
+            self.uses[id(leaf)] = left - 1
+            return
+        del self.uses[id(leaf)]
+        entry = self.leaf_grads.pop(id(leaf), None)
+        if entry is not None:
+            _store_leaf_grads({id(leaf): entry}, self.create_graph, None, self.handed_out)
 
 
 def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
@@ -692,7 +1046,10 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
     ``.grad`` (used by :func:`grad`)."""
     token = _grad_enabled.set(create_graph)  # record the backward pass only for create_graph
     anomaly = _anomaly.get()
-    walk = _Backward(create_graph, {} if capture is None else capture.get("edges", {}))
+    edges = {} if capture is None else capture.get("edges", {})
+    handed_out = {id(g.data) for g in root_grads}
+    walk = _HookedBackward(create_graph, edges, roots, handed_out) \
+        if _post_hooked and capture is None else _Backward(create_graph, edges)
     try:
         for root, g in zip(roots, root_grads):
             walk.deliver(root._edge(), g)
@@ -702,7 +1059,7 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
             walk.deliver_to_inputs(fn, gxs)
             if not retain_graph:
                 fn._release()
-        _store_leaf_grads(walk.leaf_grads, create_graph, capture, root_grads)
+        _store_leaf_grads(walk.leaf_grads, create_graph, capture, handed_out)
     finally:
         _grad_enabled.reset(token)
 

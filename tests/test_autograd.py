@@ -290,6 +290,26 @@ def test_no_grad_as_decorator_and_restores_after_exceptions(device):
     assert md.is_grad_enabled()
 
 
+def test_no_grad_and_enable_grad_decorate_without_parentheses(device):
+    """torch 2 accepts ``@torch.no_grad`` as well as ``@torch.no_grad()``; so does minidl."""
+    x = leaf([1.0], device)
+
+    @md.no_grad
+    def infer(t):
+        """Docstring kept."""
+        return t * 2, md.is_grad_enabled()
+
+    @md.enable_grad
+    def train_step(t):
+        return t * 2
+
+    y, enabled = infer(x)
+    assert not enabled and not y.requires_grad and infer.__doc__ == "Docstring kept."
+    with md.no_grad():
+        assert train_step(x).requires_grad
+    assert md.is_grad_enabled()
+
+
 def test_no_grad_is_thread_local():
     entered, checked = threading.Event(), threading.Event()
     results = {}
@@ -426,6 +446,186 @@ def test_custom_function_contract(device):
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
     assert md.gradcheck(lambda a, b: ScaleShift()(a, b), x, leaf(3.0, device))
+
+
+class TorchExp(Function):
+    """exp written as in a PyTorch tutorial: ctx, save_for_backward of the output, apply."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = F.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * y          # minidl ops: differentiable again
+
+
+class TorchScaledMul(Function):
+    """a * b * scale with a non-tensor argument, needs_input_grad and a non-differentiable
+    second output (the sign pattern)."""
+
+    @staticmethod
+    def forward(ctx, a, scale, b):
+        ctx.save_for_backward(a, b)
+        ctx.scale = scale
+        ctx.seen_needs = ctx.needs_input_grad
+        out = a * b * scale
+        sign = md.tensor((out.numpy() > 0).astype(out.numpy().dtype), device=out.device)
+        ctx.mark_non_differentiable(sign)
+        return out, sign
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_sign):
+        a, b = ctx.saved_tensors
+        ga = grad_out * b * ctx.scale if ctx.needs_input_grad[0] else None
+        gb = grad_out * a * ctx.scale if ctx.needs_input_grad[2] else None
+        return ga, None, gb
+
+
+def test_torch_style_function_runs_on_the_engine(device):
+    x = leaf([-1.0, 0.5, 2.0], device)
+    y = TorchExp.apply(x)
+    assert isinstance(y.creator, TorchExp) and y.requires_grad
+    np.testing.assert_allclose(y.numpy(), np.exp(x.numpy()))
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(x.numpy()))
+    assert md.gradcheck(TorchExp.apply, x)
+    assert md.gradgradcheck(TorchExp.apply, x)      # create_graph through the saved output
+    (d1,) = md.grad(TorchExp.apply(x).sum(), x, create_graph=True)
+    (d2,) = md.grad(d1.sum(), x)
+    np.testing.assert_allclose(d2.numpy(), np.exp(x.numpy()))
+    with md.no_grad():
+        z = TorchExp.apply(x)
+    assert z.creator is None and not z.requires_grad
+
+
+def test_torch_style_function_arguments_and_outputs(device):
+    a, b = leaf([1.0, -2.0], device), leaf([3.0, 4.0], device, requires_grad=False)
+    out, sign = TorchScaledMul.apply(a, 0.5, b)
+    assert out.creator.seen_needs == (True, False, False)
+    assert not sign.requires_grad and sign.creator is None
+    np.testing.assert_array_equal(sign.numpy(), [1.0, 0.0])
+    (out * out).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * out.numpy() * b.numpy() * 0.5)
+    b.requires_grad_()
+    assert md.gradcheck(lambda p, q: TorchScaledMul.apply(p, 0.5, q)[0], a, b)
+    assert md.gradgradcheck(lambda p, q: TorchScaledMul.apply(p, 0.5, q)[0], a, b)
+    assert md.gradcheck(lambda p, q: TorchScaledMul.apply(p, 0.5, q)[0] ** 2, a, b)
+
+
+def test_torch_style_function_errors(device):
+    x = leaf([1.0, 2.0], device)
+    with pytest.raises(TypeError, match=r"TorchExp has a @staticmethod forward\(ctx, \.\.\.\): "
+                                        r"call it as TorchExp\.apply\(\.\.\.\)"):
+        TorchExp()(x)
+    y = TorchExp.apply(x * 1)
+    y.mul_(2.0)                     # the output TorchExp saved is changed in place
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: \[TorchExp\] "
+                                           r"saved tensor of shape \(2,\) is at version 1; "
+                                           r"expected version 0"):
+        y.sum().backward()
+    h = x * 1
+    out, _ = TorchScaledMul.apply(h, 2.0, x)
+    h += 1.0                        # an input it saved
+    with pytest.raises(RuntimeError, match=r"\[TorchScaledMul\] saved tensor of shape \(2,\) "
+                                           r"is at version 1; expected version 0"):
+        out.sum().backward()
+
+    class TwoGrads(Function):
+        @staticmethod
+        def forward(ctx, x, k):
+            return x * k
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    with pytest.raises(RuntimeError, match=r"TwoGrads\.backward returned 1 gradients for 2 "
+                                           r"arguments of forward \(return None"):
+        TwoGrads.apply(x, 3).sum().backward()
+    z = TorchExp.apply(x)
+    z.sum().backward()
+    with pytest.raises(RuntimeError, match=r"retain_graph=True"):
+        z.sum().backward()
+
+
+def test_minidl_style_function_also_has_apply(device):
+    a, b = leaf([1.0, 2.0], device), leaf([3.0, 5.0], device)
+    from minidl.functional.elementwise import Mul
+    np.testing.assert_allclose(Mul.apply(a, b).numpy(), [3.0, 10.0])
+
+
+# ---- post-accumulate-grad hooks -------------------------------------------------------------
+
+def test_post_accumulate_grad_hook_fires_once_with_the_final_grad_during_backward(device):
+    log = []
+    w1, w2 = leaf([1.0, 2.0], device), leaf([3.0, -1.0], device)
+    x = leaf([0.5, 0.25], device, requires_grad=False)
+
+    class Mark(Function):
+        """Identity that logs when its backward runs."""
+
+        def __init__(self, name):
+            self.name = name
+
+        def forward(self, a):
+            return a.copy()
+
+        def backward(self, gy):
+            log.append(self.name)
+            return gy
+
+    h = Mark("first layer")(x * w1)         # w1 is used twice: here ...
+    y = Mark("second layer")(h * w2).sum() + (w1 * w1).sum()   # ... and here, run last
+    handles = [p.register_post_accumulate_grad_hook(
+        lambda p, name=name: log.append((name, p.grad.numpy().copy())))
+        for name, p in (("w1", w1), ("w2", w2))]
+    y.backward()
+    names = [e if isinstance(e, str) else e[0] for e in log]
+    assert names.count("w1") == 1 and names.count("w2") == 1
+    assert names.index("w2") < names.index("first layer") < names.index("w1")
+    final = {e[0]: e[1] for e in log if isinstance(e, tuple)}
+    np.testing.assert_allclose(final["w1"], w1.grad.numpy())
+    np.testing.assert_allclose(final["w2"], w2.grad.numpy())
+    np.testing.assert_allclose(w1.grad.numpy(), x.numpy() * w2.numpy() + 2 * w1.numpy())
+    log.clear()
+    (w1 * w2).sum().backward()               # accumulates: the hook sees the sum
+    assert [e[0] for e in log] == ["w1", "w2"] or [e[0] for e in log] == ["w2", "w1"]
+    np.testing.assert_allclose({e[0]: e[1] for e in log}["w1"], w1.grad.numpy())
+    for handle in handles:
+        handle.remove()
+    log.clear()
+    (w1 * w2).sum().backward()
+    assert log == []
+
+
+def test_post_accumulate_grad_hook_edge_cases(device):
+    seen = []
+    w = leaf([1.0, 2.0], device)
+    handle = w.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.numpy().copy()))
+    w.backward(md.tensor([1.0, 1.0], dtype="float64", device=device))   # the root is the leaf
+    np.testing.assert_allclose(seen.pop(), [1.0, 1.0])
+    md.grad((w * w).sum(), w)                # grad() accumulates nothing: no hook
+    assert seen == []
+    (w * 2).sum().backward(create_graph=True)
+    np.testing.assert_allclose(seen.pop(), [3.0, 3.0])
+    handle.remove()
+    with pytest.raises(RuntimeError, match=r"only a leaf tensor that requires grad"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+    hooked = md.autograd._post_hooked
+    assert id(w) not in hooked               # its only hook was removed
+    dropped = leaf([1.0], device)
+    first = dropped.register_post_accumulate_grad_hook(print)
+    dropped.register_post_accumulate_grad_hook(print)
+    first.remove()
+    key = id(dropped)
+    assert hooked.get(key) is dropped
+    del dropped                              # never removed: forgotten with the tensor
+    gc.collect()
+    assert key not in hooked
 
 
 def test_engine_casts_gradients_and_checks_shapes(device):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, ViewFunction, as_tensor
 from ..backend import get_array_module
 from .shape import reshape
 
@@ -43,9 +43,16 @@ class SumTo(Function):
         return broadcast_to(gy, self.input_shapes[0])
 
 
-class BroadcastTo(Function):
+class BroadcastTo(ViewFunction):
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = tuple(shape)
+
+    def view_step(self, i, y, x):
+        # a view of x's memory (so it shares x's version counter), read-only: in-place ops
+        # refuse to write to it, so the replay only ever reads
+        shape = self.shape
+        return lambda a: BroadcastTo(shape)(a) if isinstance(a, Tensor) else \
+            get_array_module(a).broadcast_to(a, shape)
 
     def forward(self, x):
         try:

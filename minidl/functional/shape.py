@@ -2,6 +2,10 @@
 
 Ops that build a new array from a feature map keep that map's memory layout
 (:func:`memory_order`, :func:`empty_in_order`), so channels-last data stays channels-last.
+Reshape, transpose, basic indexing and split return views of their input's memory where
+NumPy does, as ``ViewFunction`` s: a view shares its base's version counter, and an
+in-place op on it writes through to the base (``x[i] = v`` and the in-place ops are in
+``inplace.py``).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, ViewFunction, as_tensor
 from ..backend import get_array_module, scatter_add
 
 
@@ -38,9 +42,15 @@ def empty_in_order(xp: Any, shape: tuple[int, ...], dtype: Any,
     return stored.transpose(tuple(int(i) for i in np.argsort(order)))
 
 
-class Reshape(Function):
+class Reshape(ViewFunction):
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
+
+    def view_step(self, i, y, x):
+        shape = self.shape
+        if y.base is None:  # NumPy had to copy (a transposed input, say)
+            return None
+        return lambda a: Reshape(shape)(a) if isinstance(a, Tensor) else a.reshape(shape)
 
     def forward(self, x):
         try:
@@ -53,9 +63,13 @@ class Reshape(Function):
         return reshape(gy, self.input_shapes[0])
 
 
-class Transpose(Function):
+class Transpose(ViewFunction):
     def __init__(self, axes: tuple[int, ...] | None) -> None:
         self.axes = axes
+
+    def view_step(self, i, y, x):
+        axes = self.axes
+        return lambda a: Transpose(axes)(a) if isinstance(a, Tensor) else a.transpose(axes)
 
     def forward(self, x):
         axes = tuple(reversed(range(x.ndim))) if self.axes is None else self.axes
@@ -80,24 +94,43 @@ def _index_arrays(index: Any) -> Any:
 
 def _is_basic(index: Any) -> bool:
     items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
-               for i in items)
+    # a bool is an int to isinstance, but to NumPy it is a mask (an advanced index)
+    return all((isinstance(i, (int, np.integer, slice)) and not isinstance(i, (bool, np.bool_)))
+               or i is None or i is Ellipsis for i in items)
 
 
-class GetItem(Function):
+class GetItem(ViewFunction):
+    """``x[index]``: a view of x's memory for a basic index (ints, slices, None, ...), as in
+    NumPy and torch (``x[0, 1]`` too: a 0-d view, not a copy); a copy for an advanced one."""
+
     def __init__(self, index: Any) -> None:
         self.index = index
+        self.view = _view_index(index) if _is_basic(index) else None
 
     def forward(self, x):
         try:
-            y = get_array_module(x).asarray(x[self.index])
+            y = get_array_module(x).asarray(x[self.index]) if self.view is None else \
+                x[self.view]
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor shape {tuple(x.shape)})") from None
         self.order = memory_order(x)
         return y
 
+    def view_step(self, i, y, x):
+        index, view = self.index, self.view
+        if view is None:
+            return None
+        return lambda a: GetItem(index)(a) if isinstance(a, Tensor) else a[view]
+
     def backward(self, gy):
         return GetItemGrad(self.index, self.input_shapes[0], self.order)(gy)
+
+
+def _view_index(index: Any) -> Any:
+    """A basic index that makes NumPy return a view even when it picks one element
+    (``a[0, 1]`` is a scalar copy, ``a[0, 1, ...]`` a 0-d view)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return items if Ellipsis in items else items + (Ellipsis,)  # a basic index: no arrays
 
 
 class GetItemGrad(Function):
@@ -152,9 +185,14 @@ class Concat(Function):
         return split(gy, sizes, axis=self.axis)
 
 
-class Split(Function):
+class Split(ViewFunction):
     def __init__(self, sizes: Sequence[int], axis: int) -> None:
         self.sizes, self.axis = list(sizes), axis
+
+    def view_step(self, i, y, x):
+        start = builtins.sum(self.sizes[:i])
+        index = (slice(None),) * self.axis + (slice(start, start + self.sizes[i]),)
+        return lambda a: GetItem(index)(a) if isinstance(a, Tensor) else a[index]
 
     def forward(self, x):
         axis = self.axis % x.ndim

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from .elementwise import abs, add, astype, clip, div, exp, log, mul, neg, pow, sqrt, sub
+from .inplace import install_inplace_methods
 from .linalg import matmul
 from .reduction import argmax, broadcast_to, max, mean, min, sum, var
 from .shape import flatten, getitem, permute, reshape, squeeze, transpose, unsqueeze
@@ -28,6 +29,7 @@ def install_tensor_methods() -> None:
     Calling it again changes nothing.
     """
     T = Tensor
+    install_inplace_methods()  # x[i] = v, += -= *= /= @= and the _ methods
     T.__add__ = lambda a, b: add(a, b)
     T.__radd__ = lambda a, b: add(b, a)
     T.__sub__ = lambda a, b: sub(a, b)
