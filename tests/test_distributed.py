@@ -176,9 +176,6 @@ def test_overlap_on_and_off_are_bitwise_equal(ddp_job):
         assert np.array_equal(r["on"], r["off"])
 
 
-@pytest.mark.skipif(not dist.HAS_POST_ACCUMULATE_HOOK,
-                    reason="needs Tensor.register_post_accumulate_grad_hook in the engine: "
-                           "until then DDP reduces after the backward walk")
 def test_overlap_starts_buckets_while_backward_runs(ddp_job):
     k, folder = 2, ddp_job(2)
     early = results(folder, "overlap", k)[0]["early"]

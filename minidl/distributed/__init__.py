@@ -15,7 +15,6 @@ See docs/distributed.md.
 """
 from .comm import CollectiveTimeout, Communicator, MPICommunicator, SingleProcess
 from .ddp import (
-    HAS_POST_ACCUMULATE_HOOK,
     DistributedDataParallel,
     broadcast_parameters,
     broadcast_state,
@@ -42,5 +41,5 @@ __all__ = [
     "all_reduce", "world", "launched_world_size", "mpi_available", "manual_seed", "rank_seed",
     "broadcast_parameters", "broadcast_state", "DistributedDataParallel", "DistributedSampler",
     "SyncBatchNorm", "convert_sync_batchnorm", "Communicator", "SingleProcess",
-    "MPICommunicator", "CollectiveTimeout", "HAS_POST_ACCUMULATE_HOOK",
+    "MPICommunicator", "CollectiveTimeout",
 ]

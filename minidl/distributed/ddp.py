@@ -21,14 +21,7 @@ from .buckets import Bucket, plan_buckets
 from .comm import Communicator, Handle
 from .world import world
 
-__all__ = ["DistributedDataParallel", "broadcast_parameters", "broadcast_state",
-           "HAS_POST_ACCUMULATE_HOOK"]
-
-#: True when the engine calls a leaf's hook as soon as its gradient is final, during the
-#: backward pass (then buckets are reduced while backward still runs). Without it DDP reduces
-#: after the whole backward walk, while the engine stores the gradients (blocking).
-HAS_POST_ACCUMULATE_HOOK = hasattr(Tensor, "register_post_accumulate_grad_hook")
-
+__all__ = ["DistributedDataParallel", "broadcast_parameters", "broadcast_state"]
 
 def broadcast_parameters(module: Module, src: int = 0, comm: Communicator | None = None
                          ) -> None:
@@ -90,10 +83,9 @@ class DistributedDataParallel(Module):
             every gradient is final (False, blocking; the same numbers, bit for bit).
         comm: the communicator (default: the job's world; DDP uses a duplicate of it).
 
-    Until the engine has ``register_post_accumulate_grad_hook`` (``HAS_POST_ACCUMULATE_HOOK``),
-    DDP uses each parameter's gradient hook, which runs after the whole backward walk: the
-    sums start only then (the same numbers), and a gradient hook registered on a parameter
-    after DDP sees zeros (DDP has already stored the gradient).
+    Each parameter's gradient is reported final by the engine's post-accumulate-grad hook
+    (``Tensor.register_post_accumulate_grad_hook``) while backward still runs, so a bucket's
+    sum starts as soon as its last gradient is in and overlaps the rest of the backward pass.
 
     ``no_sync()`` skips the reduction for gradient accumulation; the next backward outside it
     reduces the accumulated gradients, each rank weighted by its samples since the last
@@ -129,10 +121,7 @@ class DistributedDataParallel(Module):
         self._count_handle: Handle | None = None
         self._done: set[int] = set()
         for p in params:
-            if HAS_POST_ACCUMULATE_HOOK:
-                p.register_post_accumulate_grad_hook(self._grad_ready)
-            else:
-                p.register_hook(self._final_grad_hook(p))
+            p.register_post_accumulate_grad_hook(self._grad_ready)
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
@@ -192,19 +181,6 @@ class DistributedDataParallel(Module):
         elif all(b.pending == 0 for b in self.buckets):
             self._reduce_all()
 
-    def _final_grad_hook(self, p: Tensor) -> Any:
-        """Without the engine's post-accumulate hook: the gradient hook of a leaf runs on its
-        total gradient just before it is added to ``.grad``; do that addition here, report
-        the gradient final, and hand the engine zeros to add (exact: x + 0 == x)."""
-        def hook(g: Tensor) -> Tensor | None:
-            if not self._armed:
-                return None
-            data = g.data.copy(order="K") if p.grad is None else p.grad.data + g.data
-            p.grad = Tensor(data)
-            self._grad_ready(p)
-            return Tensor(get_array_module(g.data).zeros_like(g.data))
-        return hook
-
     def _weight(self) -> float:
         self._count_handle.wait()                     # type: ignore[union-attr]
         total = float(self._count[0])
@@ -246,8 +222,7 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{b.nbytes / 2**20:.2f}" for b in self.buckets)
-        return (f"world_size={self.comm.size}, buckets=[{sizes}] MiB, overlap={self.overlap}"
-                f"{'' if HAS_POST_ACCUMULATE_HOOK else ' (after backward: no engine hook)'}")
+        return f"world_size={self.comm.size}, buckets=[{sizes}] MiB, overlap={self.overlap}"
 
 
 def _batch_size(inputs: tuple) -> int:
