@@ -50,7 +50,10 @@ from ..backend import (
 from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
+from .diagnose import inputs_finite, memory_error, nonfinite_location
+from .epoch_state import EpochProgress, RunningLoss
 from .history import History
+from .interrupt import StopSignals, TrainingInterrupted, announce
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
@@ -130,7 +133,13 @@ class Trainer:
         self.global_step = 0           # optimisation steps taken
         self.history = History()
         self.stop_training = False
+        #: how the line printed on SIGINT/SIGTERM says to resume; ``{path}`` and ``{epochs}``
+        #: are filled in (None: the ``trainer.fit(..., resume=path)`` call)
+        self.resume_command: str | None = None
         self._train_loader: Any = None
+        self._live: EpochProgress | None = None            # the training epoch in progress
+        self._resume_progress: EpochProgress | None = None  # a mid-epoch state to continue
+        self._signals: StopSignals | None = None
 
     # ---- batches -------------------------------------------------------------------------
     def unpack(self, batch: Any) -> tuple[tuple[Tensor, ...], Any]:
@@ -167,10 +176,12 @@ class Trainer:
         progress.close()
         return figures
 
-    def _pass(self, loader: Iterable[Any], train: bool, desc: str,
-              show: bool) -> tuple[dict[str, float], Progress]:
+    def _pass(self, loader: Iterable[Any], train: bool, desc: str, show: bool,
+              progress: EpochProgress | None = None) -> tuple[dict[str, float], Progress]:
         """:meth:`run_epoch`, returning its progress display still open, for :meth:`fit` to
-        close with the whole epoch line (validation figures included); closed on errors."""
+        close with the whole epoch line (validation figures included); closed on errors.
+        ``progress`` is the training epoch's state (from :meth:`fit`): its sums and step
+        continue where a resumed checkpoint left them."""
         if train:
             if self.optimizer is None:
                 raise ValueError("Trainer: fit needs an optimizer (Trainer(model, optimizer, ...))")
@@ -179,75 +190,112 @@ class Trainer:
             self.model.eval()
         for m in self.metrics:
             m.reset()
+        if progress is not None and progress.saved_metrics:
+            progress.restore(self.metrics, self.device)
+            progress.saved_metrics = []
         total = len(loader) if hasattr(loader, "__len__") else None
-        progress = Progress(self.verbose if show else 0, total, desc)
-        running = _RunningLoss()
-        step = 0
+        step = progress.step if progress is not None else 0
+        running = progress.running if progress is not None else RunningLoss()
+        bar = Progress(self.verbose if show else 0, total, desc, initial=step)
         try:
             with no_grad() if not train else contextlib.nullcontext():
-                for batch in loader:
+                batches = iter(loader)  # held: a DataLoader's state_dict reads its position
+                for batch in batches:
                     step += 1
-                    loss, output, target, n = self._batch(batch, train, step, total)
-                    running.add(loss.data, n)
+                    loss, output, target, n, finite = self._batch(batch, train, step, total)
+                    running.add(loss.data, n, finite)
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
                         for cb in self.callbacks:
                             cb.on_batch_end(self, step)
-                    progress.update()
+                        if progress is not None:
+                            progress.step = step
+                    bar.update()
                     if step % self.sync_every == 0:
                         self._sync(running, step, total, train)
-                        if progress.active:
-                            progress.show(self._figures(running))
+                        if bar.active:
+                            bar.show(self._figures(running))
+                    self._poll_signals(running, step, total, train)
             if step == 0:
                 raise ValueError("Trainer: the loader yielded no batches")
             self._sync(running, step, total, train)
             figures = self._figures(running)
+            if progress is not None:
+                progress.finish(get_rng_state(), _loader_state(loader))
         except BaseException:
-            progress.close()
+            bar.close()
             raise
-        return figures, progress
+        return figures, bar
 
     def _batch(self, batch: Any, train: bool, step: int,
-               total: int | None) -> tuple[Tensor, Any, Any, int]:
+               total: int | None) -> tuple[Tensor, Any, Any, int, Any]:
         """One batch: a :func:`train_step`, or (evaluating) the forward pass and the loss.
-        Returns (loss, output, target, number of samples)."""
+        Returns (loss, output, target, number of samples, device flag: inputs finite)."""
         inputs, target = self.unpack(batch)
-        if train:
-            try:
+        finite = inputs_finite(inputs, target)
+        n = sample_count(target, inputs)
+        try:
+            if train:
                 loss, output = train_step(
                     self.model, inputs, target, self.loss_fn, self.optimizer,
                     check_finite=self.sync_every == 1, grad_clip=self.grad_clip,
                     regularization=self.regularization)
-            except NonFiniteLossError as e:
-                raise self._nonfinite(e.value, step, total, train) from None
-            self.global_step += 1
-        else:
-            output = self.model(*inputs)
-            loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
-                              "evaluation")
-        return loss, output, target, sample_count(target, inputs)
+                self.global_step += 1
+            else:
+                output = self.model(*inputs)
+                loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
+                                  "evaluation")
+        except NonFiniteLossError as e:
+            raise self._nonfinite(e.value, step, total, train,
+                                  nonfinite_location(inputs, target)) from None
+        except MemoryError as e:
+            raise memory_error(e, self.model, inputs, self._where(step, total, train),
+                               n) from None
+        return loss, output, target, n, finite
 
-    def _sync(self, running: _RunningLoss, step: int, total: int | None, train: bool) -> None:
+    def _sync(self, running: RunningLoss, step: int, total: int | None, train: bool) -> None:
         """Read the pending losses back (one transfer); raise if one is not finite."""
         bad = running.sync(step)
         if bad is not None:
-            raise self._nonfinite(bad[1], bad[0], total, train)
+            bad_step, value, data_finite = bad
+            location = None if data_finite else "NaN or Inf in the batch"
+            raise self._nonfinite(value, bad_step, total, train, location)
 
-    def _figures(self, running: _RunningLoss) -> dict[str, float]:
+    def _figures(self, running: RunningLoss) -> dict[str, float]:
         out = {"loss": running.mean()}
         for m in self.metrics:
             out[m.name] = m.compute()
         return out
 
-    def _nonfinite(self, value: float | None, step: int, total: int | None,
-                   train: bool) -> NonFiniteLossError:
-        epoch = self.epoch + 1
-        where = f"step {step}" + (f" of {total}" if total else "")
+    def _where(self, step: int, total: int | None, train: bool) -> str:
+        """``epoch 2, step 5 of 30`` (training), ``epoch 2 (validation step 3 of 4)``
+        (validation in fit) or ``step 3 of 4`` (evaluation)."""
+        of = f"step {step}" + (f" of {total}" if total else "")
         if train:
-            msg = f"training loss became {value} at epoch {epoch}, {where}; training stopped."
+            return f"epoch {self.epoch + 1}, {of}"
+        if self._live is not None:
+            return f"epoch {self.epoch + 1} (validation {of})"
+        return of
+
+    def _nonfinite(self, value: float | None, step: int, total: int | None, train: bool,
+                   data_problem: str | None = None) -> NonFiniteLossError:
+        """The error for a NaN/Inf loss: blames the data when the batch was not finite
+        (checked first), the training (learning rate, clipping) otherwise."""
+        where = self._where(step, total, train)
+        epoch = self.epoch + 1
+        if data_problem is not None:
+            batch = "input" if train else ("validation" if self._live is not None
+                                           else "evaluation")
+            msg = (f"the {batch} batch contains NaN at {where} ({data_problem}), so the loss "
+                   f"is {value}: the data is at fault, not the training; clean it (e.g. "
+                   f"np.nan_to_num) or drop those samples")
+            return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
+        if train:
+            msg = f"training loss became {value} at {where}; training stopped."
         else:
-            msg = f"evaluation loss became {value} at {where} (after {self.epoch} epochs)."
+            kind = "validation" if self._live is not None else "evaluation"
+            msg = f"{kind} loss became {value} at {where} although the batch is finite."
         saved = [cb.last_saved for cb in self.callbacks
                  if isinstance(cb, ModelCheckpoint) and cb.last_saved is not None]
         if saved:
@@ -258,6 +306,46 @@ class Trainer:
             msg += " Try a lower learning rate or gradient clipping."
         return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
 
+    # ---- stopping on a signal ------------------------------------------------------------
+    def _poll_signals(self, running: RunningLoss, step: int, total: int | None,
+                      train: bool) -> None:
+        """At a step boundary: stop when SIGINT/SIGTERM arrived (sums synced first)."""
+        if self._signals is not None and self._signals.received:
+            self._sync(running, step, total, train)
+            raise _Stop
+
+    def _interrupted(self, epochs: int) -> TrainingInterrupted:
+        """Save the state (mid-epoch when an epoch is in progress), print the one line that
+        says where it is and how to resume, and return the exception ``fit`` raises."""
+        assert self._signals is not None and self._signals.received is not None
+        name, live = self._signals.received, self._live
+        if live is not None:
+            total = len(self._train_loader) if hasattr(self._train_loader, "__len__") else None
+            where = (f"epoch {live.epoch + 1}, step {live.step}" + (f" of {total}" if total else "")
+                     + (" (during validation)" if live.finished else ""))
+            epoch, step = live.epoch + 1, live.step
+        else:
+            where, epoch, step = f"the end of epoch {self.epoch}", self.epoch, 0
+        path = self.interrupt_checkpoint_path()
+        if path is not None:
+            self.save_checkpoint(path)
+            how = (self.resume_command or "trainer.fit(train_loader, epochs={epochs}, "
+                   "resume={path!r})").format(path=path, epochs=epochs)
+            msg = f"Trainer.fit: stopped by {name} at {where}; saved to {path}; resume with: {how}"
+        else:
+            msg = (f"Trainer.fit: stopped by {name} at {where}; no checkpoint written (add "
+                   f"ModelCheckpoint(path) to the callbacks to make runs resumable)")
+        announce(msg)
+        return TrainingInterrupted(msg, name, path, epoch, step)
+
+    def interrupt_checkpoint_path(self) -> str | None:
+        """Where a stop on SIGINT/SIGTERM saves the state: the ``last_path`` of the first
+        ModelCheckpoint that keeps one (the file its epochs rewrite too), else None."""
+        for cb in self.callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.last_path is not None:
+                return cb.last_path
+        return None
+
     # ---- public loop ---------------------------------------------------------------------
     def fit(self, train_loader: Iterable[Any], epochs: int, val_loader: Iterable[Any] | None = None,
             resume: str | os.PathLike | None = None) -> History:
@@ -265,8 +353,14 @@ class Trainer:
         so after ``resume`` only the remaining ones run). Returns :attr:`history`.
 
         ``resume`` is a checkpoint written by ModelCheckpoint / :meth:`save_checkpoint`; the
-        model, optimiser, scheduler, epoch, RNG, history, callbacks and the loader's shuffling
-        state are restored from it, so the run continues exactly as if never stopped.
+        model, optimiser, scheduler, epoch and step, RNG, history, callbacks, the loader's
+        position and a stopped epoch's running sums are restored from it, so the run
+        continues exactly as if never stopped.
+
+        SIGINT (Ctrl-C) and SIGTERM stop the run at the next step boundary: the state is
+        saved to :meth:`interrupt_checkpoint_path` (mid-epoch), one line on stderr says where
+        and how to resume, and :class:`TrainingInterrupted` (a ``SystemExit`` with code 130
+        or 143) is raised. A second signal aborts at once.
         """
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
@@ -278,40 +372,60 @@ class Trainer:
                           f"nothing to train (epochs counts the total, pass a larger value to "
                           f"train more)", stacklevel=2)
             return self.history
+        check_schedule(self.callbacks, epochs, train_loader)
         self.stop_training = False
+        self._signals = StopSignals()
+        try:
+            with self._signals:
+                self._fit_loop(train_loader, epochs, val_loader)
+        finally:
+            self._signals, self._live = None, None
+        return self.history
+
+    def _fit_loop(self, train_loader: Any, epochs: int, val_loader: Any) -> None:
+        """The epochs of :meth:`fit`, between on_train_begin and on_train_end."""
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
-            while self.epoch < epochs and not self.stop_training:
-                self._fit_epoch(train_loader, epochs, val_loader)
+            while True:
+                if self._signals is not None and self._signals.received:
+                    raise self._interrupted(epochs)
+                if self.epoch >= epochs or self.stop_training:
+                    break
+                try:
+                    self._fit_epoch(train_loader, epochs, val_loader)
+                except _Stop:
+                    raise self._interrupted(epochs) from None
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
-        return self.history
 
     def _fit_epoch(self, train_loader: Any, epochs: int, val_loader: Any) -> None:
         epoch = self.epoch
-        for cb in self.callbacks:
-            cb.on_epoch_begin(self, epoch)
-        if hasattr(train_loader, "set_epoch"):
-            # The loader's shuffle order follows the trainer's epoch: resumable, reproducible.
-            train_loader.set_epoch(epoch)
-        lr = self.current_lr()
-        start = time.perf_counter()
-        logs, progress = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True)
+        progress, self._resume_progress = self._resume_progress, None
+        if progress is None:
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self, epoch)
+            if hasattr(train_loader, "set_epoch"):
+                # The loader's shuffle order follows the trainer's epoch: resumable, reproducible.
+                train_loader.set_epoch(epoch)
+            progress = EpochProgress(epoch, self.current_lr())
+        self._live = progress
+        logs, bar = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True, progress)
         if val_loader is not None:
             try:
                 val = self.run_epoch(val_loader, train=False, show=False)
             except BaseException:
-                progress.close()
+                bar.close()
                 raise
             logs.update({f"val_{k}": v for k, v in val.items()})
-        if lr is not None:
-            logs["lr"] = lr
-        logs["time"] = time.perf_counter() - start
+        if progress.lr is not None:
+            logs["lr"] = progress.lr
+        logs["time"] = progress.seconds()
+        self._live = None
         self.epoch = epoch + 1
         self.history.append({"epoch": epoch + 1, **logs})
-        progress.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
+        bar.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
         # Checkpoints go last, so the state they save includes every other callback's update
         # for this epoch (scheduler step, early-stopping counters): resuming is then exact.
         ordered = sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
@@ -414,6 +528,16 @@ class Trainer:
             state["optimizer"] = self.optimizer.state_dict()
         if self._train_loader is not None and hasattr(self._train_loader, "state_dict"):
             state["loader"] = self._train_loader.state_dict()
+        live = self._live
+        if live is not None:
+            # Saved mid-epoch (on a signal, or by a per-batch callback): the epoch's sums and
+            # step go along; once its batches are done, the generator and loader states of
+            # that moment, so that the resumed run repeats only the validation.
+            state["progress"] = live.state_dict(self.metrics)
+            if live.finished:
+                state["rng"] = live.rng
+                if live.loader is not None:
+                    state["loader"] = live.loader
         return state
 
     def load_state_dict(self, state: dict[str, Any], train_loader: Any = None) -> None:
@@ -435,6 +559,7 @@ class Trainer:
                              f"{types}, this trainer has {mine}")
         epoch, global_step = int(state["epoch"]), int(state.get("global_step", 0))
         history = History({k: list(v) for k, v in state.get("history", {}).items()})
+        progress = self._saved_progress(state, epoch, train_loader)
         undo: list[tuple[Callable[[Any], None], Any]] = []
         try:
             for save, load, value in self._state_parts(state, train_loader):
@@ -445,6 +570,29 @@ class Trainer:
                 load(backup)
             raise
         self.epoch, self.global_step, self.history = epoch, global_step, history
+        self._resume_progress = progress
+
+    def _saved_progress(self, state: dict[str, Any], epoch: int,
+                        train_loader: Any) -> EpochProgress | None:
+        """The mid-epoch progress of ``state`` (None at an epoch boundary), checked to be
+        resumable with this trainer's loader and metrics."""
+        if "progress" not in state:
+            return None
+        progress = EpochProgress.from_state(state["progress"])
+        loader = train_loader if train_loader is not None else self._train_loader
+        if progress.epoch != epoch:
+            raise ValueError(f"Trainer.load_state_dict: damaged checkpoint: its epoch in "
+                             f"progress is {progress.epoch + 1}, its epoch count {epoch}")
+        if "loader" not in state or not hasattr(loader, "load_state_dict"):
+            raise ValueError(f"Trainer.load_state_dict: the checkpoint was saved mid-epoch "
+                             f"(epoch {epoch + 1}, step {progress.step}); resuming it needs "
+                             f"the train loader: fit(train_loader, ..., resume=path) with a "
+                             f"minidl DataLoader")
+        if len(progress.saved_metrics) != len(self.metrics):
+            raise ValueError(f"Trainer.load_state_dict: the checkpoint was saved mid-epoch "
+                             f"with {len(progress.saved_metrics)} metrics, this trainer has "
+                             f"{len(self.metrics)}; resume with the same metrics")
+        return progress
 
     def _state_parts(self, state: dict[str, Any], train_loader: Any) -> list[_StatePart]:
         """The parts of ``state`` this trainer has, in loading order."""
@@ -477,36 +625,32 @@ class Trainer:
         self.load_state_dict(load_checkpoint(path), train_loader)
 
 
-class _RunningLoss:
-    """The sample-weighted sum of an epoch's batch losses. Each batch's 0-d loss stays on the
-    device until :meth:`sync` reads all pending ones back in one transfer."""
+class _Stop(Exception):
+    """Raised at a step boundary after SIGINT/SIGTERM; :meth:`Trainer.fit` saves and stops."""
 
-    def __init__(self) -> None:
-        self.pending: list[tuple[Any, int]] = []   # (device 0-d loss, batch size) not yet read
-        self.total, self.count = 0.0, 0
 
-    def add(self, loss: Any, n: int) -> None:
-        self.pending.append((loss, n))
+def _loader_state(loader: Any) -> Any:
+    """A loader's position (None for loaders without ``state_dict``)."""
+    return loader.state_dict() if hasattr(loader, "state_dict") else None
 
-    def sync(self, step: int) -> tuple[int, float] | None:
-        """Add the pending losses (the last of them from ``step``) to the sum; returns
-        (step, value) of the first one that is NaN or infinite instead, if any."""
-        if not self.pending:
-            return None
-        xp = get_array_module(self.pending[0][0])
-        values = to_numpy(xp.stack([p[0].reshape(()) for p in self.pending])).astype(np.float64)
-        sizes = np.array([p[1] for p in self.pending], dtype=np.float64)
-        first_step = step - len(self.pending) + 1
-        self.pending.clear()
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            return first_step + int(bad[0]), float(values[bad[0]])
-        self.total += float((values * sizes).sum())
-        self.count += int(sizes.sum())
-        return None
 
-    def mean(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+def check_schedule(callbacks: Sequence[Callback], epochs: int, loader: Any) -> None:
+    """Refuse, before training, a per-step schedule with fewer steps than the run needs:
+    OneCycleLR(total_steps=189) cannot carry fit(epochs=5) over 63 batches an epoch."""
+    if not hasattr(loader, "__len__"):
+        return
+    for cb in callbacks:
+        sched = getattr(cb, "scheduler", None)
+        total = getattr(sched, "total_steps", None)
+        if not isinstance(cb, LRSchedulerStep) or cb.interval != "step" or total is None:
+            continue
+        needed = epochs * len(loader)
+        if needed > int(total):
+            raise ValueError(
+                f"Trainer.fit: {type(sched).__name__} covers {int(total)} steps but "
+                f"epochs={epochs} x {len(loader)} batches needs {needed}; a one-cycle schedule "
+                f"cannot be stretched: train to epochs={int(total) // len(loader)} (the planned "
+                f"run), or start a new run with a schedule of {needed} steps")
 
 
 def model_accuracy(model: Any, x: Any, y: Any, batch_size: int = 500) -> float:
