@@ -282,7 +282,14 @@ class CSVLogger(Callback):
         self._fields = None
         if append and self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, newline="", encoding="utf-8") as f:
-                self._fields = next(csv.reader(f), None)
+                rows = list(csv.reader(f))
+            self._fields = rows[0] if rows else None
+            # A run killed after writing an epoch's row but before its checkpoint replays
+            # that epoch: drop the rows past the checkpoint so that none appears twice.
+            kept = [r for r in rows[1:] if not r or _epoch_of(r) <= trainer.epoch]
+            if len(kept) < len(rows) - 1:
+                with open(self.path, "w", newline="", encoding="utf-8") as f:
+                    csv.writer(f).writerows(rows[:1] + kept)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("", encoding="utf-8")
@@ -297,3 +304,11 @@ class CSVLogger(Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _epoch_of(row: list[str]) -> float:
+    """The epoch number in the first column of a CSVLogger row (inf when unreadable)."""
+    try:
+        return float(row[0])
+    except (ValueError, IndexError):
+        return float("inf")
