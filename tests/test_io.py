@@ -242,3 +242,59 @@ def test_damaged_or_foreign_npz_files_raise_checkpoint_errors(tmp_path, reader):
         reader(tmp_path / "cut.npz")
     with pytest.raises(mio.CheckpointError, match="one.npz holds a single array"):
         reader(tmp_path / "one.npz")
+
+
+SAVER = """
+import sys
+import numpy as np
+import minidl.io as mio
+from minidl import nn
+net = nn.Sequential(*[nn.Linear(256, 256) for _ in range(8)])   # 2 MB of weights
+k = 0
+while True:
+    k += 1
+    mio.save({"model": net, "version": k, "check": np.full(1000, k)}, sys.argv[1])
+    print(k, flush=True)
+"""
+
+
+def test_sigkill_during_saves_keeps_the_last_good_file_and_the_next_save_cleans_up(tmp_path):
+    """10 SIGKILLs at random moments of a saving loop: the file always loads whole, and
+    after the next save no temporary file is left."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script, path = tmp_path / "saver.py", tmp_path / "ck.npz"
+    script.write_text(SAVER)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    rng = random.Random(0)
+    last_version = 0
+    for _ in range(10):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        proc.stdout.readline()                         # one save done: the file exists
+        time.sleep(rng.uniform(0.0, 0.05))             # then kill somewhere in a later one
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        back = mio.load(path)
+        assert back["version"] >= 1 and (back["check"] == back["version"]).all()
+        last_version = back["version"]
+    assert last_version >= 1
+    assert any(".minidl-tmp-" in p.name for p in tmp_path.iterdir())  # kills mid-save leak...
+    mio.save({"w": np.ones(2)}, tmp_path / "other.npz")           # ...until the next save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "other.npz", "saver.py"]
+
+
+def test_a_live_process_temporary_file_is_kept(tmp_path):
+    alive = tmp_path / f".ck.npz.minidl-tmp-{os.getpid()}"
+    dead = tmp_path / ".ck.npz.minidl-tmp-999999999"
+    alive.write_bytes(b"x")
+    dead.write_bytes(b"x")
+    assert mio.remove_stale_temporaries(tmp_path) == [dead.name]
+    assert alive.exists() and not dead.exists()
