@@ -103,7 +103,7 @@ def test_train_a_zoo_model_on_the_bundled_digits(capsys, tmp_path):
     rc, out, _ = run(capsys, "train", "lenet5", "--limit", "128", "--epochs", "1",
                      "--optimizer", "nadam", "--schedule", "onecycle", "--lr", "3e-3",
                      "--augment", "--out", str(tmp_path))
-    assert rc == 0 and "lenet5 (61,706 parameters) on mnist-subset (128 train / 32 test)" in out
+    assert rc == 0 and "lenet5 (61,706 parameters) on mnist-subset (115 train / 13 validation / 32 test)" in out
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "checkpoint.last.npz").exists()
 
 
@@ -112,7 +112,7 @@ def test_train_an_mlp_on_images(capsys, tmp_path):
     rc, out, err = run(capsys, "train", "mlp", "--limit", "128", "--epochs", "1", "--augment",
                        "--out", str(tmp_path))
     assert rc == 0, err
-    assert "mlp (55,050 parameters) on mnist-subset (128 train / 32 test)" in out
+    assert "mlp (55,050 parameters) on mnist-subset (115 train / 13 validation / 32 test)" in out
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way
@@ -186,7 +186,7 @@ def test_train_reads_fashion_mnist_files_from_data_root(capsys, tmp_path):
                        str(tmp_path / "data"), "--epochs", "1", "--batch-size", "32",
                        "--out", str(tmp_path / "run"))
     assert rc == 0, err
-    assert "on fashion-mnist (64 train / 16 test)" in out
+    assert "on fashion-mnist (58 train / 6 validation / 16 test)" in out
 
 
 
@@ -214,7 +214,8 @@ def test_train_and_demo_share_out_seed_and_blas_threads():
     demo = parser.parse_args(["demo"])
     train = parser.parse_args(["train", "mlp"])
     assert (demo.out, demo.seed, demo.blas_threads) == ("minidl-demo", 0, 1)
-    assert (train.out, train.seed, train.blas_threads) == ("minidl-run", 0, 0)
+    # train's seed is None until resolved: a resumed run takes its checkpoint's (0 if fresh)
+    assert (train.out, train.seed, train.blas_threads) == ("minidl-run", None, 0)
 
 
 def test_build_model_drops_in_channels_only_for_models_without_it(monkeypatch):

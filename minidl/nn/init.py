@@ -10,6 +10,7 @@ Random numbers come from minidl's generator (``md.manual_seed``), on the tensor'
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from ..autograd import Tensor
@@ -104,8 +105,20 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     return _fill(tensor, z)
 
 
+def _empty_tensor(tensor: Tensor, name: str) -> bool:
+    """True (with torch's warning) for a tensor with no elements: its fans may be 0, and
+    there is nothing to fill (``Linear(0, 3)`` has a (3, 0) weight)."""
+    if tensor.size:
+        return False
+    warnings.warn(f"init.{name}: initializing a zero-element tensor of shape "
+                  f"{tuple(tensor.shape)} is a no-op", UserWarning, stacklevel=3)
+    return True
+
+
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """Glorot & Bengio (2010): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
+    if _empty_tensor(tensor, "xavier_uniform_"):
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
@@ -113,6 +126,8 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    if _empty_tensor(tensor, "xavier_normal_"):
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -120,6 +135,8 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> Tensor:
     """He et al. (2015): U(-b, b), b = gain * sqrt(3 / fan). ``a`` is the leaky slope."""
+    if _empty_tensor(tensor, "kaiming_uniform_"):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     bound = gain * math.sqrt(3.0 / _fan(tensor, mode))
     return uniform_(tensor, -bound, bound)
@@ -128,6 +145,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
     """N(0, std^2), std = gain / sqrt(fan)."""
+    if _empty_tensor(tensor, "kaiming_normal_"):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     return normal_(tensor, 0.0, gain / math.sqrt(_fan(tensor, mode)))
 
@@ -144,11 +163,15 @@ def he_normal_(tensor: Tensor) -> Tensor:
 
 def lecun_normal_(tensor: Tensor) -> Tensor:
     """LeCun normal (for SELU): N(0, 1 / fan_in)."""
+    if _empty_tensor(tensor, "lecun_normal_"):
+        return tensor
     return normal_(tensor, 0.0, 1.0 / math.sqrt(_fan(tensor, "fan_in")))
 
 
 def lecun_uniform_(tensor: Tensor) -> Tensor:
     """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in)."""
+    if _empty_tensor(tensor, "lecun_uniform_"):
+        return tensor
     bound = math.sqrt(3.0 / _fan(tensor, "fan_in"))
     return uniform_(tensor, -bound, bound)
 

@@ -269,7 +269,8 @@ class LRSchedulerStep(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every log figure) to a CSV file.
 
-    A fresh run overwrites the file; a resumed run (trainer.epoch > 0 at start) appends.
+    A fresh run overwrites the file (when its first epoch ends); a resumed run
+    (trainer.epoch > 0 at start) appends.
     Each row is flushed, so the file can be plotted while training runs.
     """
 
@@ -290,16 +291,16 @@ class CSVLogger(Callback):
             if len(kept) < len(rows) - 1:
                 with open(self.path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows(rows[:1] + kept)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("", encoding="utf-8")
+        # A fresh run starts the file with its first row, so a run that fails before
+        # finishing an epoch leaves no empty file behind (nor truncates an older one).
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         row = {"epoch": epoch + 1, **logs}
         new = self._fields is None
         if new:
             self._fields = list(row)
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w" if new else "a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
