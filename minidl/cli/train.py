@@ -198,8 +198,11 @@ def _plan(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any] 
     except PlanError as e:
         raise _Refused(str(e)) from None
     if state is not None and int(state["epoch"]) >= plan["epochs"]:
+        more = ("its --schedule cannot be stretched, so give another --out for a new run"
+                if plan["schedule"] in ("onecycle", "cosine") else
+                "give a larger --epochs to train on")
         raise _Refused(f"--resume: the run in {args.out} has done {int(state['epoch'])} of "
-                       f"--epochs {plan['epochs']} already; give a larger --epochs to train on")
+                       f"--epochs {plan['epochs']} already; {more}")
     cfg = argparse.Namespace(**{**vars(args), **plan})
     return cfg, state
 
