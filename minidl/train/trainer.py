@@ -137,6 +137,7 @@ class Trainer(TrainerState):
         self._live: EpochProgress | None = None            # the training epoch in progress
         self._resume_progress: EpochProgress | None = None  # a mid-epoch state to continue
         self._signals: StopSignals | None = None
+        self._current: tuple[int, Any, Any] = (0, (), None)  # (step, inputs, target) last run
 
     # ---- batches -------------------------------------------------------------------------
     def unpack(self, batch: Any) -> tuple[tuple[Tensor, ...], Any]:
@@ -223,6 +224,8 @@ class Trainer(TrainerState):
         except BaseException:
             bar.close()
             raise
+        finally:
+            self._current = (0, (), None)   # do not keep the last batch alive
         return figures, bar
 
     def _batch(self, batch: Any, train: bool, step: int,
@@ -230,6 +233,7 @@ class Trainer(TrainerState):
         """One batch: a :func:`train_step`, or (evaluating) the forward pass and the loss.
         Returns (loss, output, target, number of samples, device flag: inputs finite)."""
         inputs, target = self.unpack(batch)
+        self._current = (step, inputs, target)   # for _sync to locate a NaN in it
         finite = inputs_finite(inputs, target)
         n = sample_count(target, inputs)
         try:
@@ -256,7 +260,11 @@ class Trainer(TrainerState):
         bad = running.sync(step)
         if bad is not None:
             bad_step, value, data_finite = bad
-            location = None if data_finite else "NaN or Inf in the batch"
+            location = None
+            if not data_finite:
+                at_hand = self._current if self._current[0] == bad_step else None
+                location = (nonfinite_location(at_hand[1], at_hand[2]) if at_hand else None) \
+                    or "NaN or Inf in the batch"
             raise self._nonfinite(value, bad_step, total, train, location)
 
     def _figures(self, running: RunningLoss) -> dict[str, float]:
