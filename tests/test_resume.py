@@ -170,3 +170,67 @@ def test_csv_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     logger.on_train_begin(Resumed())
     logger.on_epoch_end(Resumed(), 2, {"loss": 0.25})
     assert path.read_text().splitlines() == ["epoch,loss", "1,0.5", "2,0.4", "3,0.25"]
+
+
+class _SignalOnRead:
+    """A validation set that sends SIGINT to this process when first read in epoch ``at``."""
+
+    def __init__(self, x, y, at):
+        self.x, self.y, self.at, self.reads = x, y, at, 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def get_batch(self, idx):
+        if idx[0] == 0:
+            self.reads += 1
+            if self.reads == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+        return self.x[idx], self.y[idx]
+
+
+def _in_process_run(tmp_path, stop_step=None, val_stop=None, resume=None):
+    import minidl as md
+    from minidl import nn, optim
+    from minidl.data import DataLoader
+    from minidl.data.transforms import RandomHorizontalFlip
+    from minidl.train import LambdaCallback, ModelCheckpoint, Trainer
+
+    md.manual_seed(0 if resume is None else 99)   # resume must bring the state back
+    g = np.random.default_rng(1)
+    x = g.standard_normal((96, 1, 4, 4)).astype(np.float32)
+    y = (x[:, 0, :2].sum(axis=(1, 2)) > 0).astype(np.int64)
+    train = DataLoader((x[:80], y[:80]), batch_size=8, shuffle=True, seed=3,
+                       transform=RandomHorizontalFlip())
+    val = DataLoader(_SignalOnRead(x[80:], y[80:], val_stop or 0), batch_size=8)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.3),
+                          nn.Linear(8, 2))
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=30)
+    kill = LambdaCallback(on_batch_end=lambda t, s: t.global_step == stop_step and os.kill(
+        os.getpid(), signal.SIGINT))
+    trainer = Trainer(model, opt, metrics=["accuracy"], verbose=0, scheduler=sched,
+                      callbacks=[kill, ModelCheckpoint(tmp_path / "ck.npz", monitor="loss")])
+    history = trainer.fit(train, epochs=3, val_loader=val, resume=resume)
+    return {**{k: v.numpy() for k, v in model.state_dict().items()},
+            **{f"h_{k}": np.array(v) for k, v in history.items() if k != "time"}}
+
+
+@pytest.mark.parametrize("stop_step, val_stop", [(13, None), (20, None), (None, 3)],
+                         ids=["mid-epoch", "last-step", "in-validation"])
+def test_stopped_in_process_and_resumed_is_bit_identical(tmp_path, capsys, stop_step,
+                                                         val_stop):
+    from minidl.train import TrainingInterrupted
+
+    straight = _in_process_run(tmp_path / "a")
+    with pytest.raises(TrainingInterrupted) as e:
+        _in_process_run(tmp_path / "b", stop_step=stop_step, val_stop=val_stop)
+    expected = {13: "epoch 2, step 3 of 10", 20: "epoch 2, step 10 of 10",
+                None: "epoch 3, step 10 of 10 (during validation)"}[stop_step]
+    assert f"stopped by SIGINT at {expected};" in capsys.readouterr().err
+    assert e.value.code == 130 and e.value.checkpoint == str(tmp_path / "b" / "ck.last.npz")
+    resumed = _in_process_run(tmp_path / "b", resume=e.value.checkpoint)
+    _assert_identical(resumed, straight)

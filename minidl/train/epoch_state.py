@@ -6,6 +6,7 @@ epoch figures are the ones the uninterrupted run computes.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -96,10 +97,16 @@ class EpochProgress:
         self.rng: Any = None
         self.loader: Any = None
         self.saved_metrics: list[dict[str, Any]] = []   # metric sums to restore on resume
+        self.final_metrics: list[Metric] = []   # the metrics as the batches left them
 
-    def finish(self, rng: Any, loader: Any) -> None:
-        """The training batches are done; keep the generator and loader states of now."""
+    def finish(self, rng: Any, loader: Any, metrics: Sequence[Metric]) -> None:
+        """The training batches are done; keep the generator, loader and metric states of
+        now (validation resets and reuses the metrics)."""
         self.finished, self.rng, self.loader = True, rng, loader
+        # Shallow copies: no host read now; updates and reset() rebind the sums, so the
+        # copies keep this epoch's (a metric that mutates its state in place should deep-copy
+        # in its own state_dict).
+        self.final_metrics = [copy.copy(m) for m in metrics]
 
     def seconds(self) -> float:
         """Time spent in this epoch, across interruptions."""
@@ -108,7 +115,10 @@ class EpochProgress:
     def state_dict(self, metrics: Sequence[Metric]) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "lr": self.lr,
                 "loss_total": self.running.total, "loss_count": self.running.count,
-                "metrics": [metric_state(m) for m in metrics], "elapsed": self.seconds()}
+                "metrics": [metric_state(m) for m in (self.final_metrics if self.finished
+                                                      else metrics)],
+                "elapsed": self.seconds(),
+                "finished": self.finished}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> EpochProgress:
@@ -119,6 +129,8 @@ class EpochProgress:
         progress.running.count = int(state["loss_count"])
         progress.elapsed = float(state.get("elapsed", 0.0))
         progress.saved_metrics = list(state.get("metrics", []))
+        # stopped during validation: the training batches are done, the loader has moved on
+        progress.finished = bool(state.get("finished", False))
         return progress
 
     def restore(self, metrics: Sequence[Metric], device: str) -> None:

@@ -197,7 +197,10 @@ class Trainer(TrainerState):
         bar = Progress(self.verbose if show else 0, total, desc, initial=step)
         try:
             with no_grad() if not train else contextlib.nullcontext():
-                batches = iter(loader)  # held: a DataLoader's state_dict reads its position
+                # held: a DataLoader's state_dict reads its position from the live iterator;
+                # none for an epoch whose batches were all done before a stop in validation
+                done = progress is not None and progress.finished
+                batches = iter(()) if done else iter(loader)
                 for batch in batches:
                     step += 1
                     loss, output, target, n, finite = self._batch(batch, train, step, total)
@@ -220,7 +223,7 @@ class Trainer(TrainerState):
             self._sync(running, step, total, train)
             figures = self._figures(running)
             if progress is not None:
-                progress.finish(get_rng_state(), _loader_state(loader))
+                progress.finish(get_rng_state(), _loader_state(loader), self.metrics)
         except BaseException:
             bar.close()
             raise
