@@ -212,3 +212,24 @@ def test_sigint_without_a_checkpoint_says_none_was_written(capsys):
     assert err == ("Trainer.fit: stopped by SIGINT at epoch 1, step 2 of 4; no checkpoint "
                    "written (add ModelCheckpoint(path) to the callbacks to make runs "
                    "resumable)\n")
+
+
+def test_memory_error_in_predict_and_in_backward_name_where(monkeypatch):
+    from minidl.functional import linalg
+
+    trainer = _trainer()
+    real = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(MemoryError, match=r"^Trainer.predict: out of memory in layer 0 "
+                                          r"\(Linear\) for a batch of input shape \(16, 3\) "
+                                          r"\(no detail\); use a smaller batch size \(e.g. 8 "
+                                          r"instead of 16\)"):
+        trainer.predict(_data(16)[0], batch_size=16)
+    monkeypatch.setattr(F, "linear", real)
+
+    def backward_oom(self, gy):
+        raise MemoryError("Unable to allocate")
+    monkeypatch.setattr(linalg.Linear, "backward", backward_oom)
+    x, y = _data()
+    with pytest.raises(MemoryError, match=r"out of memory in the backward of Linear"):
+        trainer.fit(DataLoader((x, y), batch_size=8), epochs=1)

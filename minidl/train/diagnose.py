@@ -62,8 +62,10 @@ def _culprit(exc: BaseException, model: Any) -> str | None:
     traceback of ``exc``: the one that asked for the memory."""
     names = {id(m): n for n, m in model.named_modules()} if hasattr(model,
                                                                      "named_modules") else {}
-    found = None
+    found, in_backward = None, False
     for frame, _ in traceback.walk_tb(exc.__traceback__):
+        # the engine's call of a Function's backward: what follows runs in backward
+        in_backward = in_backward or frame.f_code.co_name == "_call_backward"
         owner = frame.f_locals.get("self")
         if owner is None:
             continue
@@ -71,8 +73,8 @@ def _culprit(exc: BaseException, model: Any) -> str | None:
             name = names[id(owner)] or "the model"
             found = f"layer {name} ({type(owner).__name__})"
         elif isinstance(owner, Function):
-            found = f"the backward of {type(owner).__name__}" if frame.f_code.co_name == \
-                "backward" else f"op {type(owner).__name__}"
+            found = (f"the backward of {type(owner).__name__}" if in_backward
+                     else f"op {type(owner).__name__}")
     return found
 
 

@@ -485,7 +485,11 @@ class Trainer(TrainerState):
                         inputs = tuple(self._to_device(b) for b in batch[:k])
                     else:
                         inputs, _ = self.unpack(batch)
-                    out = self.model(*inputs)
+                    try:
+                        out = self.model(*inputs)
+                    except MemoryError as e:
+                        raise memory_error(e, self.model, inputs, "Trainer.predict",
+                                           len(inputs[0]) if inputs else None) from None
                     outs.append(tuple(o.data for o in out) if isinstance(out, (tuple, list))
                                 else out.data)
         finally:
