@@ -102,11 +102,17 @@ def _assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Non
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Path:
-    script = tmp_path / "worker.py"
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory) -> Path:
+    script = tmp_path_factory.mktemp("worker") / "worker.py"
     script.write_text(WORKER)
     return script
+
+
+@pytest.fixture(scope="module")
+def onecycle_reference(worker, tmp_path_factory) -> dict[str, np.ndarray]:
+    """The uninterrupted one-cycle run, shared by the SIGINT and SIGTERM tests."""
+    return _reference(worker, tmp_path_factory.mktemp("ref"), "onecycle")
 
 
 def _reference(worker: Path, tmp_path: Path, schedule: str) -> dict[str, np.ndarray]:
@@ -133,14 +139,16 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(worker, tmp_path):
     assert not [p for p in os.listdir(run) if "minidl-tmp" in p]
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_sigint_and_sigterm_stop_with_one_line_and_resume_bit_identical(worker, tmp_path, sig,
-                                                                         code):
-    reference = _reference(worker, tmp_path, "onecycle")
+@pytest.mark.parametrize("sig, code, steps", [(signal.SIGINT, 130, (7, 20, 33)),
+                                              (signal.SIGTERM, 143, (23,))],
+                         ids=["SIGINT", "SIGTERM"])
+def test_sigint_and_sigterm_stop_with_one_line_and_resume_bit_identical(
+        worker, onecycle_reference, tmp_path, sig, code, steps):
+    reference = onecycle_reference
     run = tmp_path / "stopped"
     run.mkdir()
     name = signal.Signals(sig).name
-    for step in (7, 20, 33):   # mid-epoch or in validation, with a per-step schedule
+    for step in steps:   # mid-epoch or in validation, with a per-step schedule
         rc, err = _run_until(worker, run, "onecycle", step, sig)
         assert rc == code, err
         lines = err.strip().splitlines()

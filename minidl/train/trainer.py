@@ -367,8 +367,12 @@ class Trainer(TrainerState):
 
         SIGINT (Ctrl-C) and SIGTERM stop the run at the next step boundary: the state is
         saved to :meth:`interrupt_checkpoint_path` (mid-epoch), one line on stderr says where
-        and how to resume, and :class:`TrainingInterrupted` (a ``SystemExit`` with code 130
-        or 143) is raised. A second signal aborts at once.
+        and how to resume (:attr:`resume_command`), and :class:`TrainingInterrupted` (a
+        ``SystemExit`` with code 130 or 143) is raised. A second signal aborts at once.
+
+        Not covered on 'cuda': random ops that draw on the GPU (dropout) use CuPy's
+        generator, whose state CuPy cannot save, so a resumed GPU run with dropout draws
+        other masks than the uninterrupted one (everything else is restored).
         """
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
