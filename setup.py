@@ -13,7 +13,9 @@ setup(
     extras_require={
         "gpu": ["cupy>=13"],
         "plot": ["matplotlib>=3.6"],
-        "dev": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.6", "ruff>=0.4", "safetensors>=0.4"],
+        "tensorboard": ["tensorboardX>=2.6", "tensorboard>=2.12"],
+        "dev": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.6", "ruff>=0.4", "safetensors>=0.4",
+                "tensorboardX>=2.6", "tensorboard>=2.12"],
     },
     entry_points={"console_scripts": ["minidl=minidl.cli:main"]},
     license="MIT",

@@ -191,6 +191,11 @@ OPTIMIZERS = {
                                                           centered=True, weight_decay=1e-3),
     "adagrad": lambda ps: optim.Adagrad(ps, lr=1e-2, lr_decay=1e-3, weight_decay=1e-3,
                                         initial_accumulator_value=0.1),
+    "radam-decoupled-maximize": lambda ps: optim.RAdam(ps, lr=1e-2, weight_decay=1e-2,
+                                                       decoupled_weight_decay=True,
+                                                       maximize=True),
+    "adamax-wd": lambda ps: optim.Adamax(ps, lr=1e-2, weight_decay=1e-3),
+    "adadelta-wd": lambda ps: optim.Adadelta(ps, weight_decay=1e-3),
 }
 
 

@@ -31,10 +31,15 @@ def loss_of(p):
 
 # ---- NumPy references (written from the published update rules) ---------------------------
 
-def ref_sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def _sign(maximize):
+    """torch's ``maximize=True`` follows the negated gradient."""
+    return -1.0 if maximize else 1.0
+
+
+def ref_sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
     p, buf, out = P0.copy(), None, []
     for _ in range(STEPS):
-        g = grad_of(p) + weight_decay * p
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
         if momentum:
             buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
             g = g + momentum * buf if nesterov else buf
@@ -43,10 +48,11 @@ def ref_sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
     return out
 
 
-def ref_adam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False):
+def ref_adam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False,
+             maximize=False):
     p, m, v, vmax, out = P0.copy(), 0 * P0, 0 * P0, 0 * P0, []
     for t in range(1, STEPS + 1):
-        g = grad_of(p)
+        g = _sign(maximize) * grad_of(p)
         if decoupled:
             p = p * (1 - lr * weight_decay)
         else:
@@ -61,10 +67,10 @@ def ref_adam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, de
     return out
 
 
-def ref_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, psi=4e-3):
+def ref_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, psi=4e-3, maximize=False):
     p, m, v, prod, out = P0.copy(), 0 * P0, 0 * P0, 1.0, []
     for t in range(1, STEPS + 1):
-        g = grad_of(p) + weight_decay * p
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
         mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
         mu_t1 = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
         prod *= mu_t
@@ -77,10 +83,11 @@ def ref_nadam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, psi=4e-3):
     return out
 
 
-def ref_rmsprop(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+def ref_rmsprop(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                maximize=False):
     p, sq, ga, buf, out = P0.copy(), 0 * P0, 0 * P0, 0 * P0, []
     for _ in range(STEPS):
-        g = grad_of(p) + weight_decay * p
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
         sq = alpha * sq + (1 - alpha) * g * g
         if centered:
             ga = alpha * ga + (1 - alpha) * g
@@ -96,12 +103,63 @@ def ref_rmsprop(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, center
     return out
 
 
-def ref_adagrad(lr, lr_decay=0.0, weight_decay=0.0, init=0.0, eps=1e-10):
+def ref_adagrad(lr, lr_decay=0.0, weight_decay=0.0, init=0.0, eps=1e-10, maximize=False):
     p, s, out = P0.copy(), np.full_like(P0, init), []
     for t in range(1, STEPS + 1):
-        g = grad_of(p) + weight_decay * p
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
         s = s + g * g
         p = p - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+        out.append(p.copy())
+    return out
+
+
+def ref_radam(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False, maximize=False,
+              steps=STEPS):
+    """torch's RAdam documentation (Liu et al. 2020 with eps outside the root)."""
+    p, m, v, out = P0.copy(), 0 * P0, 0 * P0, []
+    rho_inf = 2 / (1 - b2) - 1
+    for t in range(1, steps + 1):
+        g = _sign(maximize) * grad_of(p)
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mhat = m / (1 - b1 ** t)
+        rho_t = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+        if rho_t > 5:
+            l_t = np.sqrt(1 - b2 ** t) / (np.sqrt(v) + eps)
+            r_t = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                          / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            p = p - lr * mhat * r_t * l_t
+        else:
+            p = p - lr * mhat
+        out.append(p.copy())
+    return out
+
+
+def ref_adamax(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, maximize=False):
+    """Kingma & Ba 2015, algorithm 2, with torch's eps inside the max."""
+    p, m, u, out = P0.copy(), 0 * P0, 0 * P0, []
+    for t in range(1, STEPS + 1):
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        u = np.maximum(b2 * u, np.abs(g) + eps)
+        p = p - lr / (1 - b1 ** t) * m / u
+        out.append(p.copy())
+    return out
+
+
+def ref_adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+    """Zeiler 2012, algorithm 1, with torch's lr on the update."""
+    p, v, u, out = P0.copy(), 0 * P0, 0 * P0, []
+    for _ in range(STEPS):
+        g = _sign(maximize) * grad_of(p) + weight_decay * p
+        v = rho * v + (1 - rho) * g * g
+        delta = np.sqrt(u + eps) / np.sqrt(v + eps) * g
+        u = rho * u + (1 - rho) * delta * delta
+        p = p - lr * delta
         out.append(p.copy())
     return out
 
@@ -133,6 +191,45 @@ CASES = [
     ("adagrad-decay", lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.1, weight_decay=0.1,
                                                initial_accumulator_value=0.5),
      lambda: ref_adagrad(0.1, lr_decay=0.1, weight_decay=0.1, init=0.5)),
+    ("radam", lambda ps: optim.RAdam(ps, lr=0.1), lambda: ref_radam(0.1)),
+    # beta2 = 0.9: the rectified step switches on at step 6 (rho_t = 5.39)
+    ("radam-rectified-wd", lambda ps: optim.RAdam(ps, lr=0.05, betas=(0.8, 0.9),
+                                                  weight_decay=0.1),
+     lambda: ref_radam(0.05, 0.8, 0.9, weight_decay=0.1)),
+    ("radam-decoupled", lambda ps: optim.RAdam(ps, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1,
+                                               decoupled_weight_decay=True),
+     lambda: ref_radam(0.05, 0.8, 0.9, weight_decay=0.1, decoupled=True)),
+    ("adamax", lambda ps: optim.Adamax(ps, lr=0.1), lambda: ref_adamax(0.1)),
+    ("adamax-wd", lambda ps: optim.Adamax(ps, lr=0.05, betas=(0.8, 0.9), eps=1e-3,
+                                          weight_decay=0.1),
+     lambda: ref_adamax(0.05, 0.8, 0.9, eps=1e-3, weight_decay=0.1)),
+    ("adadelta", lambda ps: optim.Adadelta(ps), lambda: ref_adadelta()),
+    ("adadelta-wd", lambda ps: optim.Adadelta(ps, lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1),
+     lambda: ref_adadelta(0.5, 0.8, 1e-4, weight_decay=0.1)),
+    # maximize=True on every optimiser: the negated gradient, before weight decay
+    ("sgd-maximize", lambda ps: optim.SGD(ps, lr=0.02, momentum=0.9, nesterov=True,
+                                          weight_decay=0.1, maximize=True),
+     lambda: ref_sgd(0.02, momentum=0.9, nesterov=True, weight_decay=0.1, maximize=True)),
+    ("adam-maximize", lambda ps: optim.Adam(ps, lr=0.05, weight_decay=0.1, amsgrad=True,
+                                            maximize=True),
+     lambda: ref_adam(0.05, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("adamw-maximize", lambda ps: optim.AdamW(ps, lr=0.05, maximize=True),
+     lambda: ref_adam(0.05, weight_decay=1e-2, decoupled=True, maximize=True)),
+    ("nadam-maximize", lambda ps: optim.Nadam(ps, lr=0.05, weight_decay=0.1, maximize=True),
+     lambda: ref_nadam(0.05, weight_decay=0.1, maximize=True)),
+    ("rmsprop-maximize", lambda ps: optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True,
+                                                  weight_decay=0.1, maximize=True),
+     lambda: ref_rmsprop(0.01, momentum=0.9, centered=True, weight_decay=0.1, maximize=True)),
+    ("adagrad-maximize", lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.1, weight_decay=0.1,
+                                                  maximize=True),
+     lambda: ref_adagrad(0.1, lr_decay=0.1, weight_decay=0.1, maximize=True)),
+    ("radam-maximize", lambda ps: optim.RAdam(ps, lr=0.05, betas=(0.8, 0.9), weight_decay=0.1,
+                                              decoupled_weight_decay=True, maximize=True),
+     lambda: ref_radam(0.05, 0.8, 0.9, weight_decay=0.1, decoupled=True, maximize=True)),
+    ("adamax-maximize", lambda ps: optim.Adamax(ps, lr=0.05, weight_decay=0.1, maximize=True),
+     lambda: ref_adamax(0.05, weight_decay=0.1, maximize=True)),
+    ("adadelta-maximize", lambda ps: optim.Adadelta(ps, weight_decay=0.1, maximize=True),
+     lambda: ref_adadelta(weight_decay=0.1, maximize=True)),
 ]
 
 
@@ -162,7 +259,8 @@ def loss_of_dev(p, device):
 def test_update_matches_torch(name, make, ref):
     torch = pytest.importorskip("torch")
     kinds = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "nadam": "NAdam",
-             "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+             "rmsprop": "RMSprop", "adagrad": "Adagrad", "radam": "RAdam", "adamax": "Adamax",
+             "adadelta": "Adadelta"}
     p = nn.Parameter(md.tensor(P0.copy()))
     opt = make([p])
     hyper = {k: v for k, v in opt.param_groups[0].items() if k not in ("params",)}
@@ -198,14 +296,25 @@ def test_defaults_match_torch():
     assert optim.SGD(p).defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0,
                                          weight_decay=0.0, nesterov=False, maximize=False)
     assert optim.Adam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                                          weight_decay=0.0, amsgrad=False)
+                                          weight_decay=0.0, amsgrad=False, maximize=False)
     assert optim.AdamW(p).defaults["weight_decay"] == 1e-2
     assert optim.Nadam(p).defaults["lr"] == 2e-3
     assert optim.Nadam(p).defaults["momentum_decay"] == 4e-3
     assert optim.RMSprop(p).defaults == dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                                             momentum=0.0, centered=False)
+                                             momentum=0.0, centered=False, maximize=False)
     assert optim.Adagrad(p).defaults == dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                                             initial_accumulator_value=0.0, eps=1e-10)
+                                             initial_accumulator_value=0.0, eps=1e-10,
+                                             maximize=False)
+    assert optim.RAdam(p).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                           weight_decay=0.0, decoupled_weight_decay=False,
+                                           maximize=False)
+    assert optim.Adamax(p).defaults == dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+                                            weight_decay=0.0, maximize=False)
+    assert optim.Adadelta(p).defaults == dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                                              maximize=False)
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.Nadam, optim.RMSprop,
+                optim.Adagrad, optim.RAdam, optim.Adamax, optim.Adadelta):
+        assert cls(p, maximize=True).defaults["maximize"] is True, cls.__name__
 
 
 def test_param_groups_have_their_own_lr():
@@ -227,6 +336,99 @@ def test_param_groups_have_their_own_lr():
         optim.SGD([a], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="learning rate"):
         optim.SGD([a], lr=-1.0)
+
+
+def test_radam_switches_from_momentum_to_rectified_steps():
+    """Over 12 steps with beta2 = 0.9, steps 1-5 are plain momentum SGD (rho_t <= 5) and
+    steps 6-12 rectified Adam; each is checked against the documented formula."""
+    b2 = 0.9
+    rho_inf = 2 / (1 - b2) - 1
+    rho = [rho_inf - 2 * t * b2 ** t / (1 - b2 ** t) for t in range(1, 13)]
+    assert [r > 5 for r in rho] == [False] * 5 + [True] * 7
+    expected = ref_radam(0.05, 0.8, b2, steps=12)
+    p = nn.Parameter(md.tensor(P0.copy()))
+    opt = optim.RAdam([p], lr=0.05, betas=(0.8, b2))
+    for step in range(12):
+        opt.zero_grad()
+        loss_of(p).backward()
+        opt.step()
+        np.testing.assert_allclose(p.numpy(), expected[step], rtol=1e-10, atol=1e-12,
+                                   err_msg=f"step {step + 1}")
+
+
+GROUP_CASES = [
+    ("radam", optim.RAdam, dict(lr=0.05, betas=(0.8, 0.9), weight_decay=0.1),
+     dict(lr=0.01, decoupled_weight_decay=True, maximize=True), ref_radam,
+     lambda kw: dict(lr=kw["lr"], b1=kw["betas"][0], b2=kw["betas"][1],
+                     weight_decay=kw["weight_decay"],
+                     decoupled=kw.get("decoupled_weight_decay", False),
+                     maximize=kw.get("maximize", False))),
+    ("adamax", optim.Adamax, dict(lr=0.05, weight_decay=0.1), dict(lr=0.2, betas=(0.5, 0.7)),
+     ref_adamax,
+     lambda kw: dict(lr=kw["lr"], b1=kw.get("betas", (0.9, 0.999))[0],
+                     b2=kw.get("betas", (0.9, 0.999))[1], weight_decay=kw["weight_decay"])),
+    ("adadelta", optim.Adadelta, dict(lr=1.0, weight_decay=0.1), dict(lr=0.3, rho=0.5),
+     ref_adadelta,
+     lambda kw: dict(lr=kw["lr"], rho=kw.get("rho", 0.9), weight_decay=kw["weight_decay"])),
+]
+
+
+@pytest.mark.parametrize("name,cls,defaults,override,ref,ref_kw", GROUP_CASES,
+                         ids=[c[0] for c in GROUP_CASES])
+def test_new_optimisers_with_parameter_groups(name, cls, defaults, override, ref, ref_kw):
+    """Two groups over copies of the test problem: each follows the reference computed with
+    its own hyper-parameters (the second group's override the defaults)."""
+    a, b = nn.Parameter(md.tensor(P0.copy())), nn.Parameter(md.tensor(P0.copy()))
+    opt = cls([{"params": [a]}, {"params": [b], **override}], **defaults)
+    want_a, want_b = ref(**ref_kw(defaults)), ref(**ref_kw({**defaults, **override}))
+    assert not np.allclose(want_a[-1], want_b[-1])  # the groups really differ
+    for step in range(STEPS):
+        opt.zero_grad()
+        (loss_of(a) + loss_of(b)).backward()
+        opt.step()
+        np.testing.assert_allclose(a.numpy(), want_a[step], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b.numpy(), want_b[step], rtol=1e-10, atol=1e-12)
+
+
+def test_torch_implementation_switches_and_unknown_keywords():
+    p = [nn.Parameter(md.zeros(2))]
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.Nadam, optim.RAdam, optim.Adamax,
+                optim.RMSprop, optim.Adagrad, optim.Adadelta):
+        # torch's foreach/fused pick how torch runs the same update: accepted, no effect
+        opt = cls(p, foreach=True, fused=False, capturable=False, differentiable=False)
+        assert "foreach" not in opt.defaults and opt.defaults == cls(p).defaults
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: differentiable=True is not "
+                                             "supported.*drop differentiable="):
+            cls(p, differentiable=True)
+    with pytest.raises(TypeError, match="AdamW: unexpected keyword 'learning_rate'; did you "
+                                        "mean 'lr'\\? it takes lr, betas, eps"):
+        optim.AdamW(p, learning_rate=0.1)
+    with pytest.raises(TypeError, match="SGD: unexpected keyword 'momentun'; did you mean "
+                                        "'momentum'"):
+        optim.SGD(p, lr=0.1, momentun=0.9)
+    with pytest.raises(TypeError, match="Adadelta: unexpected keyword 'zzz'; it takes lr, rho"):
+        optim.Adadelta(p, zzz=1)
+
+
+def test_step_with_a_closure_as_in_torch():
+    """``opt.step(closure)`` recomputes loss and gradients first and returns the loss,
+    with gradients enabled even inside no_grad (torch's contract)."""
+    p = nn.Parameter(md.tensor(P0.copy()))
+    opt = optim.SGD([p], lr=0.1)
+    calls = []
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of(p)
+        loss.backward()
+        calls.append(float(loss.item()))
+        return loss
+
+    with md.no_grad():
+        loss = opt.step(closure)
+    assert calls and loss.item() == calls[0]
+    np.testing.assert_allclose(p.numpy(), ref_sgd(0.1)[0], rtol=1e-12)
+    assert opt.step() is None
 
 
 def test_fine_tuning_groups_with_a_module():
@@ -501,9 +703,11 @@ def test_scheduler_state_dict_resume():
     sched = lr_scheduler.StepLR(opt, 2, 0.5)
     for _ in range(3):
         sched.step()
-    state = sched.state_dict()
+    state, opt_state = sched.state_dict(), opt.state_dict()
     opt2 = _opt(0.2)
     sched2 = lr_scheduler.StepLR(opt2, 2, 0.5)
+    # as in torch, the schedule is chainable: the optimiser's state holds the current lr
+    opt2.load_state_dict(opt_state)
     sched2.load_state_dict(state)
     sched.step()
     sched2.step()
@@ -614,11 +818,12 @@ def test_blobs_with_regularization_still_learn():
 
 def test_get_optimizer_by_name():
     params = [nn.Parameter(md.ones(2))]
-    assert set(optim.OPTIMIZERS) == {"sgd", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
+    assert set(optim.OPTIMIZERS) == {"sgd", "adam", "adamw", "nadam", "radam", "adamax",
+                                     "rmsprop", "adagrad", "adadelta"}
     for name, cls in optim.OPTIMIZERS.items():
         opt = optim.get_optimizer(name.upper(), params, lr=0.5)
         assert type(opt) is cls and opt.param_groups[0]["lr"] == 0.5
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adamax'; expected one of \['adagrad'"):
-        optim.get_optimizer("adamax", params, lr=0.1)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; expected one of \['adadelta'"):
+        optim.get_optimizer("lbfgs", params, lr=0.1)
     with pytest.raises(ValueError, match="unknown optimizer 3"):
         optim.get_optimizer(3, params, lr=0.1)

@@ -69,6 +69,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--csv", default=None, help="also write the table as CSV here")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--no-plot", action="store_true", help="print the table only")
+        if name in _LOGS_TRAINING:
+            p.add_argument("--tensorboard", metavar="DIR", default=None,
+                           help="log every training step's per-layer gradient flow to "
+                           "TensorBoard, one run per net in DIR (needs tensorboardX)")
         add_options(p)
         p.set_defaults(func=run, experiment=name)
     return flow
@@ -119,6 +123,9 @@ def _bn_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
 
 
+# the experiments that train nets, whose steps --tensorboard can log
+_LOGS_TRAINING = ("depth", "residual", "bn")
+
 # the experiments in the order ``minidl flow --help`` lists them, each with its own options
 _OPTIONS = {"neuron": _neuron_options, "depth": _depth_options,
             "parallel": _parallel_options, "residual": _residual_options, "bn": _bn_options}
@@ -133,16 +140,17 @@ def _run_experiment(args: argparse.Namespace) -> Any:
     if name == "depth":
         return depth(depths=args.depths, activations=args.acts, inits=args.inits,
                      batchnorm=args.bn, width=args.width, steps=args.steps, lr=args.lr,
-                     seed=args.seed)
+                     seed=args.seed, tensorboard=args.tensorboard)
     if name == "parallel":
         return parallel(max_paths=args.max_paths, trials=args.trials, scale=args.scale,
                         tol=args.tol, seed=args.seed)
     if name == "residual":
         return residual(depths=args.depths, arch=args.arch, width=args.width,
                         steps=args.steps, lr=args.lr, zero_init=not args.no_zero_init,
-                        seed=args.seed)
+                        seed=args.seed, tensorboard=args.tensorboard)
     if name == "bn":
-        return bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed)
+        return bn(depth=args.depth, steps=args.steps, lr=args.lr, seed=args.seed,
+                  tensorboard=args.tensorboard)
     raise ValueError(f"minidl flow: unknown experiment {name!r}")
 
 

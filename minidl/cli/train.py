@@ -67,6 +67,9 @@ def add_parser(subparsers: Any) -> None:
     add_device_option(p)
     add_run_options(p, out="minidl-run", blas_threads=0,
                     blas_advice="Try 1 for small models on a busy machine", resumable=True)
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also log loss, metrics and learning rate per step and epoch to "
+                   "TensorBoard in DIR (needs tensorboardX; view: tensorboard --logdir DIR)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.last.npz when it exists")
     p.add_argument("--limit", type=positive_int, default=None,
@@ -220,7 +223,7 @@ class _Run:
         import minidl as md  # noqa: PLC0415
 
         from ..data import DataLoader  # noqa: PLC0415
-        from ..train import CSVLogger, ModelCheckpoint, Trainer  # noqa: PLC0415
+        from ..train import CSVLogger, ModelCheckpoint, TensorBoard, Trainer  # noqa: PLC0415
 
         self.cfg, self.out = cfg, Path(cfg.out)
         md.manual_seed(cfg.seed)
@@ -246,9 +249,11 @@ class _Run:
             monitor="val_accuracy" if self.val_loader is not None else "accuracy")
         self.resume_path = self.checkpoint.last_path
         metrics = ["accuracy"] + (["top5"] if classes > 5 else [])
+        callbacks = [self.checkpoint, CSVLogger(self.out / "history.csv")]
+        if cfg.tensorboard:
+            callbacks.append(TensorBoard(cfg.tensorboard))
         self.trainer = Trainer(model, optimizer, "cross_entropy", metrics=metrics,
-                               device=device, scheduler=scheduler,
-                               callbacks=[self.checkpoint, CSVLogger(self.out / "history.csv")],
+                               device=device, scheduler=scheduler, callbacks=callbacks,
                                verbose=1 if sys.stderr.isatty() else 2,
                                grad_clip=cfg.grad_clip)
         plan = {k: getattr(cfg, k) for k in ("model", *PLAN_DEFAULTS, "schedule_epochs")}

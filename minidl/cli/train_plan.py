@@ -13,6 +13,7 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist-subset", "epochs": 10, "batch_size": 64, "lr": 1e-3,
     "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "none",
     "augment": False, "grad_clip": None, "seed": 0, "limit": None, "val_split": 0.1,
+    "tensorboard": None,   # not a number-shaping option, but a callback the state includes
 }
 
 # Schedules planned over the run's epochs: they cannot be stretched to more of them.

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import manual_seed
 from ..train import model_accuracy
-from .measure import flow_summary, measure_flow
+from .measure import flow_summary, measure_flow, watch
 from .nets import make_mlp, mnist_inputs, sgd_train
 from .plots import layer_norm_plot, new_figure, save_figure, smooth, style_for
 from .result import FlowResult
@@ -18,9 +18,10 @@ __all__ = ["bn"]
 
 def bn(depth: int = 20, width: int = 32, inits: Sequence[str] = ("naive", "glorot"),
        steps: int = 200, batch: int = 64, lr: float = 0.05, probe: int = 256,
-       seed: int = 0) -> FlowResult:
+       seed: int = 0, tensorboard: str | None = None) -> FlowResult:
     """A ``depth``-layer sigmoid MLP with and without BatchNorm (Linear -> BN -> sigmoid), for
     each init: weight-gradient norms per layer at init, saturation, training loss, accuracy.
+    ``tensorboard``: a folder where every net's training steps are logged as one run.
     """
     x, y = mnist_inputs("train")
     xt, yt = mnist_inputs("test")
@@ -34,7 +35,8 @@ def bn(depth: int = 20, width: int = 32, inits: Sequence[str] = ("naive", "gloro
                 rec = measure_flow(model, x[:probe], y[:probe])
                 s0 = flow_summary(rec)
                 sig = [r for r in rec.step_rows(0) if r["type"] == "Sigmoid"]
-                losses = sgd_train(model, x, y, steps, lr, batch, seed)
+                with watch(model, tensorboard, f"{init}" + ("-bn" if use_bn else "")):
+                    losses = sgd_train(model, x, y, steps, lr, batch, seed)
                 s1 = flow_summary(measure_flow(model, x[:probe], y[:probe]))
                 name = f"sigmoid/{init}{' + BN' if use_bn else ''}"
                 curves[name] = {"init": s0["norms"], "trained": s1["norms"], "losses": losses}

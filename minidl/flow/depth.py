@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import manual_seed
-from .measure import flow_summary, measure_flow
+from .measure import flow_summary, measure_flow, watch
 from .nets import ACTIVATIONS, INITS, make_mlp, mnist_inputs, sgd_train
 from .plots import layer_norm_plot, new_figure, save_figure, style_for
 from .result import FlowResult
@@ -19,7 +19,8 @@ __all__ = ["depth"]
 def depth(depths: Sequence[int] = (2, 5, 10, 20, 50),
           activations: Sequence[str] = ACTIVATIONS, inits: Sequence[str] = INITS,
           batchnorm: Sequence[bool] = (False, True), width: int = 32, steps: int = 100,
-          batch: int = 64, lr: float = 0.05, probe: int = 256, seed: int = 0) -> FlowResult:
+          batch: int = 64, lr: float = 0.05, probe: int = 256, seed: int = 0,
+          tensorboard: str | None = None) -> FlowResult:
     """MLP depth sweep on MNIST-subset inputs: how the weight-gradient norm changes from the
     last layer to the first, at initialisation and after ``steps`` SGD steps.
 
@@ -29,7 +30,9 @@ def depth(depths: Sequence[int] = (2, 5, 10, 20, 50),
     log-norms of the hidden layers (exp of minus the slope; < 1 vanishes towards the input);
     ``act gain`` the geometric mean over layers of |grad at an activation's input| /
     |grad at its output| (sigmoid: at most 1/4, since sigmoid' <= 1/4); the same after
-    training, and the training loss at the first and last step.
+    training, and the training loss at the first and last step. ``tensorboard``: a folder
+    where every configuration's training steps are logged as one TensorBoard run
+    (:func:`~minidl.flow.measure.watch`).
     """
     x, y = mnist_inputs("train")
     xp_, yp_ = x[:probe], y[:probe]
@@ -43,7 +46,10 @@ def depth(depths: Sequence[int] = (2, 5, 10, 20, 50),
                         manual_seed(seed)
                         model = make_mlp(d, width, act, init, batchnorm=bn)
                         s0 = flow_summary(measure_flow(model, xp_, yp_))
-                        losses = sgd_train(model, x, y, steps, lr, batch, seed) if steps else []
+                        run = f"depth{d}-{act}-{init}" + ("-bn" if bn else "")
+                        with watch(model, tensorboard, run):
+                            losses = sgd_train(model, x, y, steps, lr, batch, seed) if steps \
+                                else []
                         s1 = flow_summary(measure_flow(model, xp_, yp_)) if steps else s0
                         curves[(d, act, init, bn)] = {"init": s0["norms"], "trained": s1["norms"],
                                                       "losses": losses}

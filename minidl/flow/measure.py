@@ -1,6 +1,10 @@
-"""One measured backward pass and its summary: per-layer norms, first/last ratio, decay."""
+"""One measured backward pass and its summary: per-layer norms, first/last ratio, decay;
+``watch`` for logging a training run's gradient flow to TensorBoard."""
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +14,7 @@ from .. import functional as F
 from .nets import on_device
 from .recorder import Recorder
 
-__all__ = ["measure_flow", "flow_summary", "fit_decay"]
+__all__ = ["measure_flow", "flow_summary", "fit_decay", "watch"]
 
 
 def fit_decay(norms: Sequence[float]) -> float:
@@ -38,6 +42,16 @@ def measure_flow(model: Any, x: np.ndarray, y: np.ndarray, layers: Any = None) -
         F.cross_entropy(model(on_device(x)), on_device(y)).backward()
     model.zero_grad()
     return rec
+
+
+def watch(model: Any, log_dir: str | os.PathLike | None, run: str,
+          layers: Any = None) -> contextlib.AbstractContextManager:
+    """A :class:`Recorder` logging every training step of ``model`` to TensorBoard in
+    ``log_dir/run`` (one run of the experiment's sweep); nothing at all when ``log_dir`` is
+    None."""
+    if log_dir is None:
+        return contextlib.nullcontext()
+    return Recorder(model, layers, tensorboard=os.path.join(log_dir, re.sub(r"[^\w.+-]", "_", run)))
 
 
 def flow_summary(rec: Any) -> dict[str, Any]:

@@ -105,9 +105,17 @@ class Recorder:
 
     Values that do not apply are None. ``rows`` holds every row; ``table()``, ``to_csv()``
     and ``plot()`` present them.
+
+    ``tensorboard`` (a log folder, or an open ``tensorboardX.SummaryWriter``) also writes
+    every finished step's figures as TensorBoard scalars ``<NN>_<layer>/<column>`` (NN the
+    layer's place in the watch list, so TensorBoard lists layers input first), at x =
+    ``tensorboard_step`` + step; a step is finished when the next one starts or the Recorder
+    detaches. One folder per run (``runs/depth10``, ``runs/depth50``) compares runs.
     """
 
-    def __init__(self, model: Any, layers: Any = None) -> None:
+    def __init__(self, model: Any, layers: Any = None,
+                 tensorboard: str | os.PathLike | Any | None = None,
+                 tensorboard_step: int = 0) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Recorder: expected an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -120,6 +128,14 @@ class Recorder:
         self._pending: dict[str, Any] = {}     # layer name -> this step's summed weight grad
         self._handles: list[Any] = []
         self._active = False
+        if tensorboard is not None and not isinstance(tensorboard, (str, os.PathLike)) and \
+                not hasattr(tensorboard, "add_scalar"):
+            raise TypeError(f"Recorder: tensorboard must be a log folder or a SummaryWriter, "
+                            f"got {type(tensorboard).__name__}")
+        self._tensorboard = tensorboard
+        self._writer: Any = None
+        self._tensorboard_step = tensorboard_step
+        self._logged_steps = 0                 # steps already written to TensorBoard
 
     # ---- attaching ----------------------------------------------------------------------
     def __enter__(self) -> Recorder:
@@ -133,6 +149,12 @@ class Recorder:
         """Install the hooks (done by ``with``); safe to call once per Recorder."""
         if self._handles:
             return self
+        if isinstance(self._tensorboard, (str, os.PathLike)):
+            from ..train.tensorboard import summary_writer  # noqa: PLC0415 - optional
+
+            self._writer = summary_writer(self._tensorboard)
+        else:
+            self._writer = self._tensorboard
         self._handles.append(self.model.register_forward_pre_hook(self._begin_step))
         for name, module in self.layers:
             self._handles.append(module.register_forward_hook(self._layer_hook(name)))
@@ -144,6 +166,12 @@ class Recorder:
     def detach(self) -> None:
         """Remove every hook; the rows recorded so far stay."""
         self._finalize()
+        self._log_finished_steps(self.num_steps)
+        if self._writer is not None:
+            self._writer.flush()
+            if self._writer is not self._tensorboard:  # opened here, so closed here
+                self._writer.close()
+            self._writer = None
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -155,6 +183,7 @@ class Recorder:
             self._active = False
             return
         self._finalize()
+        self._log_finished_steps(self.step + 1)
         self._pending = {}
         self._current = {}
         self.step += 1
@@ -216,6 +245,21 @@ class Recorder:
             xp = get_array_module(g)
             row["w_grad_norm"] = _norm(g)
             row["w_grad_mean_abs"] = float(xp.abs(g).astype(xp.float64).mean()) if g.size else 0.0
+
+    def _log_finished_steps(self, upto: int) -> None:
+        """Write the rows of steps ``_logged_steps .. upto - 1`` to TensorBoard."""
+        if self._writer is None or upto <= self._logged_steps:
+            return
+        place = {name: i for i, (name, _) in enumerate(self.layers)}
+        for row in self._rows:
+            if self._logged_steps <= row["step"] < upto:
+                base = row["layer"].split("#")[0]
+                tag = f"{place.get(base, len(place)):02d}_{row['layer']}"
+                for column in COLUMNS[3:]:
+                    if row[column] is not None:
+                        self._writer.add_scalar(f"{tag}/{column}", row[column],
+                                                self._tensorboard_step + row["step"])
+        self._logged_steps = upto
 
     # ---- results ------------------------------------------------------------------------
     @property

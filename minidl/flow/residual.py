@@ -10,7 +10,7 @@ import numpy as np
 from ..backend import manual_seed
 from ..models import cifar_resnet
 from ..train import model_accuracy
-from .measure import measure_flow
+from .measure import measure_flow, watch
 from .nets import (
     make_resnet_mlp,
     mnist_inputs,
@@ -31,7 +31,7 @@ def _resnet_blocks(model: Any, arch: str) -> list:
 
 def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 32,
              steps: int = 500, batch: int = 64, lr: float = 0.05, probe: int = 256,
-             zero_init: bool = True, seed: int = 0) -> FlowResult:
+             zero_init: bool = True, seed: int = 0, tensorboard: str | None = None) -> FlowResult:
     """Plain against residual nets at each depth: per-block gradient norms at initialisation,
     then training loss over the same number of SGD steps on the MNIST subset.
 
@@ -42,7 +42,8 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
     With ``zero_init`` the residual nets are also trained with :func:`zero_init_residual`.
     Columns: the gradient norm at the first block's output over the last block's at init,
     the training loss averaged over the first and the last 10% of steps, and the accuracy
-    on the 1,000 held-out digits.
+    on the 1,000 held-out digits. ``tensorboard``: a folder where every net's training
+    steps are logged (per block) as one TensorBoard run.
     """
     if arch not in ("mlp", "cifar"):
         raise ValueError(f"residual: arch must be 'mlp' or 'cifar', got {arch!r}")
@@ -59,8 +60,9 @@ def residual(depths: Sequence[int] = (20, 56), arch: str = "mlp", width: int = 3
             blocks = _resnet_blocks(model, arch)
             rec = measure_flow(model, x[:probe], y[:probe], layers=blocks)
             block_norms = [r["out_grad_norm"] for r in rec.step_rows(0)]
-            losses = sgd_train(model, x, y, steps, lr, batch, seed)
             name = f"{kind}-{d}"
+            with watch(model, tensorboard, name, layers=blocks):
+                losses = sgd_train(model, x, y, steps, lr, batch, seed)
             curves[name] = {"blocks": block_norms, "losses": losses}
             rows.append({"net": name, "depth": d, "blocks": len(blocks),
                          "grad first/last block": block_norms[0] / block_norms[-1],

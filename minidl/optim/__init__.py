@@ -1,8 +1,9 @@
 """Optimisers (torch.optim's rules and defaults), LR schedulers, regularizers, constraints.
 
 ``optimizer.py`` the Optimizer base class (parameter groups, state dicts); the rules by
-family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam), ``rmsprop.py``, ``adagrad.py``;
-``lr_scheduler.py`` schedules; ``regularizers.py`` and ``constraints.py`` what layers take as
+family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam, RAdam, Adamax), ``rmsprop.py``,
+``adagrad.py``, ``adadelta.py``;
+``lr_scheduler/`` schedules; ``regularizers.py`` and ``constraints.py`` what layers take as
 ``weight_regularizer=`` and ``weight_constraint=``; :func:`get_optimizer` builds one by name
 (the CLI's ``--optimizer`` and Keras' ``compile(optimizer="adam")``).
 
@@ -15,19 +16,21 @@ family in ``sgd.py``, ``adam.py`` (Adam, AdamW, Nadam), ``rmsprop.py``, ``adagra
 from typing import Any
 
 from . import constraints, lr_scheduler, regularizers
+from .adadelta import Adadelta
 from .adagrad import Adagrad
-from .adam import Adam, AdamW, NAdam, Nadam
+from .adam import Adam, Adamax, AdamW, NAdam, Nadam, RAdam
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Nadam", "Optimizer",
-           "RMSprop", "constraints", "get_optimizer", "lr_scheduler", "regularizers"]
+__all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam",
+           "Nadam", "Optimizer", "RAdam", "RMSprop", "constraints", "get_optimizer",
+           "lr_scheduler", "regularizers"]
 
 #: The optimisers by their lower-case names (Keras' and the CLI's spellings).
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD, "adam": Adam, "adamw": AdamW, "nadam": Nadam, "rmsprop": RMSprop,
-    "adagrad": Adagrad}
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "nadam": Nadam, "radam": RAdam,
+    "adamax": Adamax, "rmsprop": RMSprop, "adagrad": Adagrad, "adadelta": Adadelta}
 
 
 def get_optimizer(name: str, params: Any, **settings: Any) -> Optimizer:

@@ -1,7 +1,8 @@
 """The Optimizer base class: parameter groups, per-parameter state, zero_grad, state dicts.
 
 The update rules live one family per file (``sgd.py``, ``adam.py``, ``rmsprop.py``,
-``adagrad.py``) and follow ``torch.optim``'s rules and defaults.
+``adagrad.py``, ``adadelta.py``) and follow ``torch.optim``'s rules and defaults, ``maximize=``
+included (the gradient is negated first, as torch does).
 
 Every optimiser updates ``p.data`` in place with array arithmetic (NumPy or CuPy, whichever
 holds the parameter), skips parameters whose ``grad`` is None (frozen or unused ones), and
@@ -19,12 +20,14 @@ The arithmetic, and so every rounding, is that of the plain expressions in the d
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, enable_grad
 from ..backend import device_of, get_array_module, to_device, to_numpy
 
 __all__ = ["Optimizer"]
@@ -113,8 +116,16 @@ class Optimizer:
                 else:  # a view or a read-only array: do not write through it
                     p.grad = Tensor(get_array_module(p.data).zeros_like(p.data))
 
-    def step(self) -> None:
-        """Update every parameter that has a gradient, then apply its constraint."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient, then apply its constraint.
+
+        ``closure``, as in torch, is called first (with gradients enabled) to recompute
+        the loss and the gradients; its value is returned (None without one).
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -128,6 +139,7 @@ class Optimizer:
                 constraint = getattr(p, "constraint", None)
                 if constraint is not None:
                     p.data = constraint(p.data)
+        return loss
 
     def _update(self, p: Tensor, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -247,11 +259,47 @@ class Optimizer:
 # Per-parameter state entries that are arrays shaped like the parameter (the rest are counts
 # and products); needed to restore the state of 0-d parameters, whose arrays look like scalars.
 _ARRAY_STATE = frozenset({"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                          "square_avg", "grad_avg", "sum"})
+                          "square_avg", "grad_avg", "sum", "exp_inf", "acc_delta"})
 
 # Elements per slice of a CPU update: 128K float32 = 512 KB per array, a few of which stay in
 # L2/L3 while a rule makes its passes over them.
 _SLICE = 1 << 17
+
+
+# Keras' spellings of torch's hyper-parameters, for the error message.
+_KERAS_NAMES = {"learning_rate": "lr", "beta_1": "betas", "beta_2": "betas", "epsilon": "eps",
+                "rho": "alpha"}
+
+
+def _check_torch_options(cls: type, options: dict[str, Any]) -> None:
+    """torch.optim's implementation switches: ``foreach=`` and ``fused=`` choose how torch
+    runs the same update, so they are accepted and change nothing here; ``capturable=True``
+    and ``differentiable=True`` have no minidl counterpart and raise; any other keyword is
+    an error naming the keywords ``cls`` takes."""
+    for key, value in options.items():
+        if key in ("foreach", "fused"):
+            continue
+        if key in ("capturable", "differentiable"):
+            if value:
+                raise ValueError(f"{cls.__name__}: {key}=True is not supported (minidl's "
+                                 "optimiser steps are neither CUDA-graph captured nor "
+                                 f"differentiable); drop {key}=")
+            continue
+        names = [n for n in inspect.signature(cls.__init__).parameters
+                 if n not in ("self", "params", "torch_options")]
+        close = [_KERAS_NAMES[key]] if key in _KERAS_NAMES else difflib.get_close_matches(
+            key, names, 1)
+        hint = f"did you mean {close[0]!r}? " if close and close[0] in names else ""
+        raise TypeError(f"{cls.__name__}: unexpected keyword {key!r}; {hint}it takes "
+                        f"{', '.join(names)}")
+
+
+def _signed(g: Any, maximize: bool, out: Any) -> Any:
+    """``-g`` in ``out`` when maximising (torch negates the gradient first), else ``g``.
+
+    The gradient may be shared with the user, so it is never negated in place.
+    """
+    return get_array_module(g).negative(g, out=out) if maximize else g
 
 
 def _decayed(p: Any, g: Any, wd: float, t1: Any, t2: Any) -> Any:

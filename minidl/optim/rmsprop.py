@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["RMSprop"]
 
@@ -15,16 +15,19 @@ class RMSprop(Optimizer):
 
     ``v = alpha*v + (1-alpha)*g^2``; ``avg = sqrt(v) + eps`` (centered: ``sqrt(v - mean(g)^2)
     + eps``); with momentum ``buf = momentum*buf + g/avg; p -= lr*buf``, else
-    ``p -= lr * g/avg``.
+    ``p -= lr * g/avg``. ``maximize=True`` ascends (``g = -grad`` first).
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> None:
+                 centered: bool = False, *, maximize: bool = False,
+                 **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if not 0.0 <= alpha or eps < 0 or momentum < 0:
             raise ValueError(f"RMSprop: invalid alpha {alpha}, eps {eps} or momentum {momentum}")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered))
+                                      momentum=momentum, centered=centered,
+                                      maximize=maximize))
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p.data)
@@ -40,7 +43,7 @@ class RMSprop(Optimizer):
         arrays = [p.data, g, state["square_avg"], state.get("momentum_buffer"),
                   state.get("grad_avg")]
         for pd, gd, sq, buf, ga, t1, t2, t3 in self._slices(arrays, 3):
-            d = _decayed(pd, gd, group["weight_decay"], t1, t2)
+            d = _decayed(pd, _signed(gd, group["maximize"], t1), group["weight_decay"], t1, t2)
             sq *= alpha
             t2 = xp.multiply(d, d, out=t2)
             t2 *= 1.0 - alpha

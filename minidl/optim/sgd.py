@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, _decayed
+from .optimizer import Optimizer, _check_torch_options, _decayed, _signed
 
 __all__ = ["SGD"]
 
@@ -15,12 +15,13 @@ class SGD(Optimizer):
 
     ``g += weight_decay * p``; with momentum ``buf = momentum * buf + (1 - dampening) * g``
     (``buf = g`` on the first step), then ``g = g + momentum * buf`` (Nesterov) or
-    ``g = buf``; finally ``p -= lr * g``.
+    ``g = buf``; finally ``p -= lr * g``. ``maximize=True`` ascends (``g = -grad`` first).
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False, **torch_options: Any) -> None:
+        _check_torch_options(type(self), torch_options)
         if momentum < 0:
             raise ValueError(f"SGD: invalid momentum {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -39,9 +40,7 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] = get_array_module(p.data).empty_like(p.data)
         for pd, gd, bd, t1, t2 in self._slices([p.data, g, buf], 2):
             xp = get_array_module(pd)
-            if group["maximize"]:
-                gd = xp.negative(gd, out=t1)
-            d = _decayed(pd, gd, group["weight_decay"], t1, t2)
+            d = _decayed(pd, _signed(gd, group["maximize"], t1), group["weight_decay"], t1, t2)
             if momentum:
                 if first:
                     xp.copyto(bd, d)

@@ -3,11 +3,12 @@
 ``trainer.py`` Trainer (fit / evaluate / predict, resumable state); ``step.py`` train_step
 (one optimisation step) and NonFiniteLossError; ``losses.py`` the one table of loss names;
 ``metrics.py`` metrics and their array versions (accuracy, confusion_matrix, ...);
-``callbacks.py`` ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger, LambdaCallback;
-``checkpoint.py`` checkpoint files; ``history.py`` History; ``progress.py`` progress bars;
-``resume.py`` the trainer's state; ``epoch_state.py`` an epoch in progress; ``interrupt.py``
-stopping on SIGINT/SIGTERM (TrainingInterrupted); ``diagnose.py`` NaN in the data against
-divergence, and which layer ran out of memory.
+``callbacks.py`` ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger, TensorBoard,
+LambdaCallback; ``tensorboard.py`` event-file writers; ``checkpoint.py`` checkpoint files;
+``history.py`` History; ``progress.py`` progress bars; ``resume.py`` the trainer's state;
+``epoch_state.py`` an epoch in progress; ``interrupt.py`` stopping on SIGINT/SIGTERM
+(TrainingInterrupted); ``diagnose.py`` NaN in the data against divergence, and which layer
+ran out of memory.
 ``minidl.keras`` and the ``minidl`` command are built on this package.
 """
 from .callbacks import (
@@ -17,6 +18,7 @@ from .callbacks import (
     LambdaCallback,
     LRSchedulerStep,
     ModelCheckpoint,
+    TensorBoard,
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import History
@@ -43,6 +45,6 @@ __all__ = [
     "Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError", "MeanSquaredError",
     "get_metric", "get_loss", "loss_names", "accuracy", "top_k_accuracy", "confusion_matrix",
     "most_confused", "Callback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
-    "CSVLogger", "LambdaCallback", "save_checkpoint", "load_checkpoint", "model_accuracy",
-    "TrainingInterrupted",
+    "CSVLogger", "TensorBoard", "LambdaCallback", "save_checkpoint", "load_checkpoint",
+    "model_accuracy", "TrainingInterrupted",
 ]

@@ -1,5 +1,5 @@
 """Callbacks the Trainer calls: ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger,
-LambdaCallback and the Callback base."""
+TensorBoard, LambdaCallback and the Callback base."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +14,7 @@ from ..optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from .checkpoint import state_arrays
 
 __all__ = ["Callback", "LambdaCallback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
-           "CSVLogger"]
+           "CSVLogger", "TensorBoard"]
 
 
 class Callback:
@@ -305,6 +305,61 @@ class CSVLogger(Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class TensorBoard(Callback):
+    """Log a training run to TensorBoard event files in ``log_dir`` (needs tensorboardX).
+
+    - every ``update_freq`` optimisation steps: ``step/loss`` (the batch's loss) and
+      ``step/lr`` (the first parameter group's; ``step/lr_group<i>`` for the others);
+    - every epoch: ``epoch/<name>`` for each figure the epoch logs (``loss``, metrics,
+      ``val_*``, ``lr``), equal to what :class:`~minidl.train.History` records;
+    - every ``histogram_freq`` steps (0: never): ``weights/<parameter>`` and
+      ``gradients/<parameter>`` histograms.
+
+    The x axis is the optimisation step for step and histogram tags and the epoch (1-based)
+    for epoch tags. Reading a loss back is a device sync on the GPU: there, a larger
+    ``update_freq`` keeps the steps asynchronous. View with ``tensorboard --logdir DIR``.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, update_freq: int = 1,
+                 histogram_freq: int = 0) -> None:
+        for name, value in (("update_freq", update_freq), ("histogram_freq", histogram_freq)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"TensorBoard: {name} must be a step count >= 0, got {value!r}")
+        self.log_dir = Path(log_dir)
+        self.update_freq, self.histogram_freq = update_freq, histogram_freq
+        self.writer: Any = None
+
+    def on_train_begin(self, trainer: Any) -> None:
+        from .tensorboard import summary_writer  # noqa: PLC0415 - tensorboardX only when used
+
+        if self.writer is None:
+            self.writer = summary_writer(self.log_dir)
+
+    def on_batch_end(self, trainer: Any, step: int) -> None:
+        gs = trainer.global_step
+        if self.update_freq and gs % self.update_freq == 0:
+            self.writer.add_scalar("step/loss", float(trainer.batch_loss.item()), gs)
+            for i, group in enumerate(trainer.optimizer.param_groups):
+                self.writer.add_scalar("step/lr" + (f"_group{i}" if i else ""),
+                                       float(group["lr"]), gs)
+        if self.histogram_freq and gs % self.histogram_freq == 0:
+            for name, p in trainer.model.named_parameters():
+                self.writer.add_histogram(f"weights/{name}", p.numpy(), gs)
+                if p.grad is not None:
+                    self.writer.add_histogram(f"gradients/{name}", p.grad.numpy(), gs)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        for name, value in logs.items():
+            if name != "time":
+                self.writer.add_scalar(f"epoch/{name}", float(value), epoch + 1)
+        self.writer.flush()
+
+    def on_train_end(self, trainer: Any) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def _epoch_of(row: list[str]) -> float:

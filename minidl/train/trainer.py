@@ -205,6 +205,7 @@ class Trainer(TrainerState):
                     step += 1
                     loss, output, target, n, finite = self._batch(batch, train, step, total)
                     running.add(loss.data, n, finite)
+                    self.batch_loss = loss  # the last batch's 0-d loss, for callbacks
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
