@@ -242,3 +242,41 @@ def test_stopped_in_process_and_resumed_is_bit_identical(tmp_path, capsys, stop_
     assert e.value.code == 130 and e.value.checkpoint == str(tmp_path / "b" / "ck.last.npz")
     resumed = _in_process_run(tmp_path / "b", resume=e.value.checkpoint)
     _assert_identical(resumed, straight)
+
+
+def test_save_every_steps_lets_a_crash_lose_only_the_steps_since(tmp_path):
+    """A run that dies at step 15 (no signal, nothing saved then) resumes from the step-12
+    checkpoint that ModelCheckpoint(save_every_steps=4) wrote, and ends bit-identical."""
+    import minidl as md
+    from minidl import nn, optim
+    from minidl.data import DataLoader
+    from minidl.train import LambdaCallback, ModelCheckpoint, Trainer, load_checkpoint
+
+    class Crash(Exception):
+        pass
+
+    def run(out, crash_at=None, resume=None):
+        md.manual_seed(0 if resume is None else 7)
+        g = np.random.default_rng(2)
+        x = g.standard_normal((80, 3)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int64)
+        model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.2), nn.ReLU(), nn.Linear(8, 2))
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+
+        def crash(t, s):
+            if t.global_step == crash_at:
+                raise Crash
+        trainer = Trainer(model, opt, metrics=["accuracy"], verbose=0, callbacks=[
+            LambdaCallback(on_batch_end=crash),
+            ModelCheckpoint(out / "ck.npz", monitor="loss", save_every_steps=4)])
+        trainer.fit(DataLoader((x, y), batch_size=8, shuffle=True, seed=1), epochs=3,
+                    resume=resume)
+        return {**{k: v.numpy() for k, v in model.state_dict().items()},
+                **{f"h_{k}": np.array(v) for k, v in trainer.history.items() if k != "time"}}
+
+    straight = run(tmp_path / "a")
+    with pytest.raises(Crash):
+        run(tmp_path / "b", crash_at=15)
+    state = load_checkpoint(tmp_path / "b" / "ck.last.npz")
+    assert (state["global_step"], state["progress"]["step"]) == (12, 2)   # epoch 2, step 2
+    _assert_identical(run(tmp_path / "b", resume=tmp_path / "b" / "ck.last.npz"), straight)

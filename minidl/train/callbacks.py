@@ -109,11 +109,22 @@ class ModelCheckpoint(Callback):
     scheduler, epoch, RNG and data-loader state, history, callback state), written through
     :func:`minidl.io.save` (temporary file, then rename), so an interrupted save never
     destroys the previous checkpoint. Weights that are not finite are never saved.
+    ``save_every_steps=N`` also rewrites the last file every N optimisation steps, mid-epoch
+    (resumable exactly, like the file a SIGINT writes), for epochs too long to lose.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = True, mode: str = "auto",
-                 save_last: bool | str | os.PathLike = True, verbose: int = 0) -> None:
+                 save_last: bool | str | os.PathLike = True, verbose: int = 0,
+                 save_every_steps: int | None = None) -> None:
+        if save_every_steps is not None and (not isinstance(save_every_steps, int)
+                                             or save_every_steps < 1):
+            raise ValueError(f"ModelCheckpoint: save_every_steps must be a positive int or "
+                             f"None, got {save_every_steps!r}")
+        if save_every_steps is not None and save_last is False:
+            raise ValueError("ModelCheckpoint: save_every_steps rewrites the save_last file; "
+                             "it needs save_last=True (or a path)")
+        self.save_every_steps = save_every_steps
         self.path = str(path)
         self.save_best_only = save_best_only
         self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
@@ -137,6 +148,13 @@ class ModelCheckpoint(Callback):
     @property
     def best(self) -> float | None:
         return self._monitor.best
+
+    def on_batch_end(self, trainer: Any, step: int) -> None:
+        # Mid-epoch state (with the epoch's position and sums): a run killed outright then
+        # replays at most save_every_steps steps instead of the whole epoch.
+        every = self.save_every_steps
+        if every and trainer.global_step % every == 0 and self.last_path is not None:
+            trainer.save_checkpoint(self.last_path)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         if not trainer.weights_finite():

@@ -36,6 +36,10 @@ class TrainerState:
     _live: EpochProgress | None
     _resume_progress: EpochProgress | None
 
+    def _settle_losses(self) -> None:
+        """Add the epoch's pending batch losses to its sum (the Trainer raises on NaN)."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: model, optimiser, scheduler, epoch, step, RNG,
         the train loader's position, history and callback state."""
@@ -57,8 +61,11 @@ class TrainerState:
         live = self._live
         if live is not None:
             # Saved mid-epoch (on a signal, or by a per-batch callback): the epoch's sums and
-            # step go along; once its batches are done, the generator and loader states of
-            # that moment, so that the resumed run repeats only the validation.
+            # step go along (the pending losses read back first: the sum is added in order,
+            # so reading early changes nothing); once its batches are done, the generator
+            # and loader states of that moment, so that the resumed run repeats only the
+            # validation.
+            self._settle_losses()
             state["progress"] = live.state_dict(self.metrics)
             if live.finished:
                 state["rng"] = live.rng

@@ -209,10 +209,10 @@ class Trainer(TrainerState):
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
-                        for cb in self.callbacks:
-                            cb.on_batch_end(self, step)
                         if progress is not None:
                             progress.step = step
+                        for cb in self._checkpoints_last():
+                            cb.on_batch_end(self, step)
                     bar.update()
                     if step % self.sync_every == 0:
                         self._sync(running, step, total, train)
@@ -314,6 +314,13 @@ class Trainer(TrainerState):
         else:
             msg += " Try a lower learning rate or gradient clipping."
         return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
+
+    def _settle_losses(self) -> None:
+        """Read the training epoch's pending losses into its sum, before a mid-epoch save."""
+        live = self._live
+        if live is not None and live.running.pending:
+            total = len(self._train_loader) if hasattr(self._train_loader, "__len__") else None
+            self._sync(live.running, live.step, total, True)
 
     # ---- stopping on a signal ------------------------------------------------------------
     def _poll_signals(self, running: RunningLoss, step: int, total: int | None,
@@ -439,11 +446,14 @@ class Trainer(TrainerState):
         self.epoch = epoch + 1
         self.history.append({"epoch": epoch + 1, **logs})
         bar.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
-        # Checkpoints go last, so the state they save includes every other callback's update
-        # for this epoch (scheduler step, early-stopping counters): resuming is then exact.
-        ordered = sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
-        for cb in ordered:
+        for cb in self._checkpoints_last():
             cb.on_epoch_end(self, epoch, logs)
+
+    def _checkpoints_last(self) -> list[Callback]:
+        """The callbacks with ModelCheckpoints last, so that the state they save includes
+        every other callback's update of this step or epoch (scheduler step, early-stopping
+        counters): resuming is then exact."""
+        return sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
 
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
         """Mean loss and metrics over ``loader`` in eval mode, without gradients.
