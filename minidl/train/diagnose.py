@@ -11,8 +11,9 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, to_numpy
+from .step import NonFiniteLossError
 
-__all__ = ["inputs_finite", "nonfinite_location", "memory_error"]
+__all__ = ["inputs_finite", "nonfinite_location", "nonfinite_error", "memory_error"]
 
 
 def _float_arrays(inputs: Sequence[Any], target: Any) -> list[tuple[str, Any]]:
@@ -55,6 +56,32 @@ def nonfinite_location(inputs: Sequence[Any], target: Any) -> str | None:
             return (f"{kind} in the {label}, {sample} of the batch{rest} ({count} non-finite "
                     f"value{'s' if count > 1 else ''} in this batch)")
     return None
+
+
+def nonfinite_error(value: float | None, where: str, kind: str, data_problem: str | None,
+                    last_saved: tuple[str, int] | None, epoch: int,
+                    step: int) -> NonFiniteLossError:
+    """The error for a NaN/Inf loss at ``where`` in a ``kind`` pass ('training',
+    'validation', 'evaluation'): it blames the data when the batch was not finite
+    (``data_problem`` says where; checked first), the training (learning rate, clipping)
+    otherwise, pointing at ``last_saved`` = (path, epoch), the last good checkpoint."""
+    if data_problem is not None:
+        batch = "input" if kind == "training" else kind
+        msg = (f"the {batch} batch contains NaN at {where} ({data_problem}), so the loss "
+               f"is {value}: the data is at fault, not the training; clean it (e.g. "
+               f"np.nan_to_num) or drop those samples")
+        return NonFiniteLossError(msg, epoch=epoch, step=step, value=value, cause="data")
+    if kind == "training":
+        msg = f"training loss became {value} at {where}; training stopped."
+    else:
+        msg = f"{kind} loss became {value} at {where} although the batch is finite."
+    if last_saved is not None:
+        path, ep = last_saved
+        msg += (f" The last good checkpoint is {path} (epoch {ep}); resume from it with "
+                f"a lower learning rate or gradient clipping.")
+    else:
+        msg += " Try a lower learning rate or gradient clipping."
+    return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
 
 
 def _culprit(exc: BaseException, model: Any) -> str | None:

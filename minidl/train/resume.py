@@ -1,5 +1,5 @@
-"""What a Trainer saves and restores (state_dict / load_state_dict, checkpoint files), and
-the check that a schedule covers the run it is asked to carry."""
+"""What a Trainer saves and restores (state_dict / load_state_dict, checkpoint files, the
+save on SIGINT/SIGTERM), and the check that a schedule covers the run it is asked to carry."""
 from __future__ import annotations
 
 import copy
@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backend import get_rng_state, set_rng_state
-from .callbacks import Callback, LRSchedulerStep
+from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
 from .epoch_state import EpochProgress
 from .history import History
+from .interrupt import StopSignals, TrainingInterrupted, announce
 
 __all__ = ["TrainerState", "check_schedule"]
 
@@ -35,6 +36,40 @@ class TrainerState:
     _train_loader: Any
     _live: EpochProgress | None
     _resume_progress: EpochProgress | None
+    _signals: StopSignals | None
+    resume_command: str | None
+
+    def _interrupted(self, epochs: int) -> TrainingInterrupted:
+        """Save the state (mid-epoch when an epoch is in progress), print the one line that
+        says where it is and how to resume, and return the exception ``fit`` raises."""
+        assert self._signals is not None and self._signals.received is not None
+        name, live = self._signals.received, self._live
+        if live is not None:
+            total = len(self._train_loader) if hasattr(self._train_loader, "__len__") else None
+            where = (f"epoch {live.epoch + 1}, step {live.step}" + (f" of {total}" if total else "")
+                     + (" (during validation)" if live.finished else ""))
+            epoch, step = live.epoch + 1, live.step
+        else:
+            where, epoch, step = f"the end of epoch {self.epoch}", self.epoch, 0
+        path = self.interrupt_checkpoint_path()
+        if path is not None:
+            self.save_checkpoint(path)
+            how = (self.resume_command or "trainer.fit(train_loader, epochs={epochs}, "
+                   "resume={path!r})").format(path=path, epochs=epochs)
+            msg = f"Trainer.fit: stopped by {name} at {where}; saved to {path}; resume with: {how}"
+        else:
+            msg = (f"Trainer.fit: stopped by {name} at {where}; no checkpoint written (add "
+                   f"ModelCheckpoint(path) to the callbacks to make runs resumable)")
+        announce(msg)
+        return TrainingInterrupted(msg, name, path, epoch, step)
+
+    def interrupt_checkpoint_path(self) -> str | None:
+        """Where a stop on SIGINT/SIGTERM saves the state: the ``last_path`` of the first
+        ModelCheckpoint that keeps one (the file its epochs rewrite too), else None."""
+        for cb in self.callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.last_path is not None:
+                return cb.last_path
+        return None
 
     def _settle_losses(self) -> None:
         """Add the epoch's pending batch losses to its sum (the Trainer raises on NaN)."""

@@ -46,10 +46,10 @@ from ..backend import (
 )
 from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
-from .diagnose import inputs_finite, memory_error, nonfinite_location
+from .diagnose import inputs_finite, memory_error, nonfinite_error, nonfinite_location
 from .epoch_state import EpochProgress, RunningLoss
 from .history import History
-from .interrupt import StopSignals, TrainingInterrupted, announce
+from .interrupt import StopSignals
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
@@ -289,31 +289,13 @@ class Trainer(TrainerState):
 
     def _nonfinite(self, value: float | None, step: int, total: int | None, train: bool,
                    data_problem: str | None = None) -> NonFiniteLossError:
-        """The error for a NaN/Inf loss: blames the data when the batch was not finite
-        (checked first), the training (learning rate, clipping) otherwise."""
-        where = self._where(step, total, train)
-        epoch = self.epoch + 1
-        if data_problem is not None:
-            batch = "input" if train else ("validation" if self._live is not None
-                                           else "evaluation")
-            msg = (f"the {batch} batch contains NaN at {where} ({data_problem}), so the loss "
-                   f"is {value}: the data is at fault, not the training; clean it (e.g. "
-                   f"np.nan_to_num) or drop those samples")
-            return NonFiniteLossError(msg, epoch=epoch, step=step, value=value, cause="data")
-        if train:
-            msg = f"training loss became {value} at {where}; training stopped."
-        else:
-            kind = "validation" if self._live is not None else "evaluation"
-            msg = f"{kind} loss became {value} at {where} although the batch is finite."
+        """The error for a NaN/Inf loss (see :func:`~minidl.train.diagnose.nonfinite_error`)."""
+        kind = "training" if train else ("validation" if self._live is not None
+                                         else "evaluation")
         saved = [cb.last_saved for cb in self.callbacks
                  if isinstance(cb, ModelCheckpoint) and cb.last_saved is not None]
-        if saved:
-            path, ep = saved[-1]
-            msg += (f" The last good checkpoint is {path} (epoch {ep}); resume from it with "
-                    f"a lower learning rate or gradient clipping.")
-        else:
-            msg += " Try a lower learning rate or gradient clipping."
-        return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
+        return nonfinite_error(value, self._where(step, total, train), kind, data_problem,
+                               saved[-1] if saved else None, self.epoch + 1, step)
 
     def _settle_losses(self) -> None:
         """Read the training epoch's pending losses into its sum, before a mid-epoch save."""
@@ -329,38 +311,6 @@ class Trainer(TrainerState):
         if self._signals is not None and self._signals.received:
             self._sync(running, step, total, train)
             raise _Stop
-
-    def _interrupted(self, epochs: int) -> TrainingInterrupted:
-        """Save the state (mid-epoch when an epoch is in progress), print the one line that
-        says where it is and how to resume, and return the exception ``fit`` raises."""
-        assert self._signals is not None and self._signals.received is not None
-        name, live = self._signals.received, self._live
-        if live is not None:
-            total = len(self._train_loader) if hasattr(self._train_loader, "__len__") else None
-            where = (f"epoch {live.epoch + 1}, step {live.step}" + (f" of {total}" if total else "")
-                     + (" (during validation)" if live.finished else ""))
-            epoch, step = live.epoch + 1, live.step
-        else:
-            where, epoch, step = f"the end of epoch {self.epoch}", self.epoch, 0
-        path = self.interrupt_checkpoint_path()
-        if path is not None:
-            self.save_checkpoint(path)
-            how = (self.resume_command or "trainer.fit(train_loader, epochs={epochs}, "
-                   "resume={path!r})").format(path=path, epochs=epochs)
-            msg = f"Trainer.fit: stopped by {name} at {where}; saved to {path}; resume with: {how}"
-        else:
-            msg = (f"Trainer.fit: stopped by {name} at {where}; no checkpoint written (add "
-                   f"ModelCheckpoint(path) to the callbacks to make runs resumable)")
-        announce(msg)
-        return TrainingInterrupted(msg, name, path, epoch, step)
-
-    def interrupt_checkpoint_path(self) -> str | None:
-        """Where a stop on SIGINT/SIGTERM saves the state: the ``last_path`` of the first
-        ModelCheckpoint that keeps one (the file its epochs rewrite too), else None."""
-        for cb in self.callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.last_path is not None:
-                return cb.last_path
-        return None
 
     # ---- public loop ---------------------------------------------------------------------
     def fit(self, train_loader: Iterable[Any], epochs: int, val_loader: Iterable[Any] | None = None,
