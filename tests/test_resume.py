@@ -179,6 +179,12 @@ def test_csv_rows_past_the_checkpoint_are_dropped_on_resume(tmp_path):
     logger.on_epoch_end(Resumed(), 2, {"loss": 0.25})
     assert path.read_text().splitlines() == ["epoch,loss", "1,0.5", "2,0.4", "3,0.25"]
 
+    class Fresh:
+        epoch = 0
+
+    CSVLogger(path, append=True).on_train_begin(Fresh())     # appending a new run: keep all
+    assert len(path.read_text().splitlines()) == 4
+
 
 class _SignalOnRead:
     """A validation set that sends SIGINT to this process when first read in epoch ``at``."""

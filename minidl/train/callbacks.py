@@ -306,7 +306,7 @@ class CSVLogger(Callback):
             # A run killed after writing an epoch's row but before its checkpoint replays
             # that epoch: drop the rows past the checkpoint so that none appears twice.
             kept = [r for r in rows[1:] if not r or _epoch_of(r) <= trainer.epoch]
-            if len(kept) < len(rows) - 1:
+            if trainer.epoch > 0 and len(kept) < len(rows) - 1:
                 with open(self.path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows(rows[:1] + kept)
         # A fresh run starts the file with its first row, so a run that fails before
