@@ -280,8 +280,8 @@ class _Run:
         print(f"final: test accuracy {test['accuracy']:.2%}, test loss {test['loss']:.4f} "
               f"of the best epoch ({best_epoch}, by {picked} accuracy "
               f"{ck.best if ck.best is not None else float('nan'):.2%}; saved in {best})")
-        plot_curves(history, self.out / "curves.png",
-                    f"{self.cfg.model} on {self.cfg.dataset}")
+        plot_curves(history, self.out / "curves.png", f"{self.cfg.model} on {self.cfg.dataset}",
+                    val_label="validation")
         print(f"wrote {self.out}/: checkpoint.npz (best), checkpoint.last.npz (resume with "
               f"--resume), history.csv"
               + (", curves.png" if (self.out / "curves.png").exists() else ""))
