@@ -30,7 +30,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     ("train", ["MODEL", "--dataset", "mnist-subset", "fashion-mnist", "cifar10", "spirals",
                "--epochs", "--batch-size", "--lr", "--optimizer", "nadam", "--schedule",
                "onecycle", "--device", "--out", "--resume", "--data-root", "--download",
-               "--blas-threads"]),
+               "--blas-threads", "--val-split", "Exit codes", "130", "143"]),
     ("summary", ["MODEL", "--input", "C,H,W", "--num-classes", "--max-rows", "--zoo-table"]),
     ("info", []),
 ])
