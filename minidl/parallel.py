@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,8 +69,13 @@ def _from_env() -> int:
     value = os.environ.get("MINIDL_NUM_THREADS", "")
     if not value:
         return _cores()
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}")
+    if not value.strip().isdigit() or int(value) < 1:
+        # An environment variable is no explicit request: warn and run, do not die on import
+        # (set_num_threads(n) in code still raises on a bad n).
+        cores = _cores()
+        warnings.warn(f"MINIDL_NUM_THREADS must be a positive integer, got {value!r}; using "
+                      f"{cores} (the cores available)", RuntimeWarning, stacklevel=2)
+        return cores
     return int(value)
 
 

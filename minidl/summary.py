@@ -20,6 +20,7 @@ module that owns parameters of its own). Counting conventions:
 """
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,6 +192,8 @@ def summary(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]],
         xs = [randn(batch_size, *s, dtype=dtype, device=device) for s in shapes]
         with no_grad():
             out = model(*xs)
+    except (ValueError, TypeError) as e:
+        raise _shape_error(e, model, names, shapes, rows) from None
     finally:
         for h in handles:
             h.remove()
@@ -200,6 +203,26 @@ def summary(model: Any, input_shape: Sequence[int] | Sequence[Sequence[int]],
     if verbose:
         print_fn(s.table(max_rows=max_rows))
     return s
+
+
+def _shape_error(e: Exception, model: Any, names: dict[int, str],
+                 shapes: list[tuple[int, ...]], rows: list[LayerRow]) -> ValueError:
+    """The error of a forward that failed: which layer (the innermost module on the
+    traceback), after which row, for which input shape, and what to change."""
+    failing = None
+    for frame, _ in traceback.walk_tb(e.__traceback__):
+        owner = frame.f_locals.get("self")
+        if owner is not None and id(owner) in names and names[id(owner)]:
+            failing = f"layer {names[id(owner)]} ({type(owner).__name__})"
+    after = (f" after {rows[-1].name} gave {', '.join(map(str, rows[-1].output_shape))}"
+             if rows else "")
+    own = getattr(model, "input_shape", None)
+    fix = f"an input shape the model reads, e.g. its own {tuple(own)}" if own else \
+        "an input shape the model reads"
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    shown = ", ".join(map(str, shapes))
+    return ValueError(f"summary: {failing or 'the model'} fails for input shape {shown}"
+                      f"{after}: {detail}; give {fix}")
 
 
 def _layer_row(name: str, module: Any, inputs: tuple, output: Any) -> LayerRow:

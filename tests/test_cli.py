@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +30,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     ("train", ["MODEL", "--dataset", "mnist-subset", "fashion-mnist", "cifar10", "spirals",
                "--epochs", "--batch-size", "--lr", "--optimizer", "nadam", "--schedule",
                "onecycle", "--device", "--out", "--resume", "--data-root", "--download",
-               "--blas-threads"]),
+               "--blas-threads", "--val-split", "Exit codes", "130", "143"]),
     ("summary", ["MODEL", "--input", "C,H,W", "--num-classes", "--max-rows", "--zoo-table"]),
     ("info", []),
 ])
@@ -103,7 +105,7 @@ def test_train_a_zoo_model_on_the_bundled_digits(capsys, tmp_path):
     rc, out, _ = run(capsys, "train", "lenet5", "--limit", "128", "--epochs", "1",
                      "--optimizer", "nadam", "--schedule", "onecycle", "--lr", "3e-3",
                      "--augment", "--out", str(tmp_path))
-    assert rc == 0 and "lenet5 (61,706 parameters) on mnist-subset (128 train / 32 test)" in out
+    assert rc == 0 and "lenet5 (61,706 parameters) on mnist-subset (115 train / 13 validation / 32 test)" in out
     assert (tmp_path / "checkpoint.npz").exists() and (tmp_path / "checkpoint.last.npz").exists()
 
 
@@ -112,7 +114,7 @@ def test_train_an_mlp_on_images(capsys, tmp_path):
     rc, out, err = run(capsys, "train", "mlp", "--limit", "128", "--epochs", "1", "--augment",
                        "--out", str(tmp_path))
     assert rc == 0, err
-    assert "mlp (55,050 parameters) on mnist-subset (128 train / 32 test)" in out
+    assert "mlp (55,050 parameters) on mnist-subset (115 train / 13 validation / 32 test)" in out
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way
@@ -123,6 +125,7 @@ def test_train_reports_missing_files_and_divergence(capsys, tmp_path):
     rc, _, err = run(capsys, "train", "mlp", "--dataset", "spirals", "--optimizer", "sgd",
                      "--lr", "1e12", "--epochs", "2", "--out", str(tmp_path / "nan"))
     assert rc == 1 and "loss became nan at epoch 1, step" in err
+    assert not (tmp_path / "nan" / "history.csv").exists()   # no empty log left behind
 
 
 def test_summary(capsys):
@@ -186,7 +189,7 @@ def test_train_reads_fashion_mnist_files_from_data_root(capsys, tmp_path):
                        str(tmp_path / "data"), "--epochs", "1", "--batch-size", "32",
                        "--out", str(tmp_path / "run"))
     assert rc == 0, err
-    assert "on fashion-mnist (64 train / 16 test)" in out
+    assert "on fashion-mnist (58 train / 6 validation / 16 test)" in out
 
 
 
@@ -214,7 +217,8 @@ def test_train_and_demo_share_out_seed_and_blas_threads():
     demo = parser.parse_args(["demo"])
     train = parser.parse_args(["train", "mlp"])
     assert (demo.out, demo.seed, demo.blas_threads) == ("minidl-demo", 0, 1)
-    assert (train.out, train.seed, train.blas_threads) == ("minidl-run", 0, 0)
+    # train's seed is None until resolved: a resumed run takes its checkpoint's (0 if fresh)
+    assert (train.out, train.seed, train.blas_threads) == ("minidl-run", None, 0)
 
 
 def test_build_model_drops_in_channels_only_for_models_without_it(monkeypatch):
@@ -247,3 +251,89 @@ def test_sizes_and_counts_must_be_positive(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "must be a positive integer" in err and "Traceback" not in err
+
+
+# ---- resume, signals, validation split -----------------------------------------------------
+
+SPIRALS = ["train", "mlp", "--dataset", "spirals", "--lr", "0.02", "--batch-size", "32"]
+
+
+def _cli(*argv: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               MINIDL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "minidl.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _weights(out: Path) -> dict[str, np.ndarray]:
+    return load_checkpoint(out / "checkpoint.last.npz")["model"]
+
+
+def test_ctrl_c_stops_train_with_one_line_and_resume_alone_continues_exactly(tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    proc = _cli(*SPIRALS, "--epochs", "3", "--out", str(straight))
+    assert proc.wait(timeout=120) == 0, proc.communicate()[1]
+    proc = _cli(*SPIRALS, "--epochs", "3", "--out", str(stopped))
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch 1/3"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("Trainer.fit: stopped by SIGINT at ")
+    assert err.strip().endswith(f"saved to {stopped / 'checkpoint.last.npz'}; resume with: "
+                                f"minidl train mlp --out {stopped} --resume")
+    proc = _cli("train", "mlp", "--out", str(stopped), "--resume")   # the options: from it
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "resuming from" in out
+    a, b = _weights(straight), _weights(stopped)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    rows = list(csv.DictReader(open(stopped / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
+def test_resume_with_a_changed_plan_continues_or_says_what_differs(capsys, tmp_path):
+    one = str(tmp_path / "onecycle")
+    assert run(capsys, *SPIRALS, "--epochs", "1", "--schedule", "onecycle", "--out", one)[0] == 0
+    rc, _, err = run(capsys, "train", "mlp", "--out", one, "--resume", "--epochs", "3")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "--epochs 3 differs from the 1 epochs the --schedule onecycle" in err
+    assert "a one-cycle schedule cannot be stretched" in err
+    rc, _, err = run(capsys, "train", "mlp", "--out", one, "--resume", "--lr", "0.5")
+    assert rc == 2 and "--lr 0.5 (the checkpoint has 0.02)" in err
+    rc, _, err = run(capsys, "train", "lenet5", "--out", one, "--resume")
+    assert rc == 2 and "holds a mlp run, not lenet5" in err
+    # a constant schedule: more epochs continue, resuming with no options at all
+    const = str(tmp_path / "const")
+    assert run(capsys, *SPIRALS, "--epochs", "1", "--out", const)[0] == 0
+    rc, out, err = run(capsys, "train", "mlp", "--out", const, "--resume", "--epochs", "2")
+    assert rc == 0 and "resuming from" in out and "after epoch 1" in out, err
+    assert load_checkpoint(Path(const) / "checkpoint.last.npz")["epoch"] == 2
+
+
+def test_train_picks_its_best_epoch_on_a_validation_split_and_tests_once(capsys, tmp_path,
+                                                                         monkeypatch):
+    from minidl.train import Trainer
+
+    evaluated = []
+    real = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate",
+                        lambda self, loader: evaluated.append(len(loader.dataset))
+                        or real(self, loader))
+    rc, out, _ = run(capsys, *SPIRALS, "--epochs", "2", "--val-split", "0.2", "--out",
+                     str(tmp_path))
+    assert rc == 0
+    assert "(720 train / 180 validation / 300 test)" in out
+    assert "by validation accuracy" in out
+    assert evaluated == [300]          # the test split: once, at the end
+    state = load_checkpoint(tmp_path / "checkpoint.last.npz")
+    best = state["callbacks"][state["callback_types"].index("ModelCheckpoint")]["best"]
+    assert best == max(state["history"]["val_accuracy"])
+    with pytest.raises(SystemExit):
+        main([*SPIRALS, "--val-split", "1.5"])
+    assert "must be a fraction in [0, 1), got '1.5'" in capsys.readouterr().err

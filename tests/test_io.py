@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -242,3 +243,61 @@ def test_damaged_or_foreign_npz_files_raise_checkpoint_errors(tmp_path, reader):
         reader(tmp_path / "cut.npz")
     with pytest.raises(mio.CheckpointError, match="one.npz holds a single array"):
         reader(tmp_path / "one.npz")
+
+
+def _save_forever(path, ready, writing):
+    """A child process's loop: save a model with a version stamp, again and again;
+    ``writing`` is set whenever an array is being written (the save is under way)."""
+    real = np.lib.format.write_array
+
+    def write_array(*a, **k):
+        writing.set()
+        return real(*a, **k)
+    np.lib.format.write_array = write_array
+    net = nn.Sequential(*[nn.Linear(256, 256) for _ in range(8)])   # 2 MB of weights
+    k = 0
+    while True:
+        k += 1
+        mio.save({"model": net, "version": k, "check": np.full(1000, k)}, path)
+        ready.set()
+
+
+def test_sigkill_during_saves_keeps_the_last_good_file_and_the_next_save_cleans_up(tmp_path):
+    """10 SIGKILLs of a saving loop, every other one surely mid-save and the rest at random
+    moments: the file always loads whole, and after the next save no temporary file is
+    left."""
+    import multiprocessing
+    import random
+    import signal
+
+    ctx = multiprocessing.get_context("fork")   # forked: no interpreter start per kill
+    path = tmp_path / "ck.npz"
+    rng = random.Random(0)
+    for i in range(10):
+        ready, writing = ctx.Event(), ctx.Event()
+        proc = ctx.Process(target=_save_forever, args=(path, ready, writing), daemon=True)
+        proc.start()
+        assert ready.wait(timeout=60)                 # one save done: the file exists
+        if i % 2:
+            writing.clear()
+            assert writing.wait(timeout=60)           # a later save is writing now
+        else:
+            time.sleep(rng.uniform(0.0, 0.03))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=30)
+        assert proc.exitcode == -signal.SIGKILL
+        back = mio.load(path)
+        assert back["version"] >= 1 and (back["check"] == back["version"]).all()
+    leaked = [p.name for p in tmp_path.iterdir() if p.name != "ck.npz"]
+    assert leaked == [f".ck.npz.minidl-tmp-{proc.pid}"]          # the last kill, mid-save...
+    mio.save({"w": np.ones(2)}, tmp_path / "other.npz")           # ...until the next save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "other.npz"]
+
+
+def test_a_live_process_temporary_file_is_kept(tmp_path):
+    alive = tmp_path / f".ck.npz.minidl-tmp-{os.getpid()}"
+    dead = tmp_path / ".ck.npz.minidl-tmp-999999999"
+    alive.write_bytes(b"x")
+    dead.write_bytes(b"x")
+    assert mio.remove_stale_temporaries(tmp_path) == [dead.name]
+    assert alive.exists() and not dead.exists()

@@ -25,9 +25,10 @@ def test_linear_default_init_matches_torch_formula():
 
 
 def test_linear_checks_its_sizes_when_built():
-    with pytest.raises(ValueError, match=r"Linear: in_features must be a positive int, got 0"):
-        nn.Linear(0, 3)
-    with pytest.raises(ValueError, match=r"Linear: out_features must be a positive int, "
+    with pytest.raises(ValueError, match=r"Linear: in_features must be a non-negative int, "
+                                         r"got -1"):
+        nn.Linear(-1, 3)
+    with pytest.raises(ValueError, match=r"Linear: out_features must be a non-negative int, "
                                          r"got 2.5"):
         nn.Linear(3, 2.5)
     assert nn.Linear(np.int64(3), 2).in_features == 3

@@ -93,3 +93,24 @@ def test_macs_agree_with_torchvision_within_1_percent(name, gmacs):
         model = mm.get_model(name)
     s = summary(model, (3, 224, 224), verbose=False)
     assert s.gmacs == pytest.approx(gmacs, rel=0.01)
+
+
+def test_skip_init_draws_nothing_and_holds_only_in_its_own_thread():
+    import threading
+
+    from minidl.backend import get_rng_state
+    from minidl.nn import init
+
+    md.manual_seed(0)
+    before = get_rng_state()
+    with init.skip_init():
+        model = md.models.get_model("vgg11")
+        assert get_rng_state() == before                  # no random number drawn
+        other: list = []
+        t = threading.Thread(target=lambda: other.append(md.nn.Linear(4, 4)))
+        t.start()
+        t.join()
+    assert model.num_parameters() == 132_863_336
+    assert not model.features[0].weight.numpy().any()
+    assert other[0].weight.numpy().any()                  # the other thread initialised
+    assert md.nn.Linear(4, 4).weight.numpy().any()        # and so does this one, after

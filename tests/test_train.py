@@ -29,6 +29,7 @@ from minidl.train import (
     most_confused,
     train_step,
 )
+from minidl.train import epoch_state as epoch_state_module
 from minidl.train import metrics as metrics_module
 from minidl.train import progress as progress_module
 from minidl.train import trainer as trainer_module
@@ -342,8 +343,8 @@ def test_every_progress_display_is_closed_once_and_the_epoch_line_has_validation
     shown = []
 
     class Recorded(progress_module.Progress):
-        def __init__(self, verbose, total, desc):
-            super().__init__(verbose, total, desc)
+        def __init__(self, verbose, total, desc, **kw):
+            super().__init__(verbose, total, desc, **kw)
             self.desc, self.closes = desc, []
             shown.append(self)
 
@@ -364,8 +365,8 @@ def test_every_progress_display_is_closed_once_and_the_epoch_line_has_validation
 
 def test_loss_and_metrics_are_read_back_only_every_sync_every_steps(monkeypatch):
     calls = []
-    real = trainer_module.to_numpy
-    for module in (trainer_module, metrics_module):   # loss read-backs and metric read-backs
+    real = epoch_state_module.to_numpy
+    for module in (epoch_state_module, metrics_module):   # loss and metric read-backs
         monkeypatch.setattr(module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = spirals(100)                               # 300 samples, 30 batches of 10
     loader = DataLoader((x, y), batch_size=10)

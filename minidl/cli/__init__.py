@@ -8,6 +8,7 @@ instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  minidl demo                      # LeNet-5 on MNIST digits, under a minute\n"
                "  minidl train lenet5 --epochs 5   # the same, with every knob exposed\n"
                "  minidl summary resnet18 --input 3,224,224\n"
-               "  minidl info")
+               "  minidl info\n\n"
+               "A mistake in the arguments prints one line and exits with status 2\n"
+               "(MINIDL_TRACEBACK=1 prints the traceback instead).")
     parser.add_argument("--version", action="version", version=f"minidl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
@@ -48,3 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except (ValueError, TypeError, KeyError, MemoryError, OSError) as e:
+        # A mistake in the arguments or the data: the one-line message, not a traceback
+        # (MINIDL_TRACEBACK=1 shows it, for debugging minidl itself).
+        if os.environ.get("MINIDL_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(f"minidl {args.command}: {one_line(e, args.command)}", file=sys.stderr)
+        return 2
+
+
+def one_line(e: BaseException, command: str = "") -> str:
+    """An exception as the line the command prints: its message (KeyError's unquoted, a
+    leading ``COMMAND:`` dropped as the prefix says it), or its type when it has none."""
+    text = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)).strip()
+    if command and text.startswith(f"{command}: "):
+        text = text[len(command) + 2:]
+    return text or type(e).__name__

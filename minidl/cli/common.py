@@ -41,8 +41,10 @@ def build_model(name: str, **wanted: Any) -> Any:
     return models.get_model(name, **{k: v for k, v in wanted.items() if k != "in_channels"})
 
 
-def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> bool:
-    """Loss and accuracy per epoch (train and validation) as a PNG; False without matplotlib."""
+def plot_curves(history: dict[str, list[float]], path: Path, title: str,
+                val_label: str = "test") -> bool:
+    """Loss and accuracy per epoch (train, and the ``val_`` figures labelled ``val_label``)
+    as a PNG; False without matplotlib."""
     try:
         import matplotlib  # noqa: PLC0415 - optional
 
@@ -57,7 +59,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> bool
     for ax, (key, label) in zip(axes[0], panels):
         ax.plot(epochs, history[key], "o-", label=f"train {label}")
         if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], "s-", label=f"test {label}")
+            ax.plot(epochs, history[f"val_{key}"], "s-", label=f"{val_label} {label}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -26,7 +26,15 @@ _HELP = {
 
 
 def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
+    """An argparse type: comma-separated integers, e.g. ``2,10,50``."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 2,10,50, "
+                                         f"got {text!r}")
+    return values
 
 
 def _words(text: str) -> list[str]:

@@ -21,10 +21,13 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_options(parser: argparse.ArgumentParser, out: str, blas_threads: int,
-                    blas_advice: str) -> None:
-    """``--out DIR``, ``--seed N`` and ``--blas-threads N`` of a subcommand that trains."""
+                    blas_advice: str, resumable: bool = False) -> None:
+    """``--out DIR``, ``--seed N`` and ``--blas-threads N`` of a subcommand that trains
+    (``resumable``: --seed defaults to None, for a resumed run to take its checkpoint's)."""
     parser.add_argument("--out", default=out, help="output folder (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=None if resumable else 0,
+                        help="random seed (default: 0" + (", or the checkpoint's with --resume)"
+                                                          if resumable else ")"))
     parser.add_argument("--blas-threads", type=int, default=blas_threads, metavar="N",
                         help=f"BLAS threads while training; 0 leaves NumPy's default. "
                              f"{blas_advice} (default: %(default)s)")

@@ -1,6 +1,7 @@
 """Matrix products: ``matmul`` (NumPy semantics) and the fused ``linear`` layer op."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,9 @@ class Linear(Function):
             raise ValueError(f"linear: bias of shape {tuple(b.shape)} does not match weight "
                              f"of shape {tuple(w.shape)}")
         if x.ndim > 2:  # (..., in) as one (rows, in) matrix, so that it can be split too
-            y = parallel.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], -1)
+            rows = math.prod(x.shape[:-1])  # not -1: ambiguous for 0 features (Linear(0, 3))
+            y = parallel.matmul(x.reshape(rows, x.shape[-1]), w.T).reshape(*x.shape[:-1],
+                                                                            w.shape[0])
         else:
             y = parallel.matmul(x, w.T)
         if b is not None:
@@ -73,8 +76,9 @@ class Linear(Function):
         if self.needs_input_grad[0]:
             gx = matmul(gy, w)
         if self.needs_input_grad[1]:
-            g2 = reshape(gy, (-1, gy.shape[-1]))
-            gw = matmul(swapaxes(g2, 0, 1), reshape(x, (-1, x.shape[-1])))
+            rows = math.prod(gy.shape[:-1])   # not -1: ambiguous for 0 features
+            g2 = reshape(gy, (rows, gy.shape[-1]))
+            gw = matmul(swapaxes(g2, 0, 1), reshape(x, (rows, x.shape[-1])))
         if len(self.input_shapes) > 2 and self.needs_input_grad[2]:
             gb = sum_to(gy, self.input_shapes[2])
         return (gx, gw, gb) if len(self.input_shapes) > 2 else (gx, gw)

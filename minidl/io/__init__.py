@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
-from .archive import CheckpointError, load, read_safetensors, save
+from .archive import CheckpointError, load, read_safetensors, remove_stale_temporaries, save
 from .torch_weights import TORCH_CONVERSION_HINT, load_torch_state_dict, read_state_dict
 
 __all__ = ["CheckpointError", "TORCH_CONVERSION_HINT", "load", "load_torch_state_dict",
-           "read_safetensors", "read_state_dict", "save"]
+           "read_safetensors", "read_state_dict", "remove_stale_temporaries", "save"]

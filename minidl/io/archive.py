@@ -8,15 +8,17 @@ so a saved state dict is also readable with ``numpy.load``; the nesting and the 
 travel as a small JSON record inside the archive. ``load(path)`` returns the same
 structure with NumPy arrays in place of Tensors.
 
-The file is first written to a temporary file in the same directory and then renamed over
-the target (``os.replace`` is atomic), so an interrupted save never leaves a half-written
-checkpoint or destroys the previous one.
+The file is first written to a temporary file in the same directory (``.NAME.minidl-tmp-PID``)
+and then renamed over the target (``os.replace`` is atomic), so an interrupted save never
+leaves a half-written checkpoint or destroys the previous one; the temporary files of saves
+killed mid-way (their process is gone) are removed by the next save into that folder.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +29,8 @@ import numpy as np
 from ..autograd import Tensor
 from ..backend import to_numpy
 
-__all__ = ["save", "load", "CheckpointError", "read_checkpoint", "read_safetensors"]
+__all__ = ["save", "load", "CheckpointError", "read_checkpoint", "read_safetensors",
+           "remove_stale_temporaries"]
 
 _META = "__minidl_meta__"
 _FORMAT = 1
@@ -155,9 +158,58 @@ def _decode(skel: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     return skel
 
 
+# Temporary files of a save are named '.NAME.minidl-tmp-PID' (or '-PID-N' when this process
+# already has one there): recognisable, and their writer's pid tells whether it is still alive.
+_TMP = re.compile(r"^\..+\.minidl-tmp-(\d+)(?:-\d+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True   # someone else's live process (or we cannot tell): leave its file
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files that saves of processes no longer alive left in
+    ``folder`` (killed mid-save); returns their names. Every :func:`save` does this."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):   # another process may remove it first
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+    return removed
+
+
+def _open_temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path``, opened exclusively: (fd, its path)."""
+    base = path.parent / f".{path.name}.minidl-tmp-{os.getpid()}"
+    for n in range(1000):
+        tmp = str(base) if n == 0 else f"{base}-{n}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"save: too many temporary files {base}-* beside {path}")
+
+
 def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file and rename it over ``path``: the previous file stays
+    whole until the new one is complete, whatever kills the process in between."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent)
+    fd, tmp = _open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -168,6 +220,21 @@ def _atomic_write(path: Path, write: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save(obj: Any, path: str | os.PathLike, compress: bool = False) -> None:

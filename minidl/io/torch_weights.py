@@ -11,13 +11,15 @@ changes anything.
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .archive import read_checkpoint
+from .archive import CheckpointError, read_checkpoint
 
 __all__ = ["load_torch_state_dict", "read_state_dict", "TORCH_CONVERSION_HINT"]
 
@@ -66,7 +68,15 @@ def read_state_dict(src: Mapping[str, Any] | str | os.PathLike) -> OrderedDict[s
                 import torch  # noqa: PLC0415 - optional dependency
             except ImportError:
                 raise ImportError(TORCH_CONVERSION_HINT) from None
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+                    pickle.UnpicklingError) as e:
+                raise CheckpointError(
+                    f"load_torch_state_dict: {path} is not a readable torch checkpoint "
+                    f"(corrupt or truncated? {type(e).__name__}: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}); "
+                    f"download or export it again") from None
         else:
             raise ValueError(f"load_torch_state_dict: unknown file type {suffix!r} for {path}; "
                              f"use .npz, .safetensors or a torch .pth")

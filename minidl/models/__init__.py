@@ -93,23 +93,15 @@ def get_model(name: str, **kwargs: Any) -> Module:
 @contextlib.contextmanager
 def skip_init() -> Iterator[None]:
     """Build models without drawing random weights (they stay zero): for counting
-    parameters and MACs of big nets quickly. Not thread-safe: it swaps ``nn.init``'s
-    random fillers for the duration of the block.
+    parameters and MACs of big nets quickly (:func:`minidl.nn.init.skip_init`; per thread).
 
         >>> with skip_init():
         ...     n = get_model("vgg16").num_parameters()
         >>> n
         138357544
     """
-    names = ("uniform_", "normal_", "trunc_normal_")
-    saved = {n: getattr(init, n) for n in names}
-    try:
-        for n in names:
-            setattr(init, n, lambda tensor, *a, **k: tensor)
+    with init.skip_init():
         yield
-    finally:
-        for n, f in saved.items():
-            setattr(init, n, f)
 
 
 # ---- transfer learning -------------------------------------------------------------------

@@ -6,19 +6,51 @@ Keras spellings are aliases: ``glorot_uniform_`` = ``xavier_uniform_``,
 ``he_normal_`` = ``kaiming_normal_(nonlinearity='relu')``, ...
 
 Random numbers come from minidl's generator (``md.manual_seed``), on the tensor's device.
+Within ``with skip_init():`` the random fillers draw nothing and leave the tensors as the
+layers allocated them (zeros): shapes only, for counting parameters and MACs of big nets.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from ..autograd import Tensor
 from ..backend import get_array_module, random_normal, random_uniform
 
-__all__ = ["calculate_gain", "calculate_fan_in_and_fan_out", "zeros_", "ones_", "constant_",
+__all__ = ["skip_init", "calculate_gain", "calculate_fan_in_and_fan_out", "zeros_", "ones_",
+           "constant_",
            "normal_", "uniform_", "xavier_uniform_", "xavier_normal_", "glorot_uniform_",
            "glorot_normal_", "kaiming_uniform_", "kaiming_normal_", "he_uniform_", "he_normal_",
            "lecun_normal_", "lecun_uniform_", "trunc_normal_"]
+
+
+# Per thread (and per asyncio task): building a model for its shapes in one thread does not
+# leave another thread's model uninitialised.
+_skipping: ContextVar[bool] = ContextVar("minidl_skip_init", default=False)
+
+
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Build layers without drawing random weights: ``uniform_``, ``normal_`` and
+    ``trunc_normal_`` (and every initialiser built on them) leave the tensor as it is and
+    take nothing from the generator. VGG-16's 138 M weights then cost no time at all.
+
+        >>> import minidl as md
+        >>> from minidl import nn
+        >>> with skip_init():
+        ...     layer = nn.Linear(1000, 1000)
+        >>> float(abs(layer.weight.numpy()).max())
+        0.0
+    """
+    token = _skipping.set(True)
+    try:
+        yield
+    finally:
+        _skipping.reset(token)
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -79,6 +111,8 @@ def ones_(tensor: Tensor) -> Tensor:
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with samples of U(a, b)."""
+    if _skipping.get():
+        return tensor
     xp = get_array_module(tensor.data)
     u = random_uniform(xp, tensor.shape, tensor.dtype)
     return _fill(tensor, u * (b - a) + a)
@@ -86,6 +120,8 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with samples of N(mean, std^2)."""
+    if _skipping.get():
+        return tensor
     xp = get_array_module(tensor.data)
     z = random_normal(xp, tensor.shape, tensor.dtype)
     return _fill(tensor, z * std + mean)
@@ -94,6 +130,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
                   b: float = 2.0) -> Tensor:
     """N(mean, std^2) restricted to [a, b] (resampling the values that fall outside)."""
+    if _skipping.get():
+        return tensor
     xp = get_array_module(tensor.data)
     z = random_normal(xp, tensor.shape, tensor.dtype) * std + mean
     bad = (z < a) | (z > b)
@@ -104,8 +142,20 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     return _fill(tensor, z)
 
 
+def _empty_tensor(tensor: Tensor, name: str) -> bool:
+    """True (with torch's warning) for a tensor with no elements: its fans may be 0, and
+    there is nothing to fill (``Linear(0, 3)`` has a (3, 0) weight)."""
+    if tensor.size:
+        return False
+    warnings.warn(f"init.{name}: initializing a zero-element tensor of shape "
+                  f"{tuple(tensor.shape)} is a no-op", UserWarning, stacklevel=3)
+    return True
+
+
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """Glorot & Bengio (2010): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
+    if _empty_tensor(tensor, "xavier_uniform_"):
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
@@ -113,6 +163,8 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    if _empty_tensor(tensor, "xavier_normal_"):
+        return tensor
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -120,6 +172,8 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> Tensor:
     """He et al. (2015): U(-b, b), b = gain * sqrt(3 / fan). ``a`` is the leaky slope."""
+    if _empty_tensor(tensor, "kaiming_uniform_"):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     bound = gain * math.sqrt(3.0 / _fan(tensor, mode))
     return uniform_(tensor, -bound, bound)
@@ -128,6 +182,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
     """N(0, std^2), std = gain / sqrt(fan)."""
+    if _empty_tensor(tensor, "kaiming_normal_"):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     return normal_(tensor, 0.0, gain / math.sqrt(_fan(tensor, mode)))
 
@@ -144,11 +200,15 @@ def he_normal_(tensor: Tensor) -> Tensor:
 
 def lecun_normal_(tensor: Tensor) -> Tensor:
     """LeCun normal (for SELU): N(0, 1 / fan_in)."""
+    if _empty_tensor(tensor, "lecun_normal_"):
+        return tensor
     return normal_(tensor, 0.0, 1.0 / math.sqrt(_fan(tensor, "fan_in")))
 
 
 def lecun_uniform_(tensor: Tensor) -> Tensor:
     """LeCun uniform: U(-b, b), b = sqrt(3 / fan_in)."""
+    if _empty_tensor(tensor, "lecun_uniform_"):
+        return tensor
     bound = math.sqrt(3.0 / _fan(tensor, "fan_in"))
     return uniform_(tensor, -bound, bound)
 

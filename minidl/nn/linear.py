@@ -27,8 +27,10 @@ class Linear(_WeightLayer):
                  activation: Any = None, name: str | None = None, dtype: Any = None,
                  device: str | None = None) -> None:
         super().__init__()
-        self.in_features = positive_int(in_features, "in_features", "Linear")
-        self.out_features = positive_int(out_features, "out_features", "Linear")
+        # torch allows 0 features (an empty weight: the output is the bias, or empty)
+        self.in_features = positive_int(in_features, "in_features", "Linear", allow_zero=True)
+        self.out_features = positive_int(out_features, "out_features", "Linear",
+                                         allow_zero=True)
         self._build((self.out_features, self.in_features), self.out_features if bias else None,
                     dtype, device, weight_regularizer, bias_regularizer, weight_constraint,
                     trainable, activation, name)

@@ -5,7 +5,10 @@
 ``metrics.py`` metrics and their array versions (accuracy, confusion_matrix, ...);
 ``callbacks.py`` ModelCheckpoint, EarlyStopping, LRSchedulerStep, CSVLogger, TensorBoard,
 LambdaCallback; ``tensorboard.py`` event-file writers; ``checkpoint.py`` checkpoint files;
-``history.py`` History; ``progress.py`` progress bars.
+``history.py`` History; ``progress.py`` progress bars; ``resume.py`` the trainer's state;
+``epoch_state.py`` an epoch in progress; ``interrupt.py`` stopping on SIGINT/SIGTERM
+(TrainingInterrupted); ``diagnose.py`` NaN in the data against divergence, and which layer
+ran out of memory.
 ``minidl.keras`` and the ``minidl`` command are built on this package.
 """
 from .callbacks import (
@@ -19,6 +22,7 @@ from .callbacks import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .history import History
+from .interrupt import TrainingInterrupted
 from .losses import get_loss, loss_names
 from .metrics import (
     Accuracy,
@@ -42,5 +46,5 @@ __all__ = [
     "get_metric", "get_loss", "loss_names", "accuracy", "top_k_accuracy", "confusion_matrix",
     "most_confused", "Callback", "ModelCheckpoint", "EarlyStopping", "LRSchedulerStep",
     "CSVLogger", "TensorBoard", "LambdaCallback", "save_checkpoint", "load_checkpoint",
-    "model_accuracy",
+    "model_accuracy", "TrainingInterrupted",
 ]

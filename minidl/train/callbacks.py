@@ -109,11 +109,22 @@ class ModelCheckpoint(Callback):
     scheduler, epoch, RNG and data-loader state, history, callback state), written through
     :func:`minidl.io.save` (temporary file, then rename), so an interrupted save never
     destroys the previous checkpoint. Weights that are not finite are never saved.
+    ``save_every_steps=N`` also rewrites the last file every N optimisation steps, mid-epoch
+    (resumable exactly, like the file a SIGINT writes), for epochs too long to lose.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = True, mode: str = "auto",
-                 save_last: bool | str | os.PathLike = True, verbose: int = 0) -> None:
+                 save_last: bool | str | os.PathLike = True, verbose: int = 0,
+                 save_every_steps: int | None = None) -> None:
+        if save_every_steps is not None and (not isinstance(save_every_steps, int)
+                                             or save_every_steps < 1):
+            raise ValueError(f"ModelCheckpoint: save_every_steps must be a positive int or "
+                             f"None, got {save_every_steps!r}")
+        if save_every_steps is not None and save_last is False:
+            raise ValueError("ModelCheckpoint: save_every_steps rewrites the save_last file; "
+                             "it needs save_last=True (or a path)")
+        self.save_every_steps = save_every_steps
         self.path = str(path)
         self.save_best_only = save_best_only
         self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
@@ -137,6 +148,13 @@ class ModelCheckpoint(Callback):
     @property
     def best(self) -> float | None:
         return self._monitor.best
+
+    def on_batch_end(self, trainer: Any, step: int) -> None:
+        # Mid-epoch state (with the epoch's position and sums): a run killed outright then
+        # replays at most save_every_steps steps instead of the whole epoch.
+        every = self.save_every_steps
+        if every and trainer.global_step % every == 0 and self.last_path is not None:
+            trainer.save_checkpoint(self.last_path)
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         if not trainer.weights_finite():
@@ -273,7 +291,8 @@ class LRSchedulerStep(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every log figure) to a CSV file.
 
-    A fresh run overwrites the file; a resumed run (trainer.epoch > 0 at start) appends.
+    A fresh run overwrites the file (when its first epoch ends); a resumed run
+    (trainer.epoch > 0 at start) appends.
     Each row is flushed, so the file can be plotted while training runs.
     """
 
@@ -286,17 +305,24 @@ class CSVLogger(Callback):
         self._fields = None
         if append and self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, newline="", encoding="utf-8") as f:
-                self._fields = next(csv.reader(f), None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("", encoding="utf-8")
+                rows = list(csv.reader(f))
+            self._fields = rows[0] if rows else None
+            # A run killed after writing an epoch's row but before its checkpoint replays
+            # that epoch: drop the rows past the checkpoint so that none appears twice.
+            kept = [r for r in rows[1:] if not r or _epoch_of(r) <= trainer.epoch]
+            if trainer.epoch > 0 and len(kept) < len(rows) - 1:
+                with open(self.path, "w", newline="", encoding="utf-8") as f:
+                    csv.writer(f).writerows(rows[:1] + kept)
+        # A fresh run starts the file with its first row, so a run that fails before
+        # finishing an epoch leaves no empty file behind (nor truncates an older one).
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         row = {"epoch": epoch + 1, **logs}
         new = self._fields is None
         if new:
             self._fields = list(row)
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w" if new else "a", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
@@ -356,3 +382,11 @@ class TensorBoard(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _epoch_of(row: list[str]) -> float:
+    """The epoch number in the first column of a CSVLogger row (inf when unreadable)."""
+    try:
+        return float(row[0])
+    except (ValueError, IndexError):
+        return float("inf")

@@ -21,15 +21,16 @@ def format_logs(logs: dict[str, float]) -> str:
 
 
 class Progress:
-    """A tqdm bar on a terminal (verbose=1), or one line per epoch (verbose=2), or nothing."""
+    """A tqdm bar on a terminal (verbose=1), or one line per epoch (verbose=2), or nothing.
+    ``initial``: batches already done (an epoch resumed mid-way)."""
 
-    def __init__(self, verbose: int, total: int | None, desc: str) -> None:
+    def __init__(self, verbose: int, total: int | None, desc: str, initial: int = 0) -> None:
         self.bar = None
         self.verbose = verbose
         if verbose == 1 and _isatty(sys.stderr):
             from tqdm.auto import tqdm  # noqa: PLC0415 - lazy: only when a bar is shown
 
-            self.bar = tqdm(total=total, desc=desc, unit="batch", leave=True,
+            self.bar = tqdm(total=total, desc=desc, unit="batch", leave=True, initial=initial,
                             dynamic_ncols=True, file=sys.stderr)
 
     @property

@@ -13,12 +13,13 @@ __all__ = ["NonFiniteLossError", "train_step"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; ``epoch`` and ``step`` (both from 1) say where."""
+    """The loss became NaN or infinite; ``epoch`` and ``step`` (both from 1) say where.
+    ``cause`` is 'data' when the batch itself held NaN/Inf, 'training' otherwise."""
 
     def __init__(self, message: str, epoch: int | None = None, step: int | None = None,
-                 value: float | None = None) -> None:
+                 value: float | None = None, cause: str = "training") -> None:
         super().__init__(message)
-        self.epoch, self.step, self.value = epoch, step, value
+        self.epoch, self.step, self.value, self.cause = epoch, step, value, cause
 
 
 def _detach(x: Any) -> Any:

@@ -29,9 +29,7 @@ at the end of an epoch, and for the progress bar.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -43,34 +41,26 @@ from ..backend import (
     get_array_module,
     get_default_device,
     get_rng_state,
-    set_rng_state,
     to_device,
     to_numpy,
 )
 from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
-from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
-from .distributed_hooks import (
-    average_over_ranks,
-    extra_state,
-    load_from_rank0,
-    prepare,
-    rng_state_for_rank,
-    save_on_rank0,
-)
+from .diagnose import inputs_finite, memory_error, nonfinite_error, nonfinite_location
+from .distributed_hooks import average_over_ranks, prepare
+from .epoch_state import EpochProgress, RunningLoss
 from .history import History
+from .interrupt import StopSignals
 from .losses import get_loss
 from .metrics import Metric, accuracy, get_metric, sample_count
 from .progress import Progress, format_logs
+from .resume import TrainerState, check_schedule
 from .step import NonFiniteLossError, batch_loss, train_step
 
 __all__ = ["Trainer", "model_accuracy"]
 
-# One part of a trainer's state: (copy the current state, load a state, the state to load).
-_StatePart = tuple[Callable[[], Any], Callable[[Any], None], Any]
 
-
-class Trainer:
+class Trainer(TrainerState):
     """Fit a model with an optimiser and a loss, with metrics, callbacks and checkpoints.
 
     Args:
@@ -138,7 +128,17 @@ class Trainer:
         self.global_step = 0           # optimisation steps taken
         self.history = History()
         self.stop_training = False
+        #: how the line printed on SIGINT/SIGTERM says to resume; ``{path}`` and ``{epochs}``
+        #: are filled in (None: the ``trainer.fit(..., resume=path)`` call)
+        self.resume_command: str | None = None
+        #: saved in every checkpoint as ``state['meta']`` (e.g. the options of the run) and
+        #: not restored by :meth:`load_state_dict`: for the caller to compare before resuming
+        self.meta: dict[str, Any] = {}
         self._train_loader: Any = None
+        self._live: EpochProgress | None = None            # the training epoch in progress
+        self._resume_progress: EpochProgress | None = None  # a mid-epoch state to continue
+        self._signals: StopSignals | None = None
+        self._current: tuple[int, Any, Any] = (0, (), None)  # (step, inputs, target) last run
         prepare(self)  # several MPI ranks: only rank 0 prints and logs
 
     # ---- batches -------------------------------------------------------------------------
@@ -176,10 +176,12 @@ class Trainer:
         progress.close()
         return figures
 
-    def _pass(self, loader: Iterable[Any], train: bool, desc: str,
-              show: bool) -> tuple[dict[str, float], Progress]:
+    def _pass(self, loader: Iterable[Any], train: bool, desc: str, show: bool,
+              progress: EpochProgress | None = None) -> tuple[dict[str, float], Progress]:
         """:meth:`run_epoch`, returning its progress display still open, for :meth:`fit` to
-        close with the whole epoch line (validation figures included); closed on errors."""
+        close with the whole epoch line (validation figures included); closed on errors.
+        ``progress`` is the training epoch's state (from :meth:`fit`): its sums and step
+        continue where a resumed checkpoint left them."""
         if train:
             if self.optimizer is None:
                 raise ValueError("Trainer: fit needs an optimizer (Trainer(model, optimizer, ...))")
@@ -188,85 +190,129 @@ class Trainer:
             self.model.eval()
         for m in self.metrics:
             m.reset()
+        if progress is not None and progress.saved_metrics:
+            progress.restore(self.metrics, self.device)
+            progress.saved_metrics = []
         total = len(loader) if hasattr(loader, "__len__") else None
-        progress = Progress(self.verbose if show else 0, total, desc)
-        running = _RunningLoss()
-        step = 0
+        step = progress.step if progress is not None else 0
+        running = progress.running if progress is not None else RunningLoss()
+        bar = Progress(self.verbose if show else 0, total, desc, initial=step)
         try:
             with no_grad() if not train else contextlib.nullcontext():
-                for batch in loader:
+                # held: a DataLoader's state_dict reads its position from the live iterator;
+                # none for an epoch whose batches were all done before a stop in validation
+                done = progress is not None and progress.finished
+                batches = iter(()) if done else iter(loader)
+                for batch in batches:
                     step += 1
-                    loss, output, target, n = self._batch(batch, train, step, total)
-                    running.add(loss.data, n)
+                    loss, output, target, n, finite = self._batch(batch, train, step, total)
+                    running.add(loss.data, n, finite)
                     self.batch_loss = loss  # the last batch's 0-d loss, for callbacks
                     for m in self.metrics:
                         m.update(output, target)
                     if train:
-                        for cb in self.callbacks:
+                        if progress is not None:
+                            progress.step = step
+                        for cb in self._checkpoints_last():
                             cb.on_batch_end(self, step)
-                    progress.update()
+                    bar.update()
                     if step % self.sync_every == 0:
                         self._sync(running, step, total, train)
-                        if progress.active:
-                            progress.show(self._figures(running))
+                        if bar.active:
+                            bar.show(self._figures(running))
+                    self._poll_signals(running, step, total, train)
             if step == 0:
                 raise ValueError("Trainer: the loader yielded no batches")
             self._sync(running, step, total, train)
             figures = average_over_ranks(self._figures(running), running.count)
+            if progress is not None:
+                progress.finish(get_rng_state(), _loader_state(loader), self.metrics)
         except BaseException:
-            progress.close()
+            bar.close()
             raise
-        return figures, progress
+        finally:
+            self._current = (0, (), None)   # do not keep the last batch alive
+        return figures, bar
 
     def _batch(self, batch: Any, train: bool, step: int,
-               total: int | None) -> tuple[Tensor, Any, Any, int]:
+               total: int | None) -> tuple[Tensor, Any, Any, int, Any]:
         """One batch: a :func:`train_step`, or (evaluating) the forward pass and the loss.
-        Returns (loss, output, target, number of samples)."""
+        Returns (loss, output, target, number of samples, device flag: inputs finite)."""
         inputs, target = self.unpack(batch)
-        if train:
-            try:
+        self._current = (step, inputs, target)   # for _sync to locate a NaN in it
+        finite = inputs_finite(inputs, target)
+        n = sample_count(target, inputs)
+        try:
+            if train:
                 loss, output = train_step(
                     self.model, inputs, target, self.loss_fn, self.optimizer,
                     check_finite=self.sync_every == 1, grad_clip=self.grad_clip,
                     regularization=self.regularization)
-            except NonFiniteLossError as e:
-                raise self._nonfinite(e.value, step, total, train) from None
-            self.global_step += 1
-        else:
-            output = self.model(*inputs)
-            loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
-                              "evaluation")
-        return loss, output, target, sample_count(target, inputs)
+                self.global_step += 1
+            else:
+                output = self.model(*inputs)
+                loss = batch_loss(self.model, self.loss_fn, output, target, self.regularization,
+                                  "evaluation")
+        except NonFiniteLossError as e:
+            raise self._nonfinite(e.value, step, total, train,
+                                  nonfinite_location(inputs, target)) from None
+        except MemoryError as e:
+            raise memory_error(e, self.model, inputs, self._where(step, total, train),
+                               n) from None
+        return loss, output, target, n, finite
 
-    def _sync(self, running: _RunningLoss, step: int, total: int | None, train: bool) -> None:
+    def _sync(self, running: RunningLoss, step: int, total: int | None, train: bool) -> None:
         """Read the pending losses back (one transfer); raise if one is not finite."""
         bad = running.sync(step)
         if bad is not None:
-            raise self._nonfinite(bad[1], bad[0], total, train)
+            bad_step, value, data_finite = bad
+            location = None
+            if not data_finite:
+                at_hand = self._current if self._current[0] == bad_step else None
+                location = (nonfinite_location(at_hand[1], at_hand[2]) if at_hand else None) \
+                    or "NaN or Inf in the batch"
+            raise self._nonfinite(value, bad_step, total, train, location)
 
-    def _figures(self, running: _RunningLoss) -> dict[str, float]:
+    def _figures(self, running: RunningLoss) -> dict[str, float]:
         out = {"loss": running.mean()}
         for m in self.metrics:
             out[m.name] = m.compute()
         return out
 
-    def _nonfinite(self, value: float | None, step: int, total: int | None,
-                   train: bool) -> NonFiniteLossError:
-        epoch = self.epoch + 1
-        where = f"step {step}" + (f" of {total}" if total else "")
+    def _where(self, step: int, total: int | None, train: bool) -> str:
+        """``epoch 2, step 5 of 30`` (training), ``epoch 2 (validation step 3 of 4)``
+        (validation in fit) or ``step 3 of 4`` (evaluation)."""
+        of = f"step {step}" + (f" of {total}" if total else "")
         if train:
-            msg = f"training loss became {value} at epoch {epoch}, {where}; training stopped."
-        else:
-            msg = f"evaluation loss became {value} at {where} (after {self.epoch} epochs)."
+            return f"epoch {self.epoch + 1}, {of}"
+        if self._live is not None:
+            return f"epoch {self.epoch + 1} (validation {of})"
+        return of
+
+    def _nonfinite(self, value: float | None, step: int, total: int | None, train: bool,
+                   data_problem: str | None = None) -> NonFiniteLossError:
+        """The error for a NaN/Inf loss (see :func:`~minidl.train.diagnose.nonfinite_error`)."""
+        kind = "training" if train else ("validation" if self._live is not None
+                                         else "evaluation")
         saved = [cb.last_saved for cb in self.callbacks
                  if isinstance(cb, ModelCheckpoint) and cb.last_saved is not None]
-        if saved:
-            path, ep = saved[-1]
-            msg += (f" The last good checkpoint is {path} (epoch {ep}); resume from it with "
-                    f"a lower learning rate or gradient clipping.")
-        else:
-            msg += " Try a lower learning rate or gradient clipping."
-        return NonFiniteLossError(msg, epoch=epoch, step=step, value=value)
+        return nonfinite_error(value, self._where(step, total, train), kind, data_problem,
+                               saved[-1] if saved else None, self.epoch + 1, step)
+
+    def _settle_losses(self) -> None:
+        """Read the training epoch's pending losses into its sum, before a mid-epoch save."""
+        live = self._live
+        if live is not None and live.running.pending:
+            total = len(self._train_loader) if hasattr(self._train_loader, "__len__") else None
+            self._sync(live.running, live.step, total, True)
+
+    # ---- stopping on a signal ------------------------------------------------------------
+    def _poll_signals(self, running: RunningLoss, step: int, total: int | None,
+                      train: bool) -> None:
+        """At a step boundary: stop when SIGINT/SIGTERM arrived (sums synced first)."""
+        if self._signals is not None and self._signals.received:
+            self._sync(running, step, total, train)
+            raise _Stop
 
     # ---- public loop ---------------------------------------------------------------------
     def fit(self, train_loader: Iterable[Any], epochs: int, val_loader: Iterable[Any] | None = None,
@@ -275,8 +321,18 @@ class Trainer:
         so after ``resume`` only the remaining ones run). Returns :attr:`history`.
 
         ``resume`` is a checkpoint written by ModelCheckpoint / :meth:`save_checkpoint`; the
-        model, optimiser, scheduler, epoch, RNG, history, callbacks and the loader's shuffling
-        state are restored from it, so the run continues exactly as if never stopped.
+        model, optimiser, scheduler, epoch and step, RNG, history, callbacks, the loader's
+        position and a stopped epoch's running sums are restored from it, so the run
+        continues exactly as if never stopped.
+
+        SIGINT (Ctrl-C) and SIGTERM stop the run at the next step boundary: the state is
+        saved to :meth:`interrupt_checkpoint_path` (mid-epoch), one line on stderr says where
+        and how to resume (:attr:`resume_command`), and :class:`TrainingInterrupted` (a
+        ``SystemExit`` with code 130 or 143) is raised. A second signal aborts at once.
+
+        Not covered on 'cuda': random ops that draw on the GPU (dropout) use CuPy's
+        generator, whose state CuPy cannot save, so a resumed GPU run with dropout draws
+        other masks than the uninterrupted one (everything else is restored).
         """
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"Trainer.fit: epochs must be an int >= 0, got {epochs!r}")
@@ -288,45 +344,68 @@ class Trainer:
                           f"nothing to train (epochs counts the total, pass a larger value to "
                           f"train more)", stacklevel=2)
             return self.history
+        check_schedule(self.callbacks, epochs, train_loader)
         self.stop_training = False
+        self._signals = StopSignals()
+        try:
+            with self._signals:
+                self._fit_loop(train_loader, epochs, val_loader)
+        finally:
+            self._signals, self._live = None, None
+        return self.history
+
+    def _fit_loop(self, train_loader: Any, epochs: int, val_loader: Any) -> None:
+        """The epochs of :meth:`fit`, between on_train_begin and on_train_end."""
         for cb in self.callbacks:
             cb.on_train_begin(self)
         try:
-            while self.epoch < epochs and not self.stop_training:
-                self._fit_epoch(train_loader, epochs, val_loader)
+            while True:
+                if self._signals is not None and self._signals.received:
+                    raise self._interrupted(epochs)
+                if self.epoch >= epochs or self.stop_training:
+                    break
+                try:
+                    self._fit_epoch(train_loader, epochs, val_loader)
+                except _Stop:
+                    raise self._interrupted(epochs) from None
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
-        return self.history
 
     def _fit_epoch(self, train_loader: Any, epochs: int, val_loader: Any) -> None:
         epoch = self.epoch
-        for cb in self.callbacks:
-            cb.on_epoch_begin(self, epoch)
-        if hasattr(train_loader, "set_epoch"):
-            # The loader's shuffle order follows the trainer's epoch: resumable, reproducible.
-            train_loader.set_epoch(epoch)
-        lr = self.current_lr()
-        start = time.perf_counter()
-        logs, progress = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True)
+        progress, self._resume_progress = self._resume_progress, None
+        if progress is None:
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self, epoch)
+            if hasattr(train_loader, "set_epoch"):
+                # The loader's shuffle order follows the trainer's epoch: resumable, reproducible.
+                train_loader.set_epoch(epoch)
+            progress = EpochProgress(epoch, self.current_lr())
+        self._live = progress
+        logs, bar = self._pass(train_loader, True, f"epoch {epoch + 1}/{epochs}", True, progress)
         if val_loader is not None:
             try:
                 val = self.run_epoch(val_loader, train=False, show=False)
             except BaseException:
-                progress.close()
+                bar.close()
                 raise
             logs.update({f"val_{k}": v for k, v in val.items()})
-        if lr is not None:
-            logs["lr"] = lr
-        logs["time"] = time.perf_counter() - start
+        if progress.lr is not None:
+            logs["lr"] = progress.lr
+        logs["time"] = progress.seconds()
+        self._live = None
         self.epoch = epoch + 1
         self.history.append({"epoch": epoch + 1, **logs})
-        progress.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
-        # Checkpoints go last, so the state they save includes every other callback's update
-        # for this epoch (scheduler step, early-stopping counters): resuming is then exact.
-        ordered = sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
-        for cb in ordered:
+        bar.close(logs, f"epoch {epoch + 1}/{epochs}  {format_logs(logs)}")
+        for cb in self._checkpoints_last():
             cb.on_epoch_end(self, epoch, logs)
+
+    def _checkpoints_last(self) -> list[Callback]:
+        """The callbacks with ModelCheckpoints last, so that the state they save includes
+        every other callback's update of this step or epoch (scheduler step, early-stopping
+        counters): resuming is then exact."""
+        return sorted(self.callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
 
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
         """Mean loss and metrics over ``loader`` in eval mode, without gradients.
@@ -373,7 +452,11 @@ class Trainer:
                         inputs = tuple(self._to_device(b) for b in batch[:k])
                     else:
                         inputs, _ = self.unpack(batch)
-                    out = self.model(*inputs)
+                    try:
+                        out = self.model(*inputs)
+                    except MemoryError as e:
+                        raise memory_error(e, self.model, inputs, "Trainer.predict",
+                                           len(inputs[0]) if inputs else None) from None
                     outs.append(tuple(o.data for o in out) if isinstance(out, (tuple, list))
                                 else out.data)
         finally:
@@ -407,117 +490,14 @@ class Trainer:
         xp = get_array_module(*params)
         return bool(xp.stack([xp.isfinite(p).all() for p in params]).all())
 
-    # ---- state ---------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: model, optimiser, scheduler, epoch, step, RNG,
-        the train loader's position, history and callback state."""
-        state: dict[str, Any] = {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": dict(state_arrays(self.model.state_dict())),
-            "rng": get_rng_state(),
-            "history": {k: list(v) for k, v in self.history.items()},
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
-            "callback_types": [type(cb).__name__ for cb in self.callbacks],
-        }
-        if self.optimizer is not None and hasattr(self.optimizer, "state_dict"):
-            state["optimizer"] = self.optimizer.state_dict()
-        if self._train_loader is not None and hasattr(self._train_loader, "state_dict"):
-            state["loader"] = self._train_loader.state_dict()
-        state.update(extra_state())  # several MPI ranks: every rank's RNG
-        return state
 
-    def load_state_dict(self, state: dict[str, Any], train_loader: Any = None) -> None:
-        """Restore a :meth:`state_dict`, all or nothing.
-
-        The parts load in turn (model, optimiser, each callback, RNG, train loader); each
-        part's current state is copied just before it loads. If any part fails, every part
-        already touched gets its copy back and the error is raised: the trainer, its
-        callbacks, the global RNG and the loader are then exactly as before the call, so a
-        failed ``fit(resume=...)`` leaves nothing half-restored.
-        """
-        missing = {"epoch", "model"} - set(state)
-        if missing:
-            raise ValueError(f"Trainer.load_state_dict: checkpoint lacks {sorted(missing)}")
-        types = state.get("callback_types", [])
-        mine = [type(cb).__name__ for cb in self.callbacks]
-        if types and types != mine:
-            raise ValueError(f"Trainer.load_state_dict: checkpoint was written with callbacks "
-                             f"{types}, this trainer has {mine}")
-        epoch, global_step = int(state["epoch"]), int(state.get("global_step", 0))
-        history = History({k: list(v) for k, v in state.get("history", {}).items()})
-        undo: list[tuple[Callable[[Any], None], Any]] = []
-        try:
-            for save, load, value in self._state_parts(state, train_loader):
-                undo.append((load, save()))  # before load: a part may fail half-loaded
-                load(value)
-        except BaseException:
-            for load, backup in reversed(undo):
-                load(backup)
-            raise
-        self.epoch, self.global_step, self.history = epoch, global_step, history
-
-    def _state_parts(self, state: dict[str, Any], train_loader: Any) -> list[_StatePart]:
-        """The parts of ``state`` this trainer has, in loading order."""
-        model = self.model
-        parts: list[_StatePart] = [(
-            lambda: {k: v.copy() for k, v in state_arrays(model.state_dict())},
-            model.load_state_dict, state["model"])]
-        if "optimizer" in state and self.optimizer is not None:
-            # state_dict copies to the host; load_state_dict copies to each parameter's device
-            parts.append((self.optimizer.state_dict, self.optimizer.load_state_dict,
-                          state["optimizer"]))
-        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
-            # a deep copy: a callback's state_dict may hand out its own mutable containers
-            parts.append((lambda cb=cb: copy.deepcopy(cb.state_dict()), cb.load_state_dict,
-                          cb_state))
-        if "rng" in state:
-            parts.append((get_rng_state, set_rng_state, rng_state_for_rank(state)))
-        loader = train_loader if train_loader is not None else self._train_loader
-        if "loader" in state and all(hasattr(loader, f) for f in ("state_dict",
-                                                                    "load_state_dict")):
-            parts.append((loader.state_dict, loader.load_state_dict, state["loader"]))
-        return parts
-
-    def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (see :func:`save_checkpoint`)."""
-        save_on_rank0(self.state_dict(), path, save_checkpoint)
-
-    def load_checkpoint(self, path: str | os.PathLike, train_loader: Any = None) -> None:
-        """Restore the state saved in ``path`` (and the train loader's, when given)."""
-        self.load_state_dict(load_from_rank0(path, load_checkpoint), train_loader)
+class _Stop(Exception):
+    """Raised at a step boundary after SIGINT/SIGTERM; :meth:`Trainer.fit` saves and stops."""
 
 
-class _RunningLoss:
-    """The sample-weighted sum of an epoch's batch losses. Each batch's 0-d loss stays on the
-    device until :meth:`sync` reads all pending ones back in one transfer."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[Any, int]] = []   # (device 0-d loss, batch size) not yet read
-        self.total, self.count = 0.0, 0
-
-    def add(self, loss: Any, n: int) -> None:
-        self.pending.append((loss, n))
-
-    def sync(self, step: int) -> tuple[int, float] | None:
-        """Add the pending losses (the last of them from ``step``) to the sum; returns
-        (step, value) of the first one that is NaN or infinite instead, if any."""
-        if not self.pending:
-            return None
-        xp = get_array_module(self.pending[0][0])
-        values = to_numpy(xp.stack([p[0].reshape(()) for p in self.pending])).astype(np.float64)
-        sizes = np.array([p[1] for p in self.pending], dtype=np.float64)
-        first_step = step - len(self.pending) + 1
-        self.pending.clear()
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            return first_step + int(bad[0]), float(values[bad[0]])
-        self.total += float((values * sizes).sum())
-        self.count += int(sizes.sum())
-        return None
-
-    def mean(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+def _loader_state(loader: Any) -> Any:
+    """A loader's position (None for loaders without ``state_dict``)."""
+    return loader.state_dict() if hasattr(loader, "state_dict") else None
 
 
 def model_accuracy(model: Any, x: Any, y: Any, batch_size: int = 500) -> float:
