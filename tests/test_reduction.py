@@ -68,9 +68,9 @@ def test_mean_and_var(device, case, seed, ddof):
     assert md.gradcheck(lambda t: F.mean(t, axis, keepdims), tx)
     n = x.size if axis is None else np.prod([shape[a] for a in np.atleast_1d(axis)])
     if n > ddof:
-        close(F.var(tx, axis, keepdims, ddof=ddof),
+        close(F.var(tx, axis=axis, keepdims=keepdims, ddof=ddof),
               np.var(x, axis=axis, keepdims=keepdims, ddof=ddof))
-        assert md.gradcheck(lambda t: F.var(t, axis, keepdims, ddof=ddof), tx)
+        assert md.gradcheck(lambda t: F.var(t, axis=axis, keepdims=keepdims, ddof=ddof), tx)
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
@@ -82,7 +82,8 @@ def test_max_min(device, name, case, seed):
     x = np.random.default_rng(seed).permutation(int(np.prod(shape))).reshape(shape) * 0.5
     tx = leaf(x, device)
     op = getattr(F, name)
-    close(op(tx, axis, keepdims), getattr(np, name)(x, axis=axis, keepdims=keepdims))
+    close(op(tx, axis=axis, keepdims=keepdims),
+          getattr(np, name)(x, axis=axis, keepdims=keepdims))
     assert md.gradcheck(lambda t: getattr(t, name)(axis=axis, keepdims=keepdims), tx)
 
 

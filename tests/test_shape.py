@@ -38,19 +38,26 @@ def test_reshape_and_permute(device, shape, seed, data):
 def test_flatten_squeeze_unsqueeze_swapaxes(device, shape, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
     tx = leaf(x, device)
-    close(F.flatten(tx), x.reshape(shape[0], -1))
+    close(F.flatten(tx, 1), x.reshape(shape[0], -1))
+    close(F.flatten(tx), x.reshape(-1))  # torch.flatten's default: every dim
+    close(tx.flatten(), x.reshape(-1))
     close(tx.flatten(0, -1), x.reshape(-1))
     close(F.unsqueeze(tx, -1), x[..., None])
     close(tx.unsqueeze(0).squeeze(0), x)
     close(F.squeeze(tx), np.squeeze(x))
     close(F.swapaxes(tx, 0, -1), np.swapaxes(x, 0, -1))
-    assert md.gradcheck(lambda t: F.squeeze(F.swapaxes(F.flatten(F.unsqueeze(t, 1)), 0, 1)), tx)
+    assert md.gradcheck(lambda t: F.squeeze(F.swapaxes(F.flatten(F.unsqueeze(t, 1), 1), 0, 1)), tx)
 
 
 def test_squeeze_and_reshape_errors(device):
     x = leaf(np.ones((2, 3)), device)
+    # NumPy's axis= keeps NumPy's meaning and refuses a dim of size 3 ...
     with pytest.raises(ValueError, match=r"squeeze: axis 1 of shape \(2, 3\) has size 3"):
-        F.squeeze(x, 1)
+        F.squeeze(x, axis=1)
+    # ... torch's dim (positional or dim=) leaves it as it is, as torch.squeeze does
+    assert F.squeeze(x, 1).shape == (2, 3) and x.squeeze(dim=1).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"squeeze: dim=2 is out of range"):
+        x.squeeze(2)
     with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, 2\)"):
         x.reshape(4, 2)
     with pytest.raises(ValueError, match="permute"):

@@ -1,8 +1,9 @@
 """Differentiable ops (``import minidl.functional as F``), one module per family.
 
-Signatures follow ``torch.nn.functional``, except that reductions take NumPy's ``axis=``.
+Signatures follow ``torch`` and ``torch.nn.functional`` (``dim=``, ``keepdim=``); NumPy's
+``axis=``, ``keepdims=`` and ``ddof=`` are accepted beside them with NumPy's meaning.
 """
-from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .activation import elu, leaky_relu, log_softmax, logsumexp, relu, sigmoid, softmax, tanh
 from .conv import conv2d, conv_transpose2d
 from .dropout import dropout
 from .elementwise import (
@@ -11,6 +12,8 @@ from .elementwise import (
     astype,
     clamp,
     clip,
+    clone,
+    contiguous,
     div,
     exp,
     log,
@@ -24,7 +27,7 @@ from .elementwise import (
     to_device,
     where,
 )
-from .linalg import linear, matmul
+from .linalg import linear, matmul, mm, norm
 from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -34,7 +37,23 @@ from .loss import (
 )
 from .normalization import batch_norm, local_response_norm
 from .pooling import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
-from .reduction import argmax, broadcast_to, max, mean, min, sum, sum_to, var
+from .reduction import (
+    all,
+    amax,
+    amin,
+    any,
+    argmax,
+    argmin,
+    broadcast_to,
+    max,
+    mean,
+    min,
+    prod,
+    std,
+    sum,
+    sum_to,
+    var,
+)
 from .shape import (
     cat,
     flatten,
@@ -51,6 +70,8 @@ from .shape import (
 )
 
 __all__ = [
+    "all", "amax", "amin", "any", "argmin", "clone", "contiguous", "logsumexp", "mm", "norm",
+    "prod", "std",
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
     "global_avg_pool2d", "local_response_norm", "max_pool2d",
     "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",

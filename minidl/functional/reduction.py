@@ -1,4 +1,9 @@
-"""Reductions (sum, mean, var, max, min, argmax) and broadcasting with its adjoint, sum_to.
+"""Reductions (sum, mean, var, std, prod, max, min, amax, amin, argmax, argmin, any, all) and
+broadcasting with its adjoint, sum_to.
+
+The wrappers take torch's ``dim=`` / ``keepdim=`` and NumPy's ``axis=`` / ``keepdims=`` (and
+``ddof=``) with each library's meaning; where one call could mean either (positional
+arguments), torch's reading wins.
 
 ``sum_to`` sums a broadcast gradient back to an input's shape; every broadcasting op's
 backward ends with it. ``reduce_sum`` is the raw-array sum behind them, fast for the
@@ -8,15 +13,19 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module
-from .shape import reshape
+from .shape import getitem, reshape
+from .validation import keywords, resolve_dim, resolve_keepdim
 
 Axis = int | tuple[int, ...] | None
+
+# var/std: whether NumPy's axis= was passed at all (axis=None included), which picks ddof=0
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 
 
 def _sum_to_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
@@ -136,7 +145,7 @@ class _Extreme(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.axes = _norm_axis(self.axis, x.ndim, self.reducer)
-        if any(x.shape[a] == 0 for a in self.axes):
+        if builtins.any(x.shape[a] == 0 for a in self.axes):
             raise ValueError(f"{self.reducer}: cannot reduce an empty axis (tensor of shape "
                              f"{tuple(x.shape)}, axis {self.axis})")
         y = getattr(x, self.reducer)(axis=self.axes, keepdims=True)
@@ -161,7 +170,69 @@ class Min(_Extreme):
     reducer = "min"
 
 
+class Prod(Function):
+    """Product over axes. The gradient is the product of the other elements: ``y / x`` where
+    no reduced element is 0 (differentiable again), else computed exactly by ProdOthers."""
+
+    keep_inputs = (0,)
+    keep_output = True
+
+    def __init__(self, axis: Axis, keepdims: bool) -> None:
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.axes = _norm_axis(self.axis, x.ndim, "prod")
+        return get_array_module(x).asarray(x.prod(axis=self.axes, keepdims=self.keepdims))
+
+    def backward(self, gy):
+        x, y = self.inputs[0], self.output()
+        shape = _keepdims_shape(x.shape, self.axes)
+        if not self.keepdims:
+            gy, y = reshape(gy, shape), reshape(y, shape)
+        if bool((x.data == 0).any()):
+            return broadcast_to(gy, x.shape) * ProdOthers(self.axes)(x)
+        return broadcast_to(gy * y, x.shape) / x
+
+
+class ProdOthers(Function):
+    """For each element, the product of the other elements of its reduced group (exact when
+    some are 0): exclusive cumulative products from both ends over the flattened group."""
+
+    def __init__(self, axes: tuple[int, ...]) -> None:
+        self.axes = axes
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        kept = [a for a in range(x.ndim) if a not in self.axes]
+        moved = x.transpose(kept + list(self.axes))
+        flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+        ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        out = (left * right).reshape(moved.shape)
+        return xp.ascontiguousarray(out.transpose(np.argsort(kept + list(self.axes))))
+
+    def backward(self, gy):
+        raise NotImplementedError(
+            "prod: the second derivative at inputs containing 0 is not supported; it is "
+            "supported where no reduced element is 0")
+
+
 # ---- wrappers -----------------------------------------------------------------------------
+
+class MaxResult(NamedTuple):
+    """``(values, indices)`` of ``max(x, dim)``, as ``torch.return_types.max``."""
+
+    values: Tensor
+    indices: Tensor
+
+
+class MinResult(NamedTuple):
+    """``(values, indices)`` of ``min(x, dim)``, as ``torch.return_types.min``."""
+
+    values: Tensor
+    indices: Tensor
+
 
 def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     """Sum ``x`` down to ``shape`` over broadcast dimensions (no-op when shapes agree)."""
@@ -179,38 +250,206 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     return BroadcastTo(shape)(x)
 
 
-def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Sum over ``axis`` (all axes when None)."""
-    return Sum(axis, keepdims)(x)
+def _cast_for(x: Tensor, dtype: Any) -> Tensor:
+    return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
 
 
-def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Arithmetic mean over ``axis``."""
+def _count(x: Tensor, axes: tuple[int, ...]) -> int:
+    return int(np.prod([x.shape[a] for a in axes])) if axes else 1
+
+
+@keywords
+def sum(x: Tensor, dim: Axis = None, keepdim: bool = False, *,  # noqa: A001
+        axis: Axis = None, keepdims: bool | None = None, dtype: Any = None) -> Tensor:
+    """Sum over ``dim`` (one int or a tuple; all dims when None): (..) -> reduced shape.
+
+    ``axis=`` / ``keepdims=`` are NumPy's names for ``dim`` / ``keepdim``; ``dtype`` casts
+    first (``x.sum(dtype=md.float64)``).
+    """
+    dim, keep = resolve_dim("sum", dim, axis), resolve_keepdim("sum", keepdim, keepdims)
+    return Sum(dim, keep)(_cast_for(as_tensor(x), dtype))
+
+
+@keywords
+def mean(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+         keepdims: bool | None = None, dtype: Any = None) -> Tensor:
+    """Arithmetic mean over ``dim`` (``axis=``/``keepdims=`` accepted as NumPy's names)."""
+    dim, keep = resolve_dim("mean", dim, axis), resolve_keepdim("mean", keepdim, keepdims)
+    x = _cast_for(as_tensor(x), dtype)
+    return Sum(dim, keep)(x) / _count(x, _norm_axis(dim, x.ndim, "mean"))
+
+
+def _correction(op: str, correction: Any, unbiased: Any, ddof: Any, numpy_spelling: bool) -> Any:
+    """The divisor's offset: torch's ``correction``/``unbiased`` or NumPy's ``ddof``."""
+    given = [n for n, v in (("correction", correction), ("unbiased", unbiased), ("ddof", ddof))
+             if v is not None]
+    if len(given) > 1:
+        raise TypeError(f"{op}: got {' and '.join(g + '=' for g in given)}; pass one "
+                        "(correction= is torch's name, ddof= NumPy's)")
+    if correction is not None:
+        return correction
+    if unbiased is not None:
+        return int(bool(unbiased))
+    if ddof is not None:
+        return ddof
+    return 0 if numpy_spelling else 1
+
+
+@keywords
+def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: float | None = None, axis: Axis = _UNSET, keepdims: bool | None = None,
+        ddof: float | None = None) -> Tensor:
+    """Variance over ``dim``: ``sum((x - mean)^2) / (N - correction)``.
+
+    As in torch, the default is the unbiased estimate (``correction=1``; ``unbiased=False``
+    or ``correction=0`` for the population variance), and the third positional argument is
+    ``unbiased``. NumPy's spelling keeps NumPy's meaning: a call that uses ``axis=`` or
+    ``keepdims=`` defaults to ``ddof=0``, and ``ddof=`` is ``correction=``. So
+    ``x.var(1)`` and ``x.var(dim=1)`` are unbiased, ``x.var(axis=1)`` is not.
+    """
+    numpy_spelling = axis is not _UNSET or keepdims is not None or ddof is not None
+    c = _correction("var", correction, unbiased, ddof, numpy_spelling)
+    axis = None if axis is _UNSET else axis
+    dim, keep = resolve_dim("var", dim, axis), resolve_keepdim("var", keepdim, keepdims)
     x = as_tensor(x)
-    axes = _norm_axis(axis, x.ndim, "mean")
-    n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    return Sum(axis, keepdims)(x) / n
+    n = _count(x, _norm_axis(dim, x.ndim, "var"))
+    centered = x - mean(x, dim, keepdim=True)
+    return Sum(dim, keep)(centered * centered) / (n - c)
 
 
-def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance over ``axis`` (population variance by default, ``ddof=1`` for unbiased)."""
+@keywords
+def std(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: float | None = None, axis: Axis = _UNSET, keepdims: bool | None = None,
+        ddof: float | None = None) -> Tensor:
+    """Standard deviation, ``sqrt(var(...))``, with :func:`var`'s arguments and defaults
+    (unbiased unless NumPy's ``axis=``/``keepdims=``/``ddof=`` spelling is used)."""
+    return var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
+               ddof=ddof) ** 0.5
+
+
+@keywords
+def prod(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+         keepdims: bool | None = None, dtype: Any = None) -> Tensor:
+    """Product over ``dim``; differentiable (exactly, also where elements are 0)."""
+    dim, keep = resolve_dim("prod", dim, axis), resolve_keepdim("prod", keepdim, keepdims)
+    return Prod(dim, keep)(_cast_for(as_tensor(x), dtype))
+
+
+def _values_indices(x: Tensor, dim: int, keepdim: bool, reducer: str) -> tuple[Tensor, Tensor]:
+    """torch's ``max(x, dim)``: the extreme along ``dim`` and its (first) index. The values
+    are gathered at the indices, so their gradient goes to that one element, as in torch."""
     x = as_tensor(x)
-    axes = _norm_axis(axis, x.ndim, "var")
-    n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    centered = x - mean(x, axis, keepdims=True)
-    return sum(centered * centered, axis, keepdims) / (n - ddof)
+    xp = get_array_module(x.data)
+    if x.ndim == 0:
+        return x, Tensor(xp.zeros((), dtype=np.int64))
+    d = _norm_axis(dim, x.ndim, reducer)[0]
+    if x.shape[d] == 0:
+        raise ValueError(f"{reducer}: cannot reduce an empty dim (tensor of shape "
+                         f"{tuple(x.shape)}, dim {dim})")
+    idx = getattr(x.data, "arg" + reducer)(axis=d)
+    rest = [i for i in range(x.ndim) if i != d]
+    index = tuple(idx if i == d else
+                  xp.arange(x.shape[i]).reshape([-1 if r == i else 1 for r in rest])
+                  for i in range(x.ndim))
+    values, indices = getitem(x, index), Tensor(xp.asarray(idx, dtype=np.int64))
+    if keepdim:
+        shape = _keepdims_shape(x.shape, (d,))
+        values, indices = reshape(values, shape), reshape(indices, shape)
+    return values, indices
 
 
-def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Maximum over ``axis``; tied maxima share the gradient evenly."""
-    return Max(axis, keepdims)(x)
+def _extreme(x: Tensor, dim: Any, keepdim: bool, axis: Axis, keepdims: bool | None,
+             reducer: str) -> Any:
+    if isinstance(dim, Tensor):
+        other = "maximum" if reducer == "max" else "minimum"
+        raise TypeError(f"{reducer}: for the elementwise {reducer} of two tensors use "
+                        f"F.{other}(a, b) or a.{reducer}(b)")
+    keep = resolve_keepdim(reducer, keepdim, keepdims)
+    if axis is None and isinstance(dim, (int, np.integer)):
+        values, indices = _values_indices(x, int(dim), keep, reducer)
+        return (MaxResult if reducer == "max" else MinResult)(values, indices)
+    fn = Max if reducer == "max" else Min
+    return fn(resolve_dim(reducer, dim, axis), keep)(x)
 
 
-def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Minimum over ``axis``; tied minima share the gradient evenly."""
-    return Min(axis, keepdims)(x)
+@keywords
+def max(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Axis = None,  # noqa: A001
+        keepdims: bool | None = None) -> Any:
+    """The maximum, as in torch: ``max(x)`` is the value; ``max(x, dim)`` (an int) returns
+    ``(values, indices)`` (a named tuple; the values' gradient goes to the index).
+
+    NumPy's ``axis=`` (an int or a tuple) and a tuple ``dim`` return the values only, as
+    ``numpy.max`` and ``amax``; tied maxima then share the gradient evenly.
+    """
+    return _extreme(x, dim, keepdim, axis, keepdims, "max")
 
 
-def argmax(x: Tensor, axis: int | None = None) -> Tensor:
-    """Indices of the maxima (not differentiable)."""
-    return Tensor(get_array_module(x.data).asarray(x.data.argmax(axis=axis)))
+@keywords
+def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Axis = None,  # noqa: A001
+        keepdims: bool | None = None) -> Any:
+    """The minimum: ``min(x)`` the value, ``min(x, dim)`` ``(values, indices)``; see :func:`max`."""
+    return _extreme(x, dim, keepdim, axis, keepdims, "min")
+
+
+@keywords
+def amax(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+         keepdims: bool | None = None) -> Tensor:
+    """The maximum values over ``dim`` (int, tuple or None); tied maxima share the gradient."""
+    return Max(resolve_dim("amax", dim, axis), resolve_keepdim("amax", keepdim, keepdims))(x)
+
+
+@keywords
+def amin(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+         keepdims: bool | None = None) -> Tensor:
+    """The minimum values over ``dim``; tied minima share the gradient."""
+    return Min(resolve_dim("amin", dim, axis), resolve_keepdim("amin", keepdim, keepdims))(x)
+
+
+def _arg(x: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None,
+         op: str) -> Tensor:
+    x = as_tensor(x)
+    dim, keep = resolve_dim(op, dim, axis), resolve_keepdim(op, keepdim, keepdims)
+    xp = get_array_module(x.data)
+    if dim is None:
+        out = getattr(x.data, op)()
+        return Tensor(xp.asarray(out, dtype=np.int64).reshape((1,) * x.ndim if keep else ()))
+    d = _norm_axis(int(dim), x.ndim, op)[0] if x.ndim else 0
+    out = getattr(x.data, op)(axis=d, keepdims=keep) if x.ndim else x.data.argmax()
+    return Tensor(xp.asarray(out, dtype=np.int64))
+
+
+@keywords
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None,
+           keepdims: bool | None = None) -> Tensor:
+    """Index of the (first) maximum along ``dim``, int64; of the flattened tensor when None."""
+    return _arg(x, dim, keepdim, axis, keepdims, "argmax")
+
+
+@keywords
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None,
+           keepdims: bool | None = None) -> Tensor:
+    """Index of the (first) minimum along ``dim``, int64."""
+    return _arg(x, dim, keepdim, axis, keepdims, "argmin")
+
+
+def _logical(x: Tensor, dim: Axis, keepdim: bool, axis: Axis, keepdims: bool | None,
+             op: str) -> Tensor:
+    x = as_tensor(x)
+    dim, keep = resolve_dim(op, dim, axis), resolve_keepdim(op, keepdim, keepdims)
+    axes = _norm_axis(dim, x.ndim, op)
+    xp = get_array_module(x.data)
+    return Tensor(xp.asarray(getattr(x.data.astype(bool), op)(axis=axes, keepdims=keep)))
+
+
+@keywords
+def any(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,  # noqa: A001
+        keepdims: bool | None = None) -> Tensor:
+    """Whether any element (along ``dim``) is nonzero: a bool tensor (not differentiable)."""
+    return _logical(x, dim, keepdim, axis, keepdims, "any")
+
+
+@keywords
+def all(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,  # noqa: A001
+        keepdims: bool | None = None) -> Tensor:
+    """Whether every element (along ``dim``) is nonzero: a bool tensor (not differentiable)."""
+    return _logical(x, dim, keepdim, axis, keepdims, "all")
