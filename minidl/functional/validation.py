@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import Tensor
+
 __all__ = ["IntOrPair", "KEYWORD_HINTS", "Pair", "check_floating", "check_groups",
-           "check_ndim", "check_probability", "conv_padding", "keywords", "positive_int",
-           "resolve_dim", "resolve_keepdim", "to_pair", "unknown_keyword"]
+           "check_layer_input", "check_ndim", "check_probability", "conv_padding", "keywords",
+           "positive_int", "resolve_dim", "resolve_keepdim", "to_pair", "unknown_keyword"]
 
 Pair = tuple[int, int]
 IntOrPair = int | tuple[int, int]
@@ -184,3 +186,23 @@ def keywords(fn: Any) -> Any:
             raise unknown_keyword(op, kwargs, accepted)
         return fn(*args, **kwargs)
     return wrapper
+
+
+_CAST = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+def check_layer_input(x: Any, param: Any, layer: str) -> None:
+    """A layer's input is a Tensor of its parameters' dtype, as torch requires: a float64 or
+    integer input to a float32 layer raises (instead of silently computing in float64) with
+    the fix in the message. ``param`` is a parameter or buffer of the layer (None: no check)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{layer}: expected a Tensor input, got {type(x).__name__}; wrap the "
+                        "data with md.tensor(...)")
+    if param is None or x.dtype == param.dtype:
+        return
+    want = np.dtype(param.dtype)
+    fix = f"cast the input with x.{_CAST.get(want.name, 'to')}()"
+    if np.dtype(x.dtype).name in _CAST:
+        fix += f" or the model with model.{_CAST[np.dtype(x.dtype).name]}()"
+    raise TypeError(f"{layer}: input dtype {x.dtype} does not match the layer's {want} "
+                    f"parameters; {fix}")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.validation import resolve_dim
 from .module import Module
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Identity",
@@ -66,24 +67,34 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    """softmax along ``axis`` (default: last)."""
+    """softmax along ``dim`` (torch's name; ``axis=`` is accepted too), default the last dim.
+    Any shape -> same shape. torch's ``nn.Softmax()`` without a dim guesses one and warns;
+    minidl uses the last."""
 
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, dim: int | None = None, *, axis: int | None = None) -> None:
         super().__init__()
-        self.axis = axis
+        d = resolve_dim(type(self).__name__, dim, axis)
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int)):
+            raise TypeError(f"{type(self).__name__}: dim must be an int, got {d!r}")
+        self.dim = -1 if d is None else d
+
+    @property
+    def axis(self) -> int:
+        """NumPy's name for :attr:`dim`."""
+        return self.dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.softmax(x, axis=self.axis)
+        return F.softmax(x, dim=self.dim)
 
     def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+        return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    """log(softmax(x)) along ``axis``, computed stably."""
+    """log(softmax(x)) along ``dim`` (default last), computed stably."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.log_softmax(x, axis=self.axis)
+        return F.log_softmax(x, dim=self.dim)
 
 
 class Identity(Module):
