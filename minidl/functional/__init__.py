@@ -17,6 +17,7 @@ from .elementwise import (
     div,
     exp,
     log,
+    masked_fill,
     maximum,
     minimum,
     mul,
@@ -56,6 +57,7 @@ from .reduction import (
 )
 from .shape import (
     cat,
+    chunk,
     flatten,
     getitem,
     pad,
@@ -70,8 +72,8 @@ from .shape import (
 )
 
 __all__ = [
-    "all", "amax", "amin", "any", "argmin", "clone", "contiguous", "logsumexp", "mm", "norm",
-    "prod", "std",
+    "all", "amax", "amin", "any", "argmin", "chunk", "clone", "contiguous", "logsumexp",
+    "masked_fill", "mm", "norm", "prod", "std",
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
     "global_avg_pool2d", "local_response_norm", "max_pool2d",
     "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",

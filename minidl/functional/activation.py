@@ -115,26 +115,34 @@ class LogSoftmax(Function):
         return gy - exp(y) * sum(gy, axis=self.axis, keepdims=True)
 
 
-def relu(x: Tensor) -> Tensor:
-    """max(x, 0) elementwise; the gradient at 0 is 0."""
+# ``inplace=`` is accepted so torch code (``nn.ReLU(inplace=True)``) runs: minidl computes out
+# of place, which gives the same values and gradients; only the input is not overwritten.
+
+@keywords
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0) elementwise; the gradient at 0 is 0. ``inplace`` is accepted (see above)."""
     return ReLU()(x)
 
 
-def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+@keywords
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x for x > 0, ``negative_slope * x`` otherwise."""
     return LeakyReLU(negative_slope)(x)
 
 
-def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+@keywords
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x for x > 0, ``alpha * (exp(x) - 1)`` otherwise."""
     return ELU(alpha)(x)
 
 
+@keywords
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)), computed without overflow; its derivative is at most 1/4."""
     return Sigmoid()(x)
 
 
+@keywords
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent; derivative 1 - tanh(x)^2."""
     return Tanh()(x)

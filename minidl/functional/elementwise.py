@@ -317,7 +317,10 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
 
 
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
-    """Clamp every element into [min, max]."""
+    """Clamp every element into [min, max] (``torch.clamp``); the gradient passes inside."""
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        raise TypeError("clamp: min and max must be numbers; for tensor bounds use "
+                        "F.maximum(F.minimum(x, hi), lo)")
     return Clip(min, max)(x)
 
 
@@ -328,6 +331,17 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``cond`` holds, else ``b`` (cond: a boolean Tensor or array)."""
     cond = cond.data if isinstance(cond, Tensor) else cond
     return Where(cond)(a, b)
+
+
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """``x`` with ``value`` where the boolean ``mask`` (broadcast to x) is True, as torch's
+    ``x.masked_fill(mask, value)``; the gradient flows where the mask is False."""
+    cond = mask.data if isinstance(mask, Tensor) else mask
+    if get_array_module(cond).asarray(cond).dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype "
+                        f"{getattr(cond, 'dtype', type(cond).__name__)}; build it with a "
+                        "comparison such as x > 0")
+    return Where(cond)(Tensor(get_array_module(x.data).asarray(value, dtype=x.dtype)), x)
 
 
 def maximum(a: Any, b: Any) -> Tensor:

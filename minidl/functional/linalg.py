@@ -89,9 +89,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     return MatMul()(a, b)
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """``x @ w.T + b``: x (..., in), w (out, in), b (out,) -> (..., out)."""
-    return Linear()(x, w) if b is None else Linear()(x, w, b)
+@keywords
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias``: x (..., in), weight (out, in), bias (out,) -> (..., out)."""
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ from .elementwise import (
     div,
     exp,
     log,
+    masked_fill,
     maximum,
     minimum,
     mul,
@@ -59,7 +60,17 @@ from .reduction import (
     sum,
     var,
 )
-from .shape import flatten, getitem, permute, reshape, squeeze, transpose, unsqueeze
+from .shape import (
+    chunk,
+    flatten,
+    getitem,
+    permute,
+    reshape,
+    split,
+    squeeze,
+    transpose,
+    unsqueeze,
+)
 
 
 def _is_dtype_name(name: str) -> bool:
@@ -258,6 +269,9 @@ def install_tensor_methods() -> None:
         n if s == -1 else s for n, s in zip((1,) * (len(_shape_args(shape)) - x.ndim) + x.shape,
                                              _shape_args(shape))))
     T.expand_as = lambda x, other: broadcast_to(x, other.shape)
+    T.split = split
+    T.chunk = chunk
+    T.masked_fill = masked_fill
     T.clone = clone
     T.contiguous = contiguous
     T.is_contiguous = lambda x: builtins.bool(x.data.flags.c_contiguous)

@@ -18,18 +18,29 @@ __all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax
 
 
 class ReLU(Module):
-    """max(x, 0), elementwise. Any shape -> same shape."""
+    """max(x, 0), elementwise. Any shape -> same shape.
+
+    ``inplace=True`` (torch's option) is accepted and computed out of place: the same values
+    and gradients, without overwriting the input.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
     """x if x > 0 else negative_slope * x."""
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace  # inplace: see ReLU
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -41,9 +52,9 @@ class LeakyReLU(Module):
 class ELU(Module):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
-    def __init__(self, alpha: float = 1.0) -> None:
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.inplace = alpha, inplace  # inplace: see ReLU
 
     def forward(self, x: Tensor) -> Tensor:
         return F.elu(x, self.alpha)
