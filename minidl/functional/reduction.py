@@ -295,6 +295,18 @@ def _correction(op: str, correction: Any, unbiased: Any, ddof: Any, numpy_spelli
     return 0 if numpy_spelling else 1
 
 
+def _variance(op: str, x: Tensor, dim: Axis, unbiased: Any, keepdim: bool, correction: Any,
+              axis: Any, keepdims: bool | None, ddof: Any) -> Tensor:
+    numpy_spelling = axis is not _UNSET or keepdims is not None or ddof is not None
+    c = _correction(op, correction, unbiased, ddof, numpy_spelling)
+    axis = None if axis is _UNSET else axis
+    dim, keep = resolve_dim(op, dim, axis), resolve_keepdim(op, keepdim, keepdims)
+    x = as_tensor(x)
+    n = _count(x, _norm_axis(dim, x.ndim, op))
+    centered = x - mean(x, dim, keepdim=True)
+    return Sum(dim, keep)(centered * centered) / (n - c)
+
+
 @keywords
 def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
         correction: float | None = None, axis: Axis = _UNSET, keepdims: bool | None = None,
@@ -307,14 +319,7 @@ def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool
     ``keepdims=`` defaults to ``ddof=0``, and ``ddof=`` is ``correction=``. So
     ``x.var(1)`` and ``x.var(dim=1)`` are unbiased, ``x.var(axis=1)`` is not.
     """
-    numpy_spelling = axis is not _UNSET or keepdims is not None or ddof is not None
-    c = _correction("var", correction, unbiased, ddof, numpy_spelling)
-    axis = None if axis is _UNSET else axis
-    dim, keep = resolve_dim("var", dim, axis), resolve_keepdim("var", keepdim, keepdims)
-    x = as_tensor(x)
-    n = _count(x, _norm_axis(dim, x.ndim, "var"))
-    centered = x - mean(x, dim, keepdim=True)
-    return Sum(dim, keep)(centered * centered) / (n - c)
+    return _variance("var", x, dim, unbiased, keepdim, correction, axis, keepdims, ddof)
 
 
 @keywords
@@ -323,8 +328,7 @@ def std(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool
         ddof: float | None = None) -> Tensor:
     """Standard deviation, ``sqrt(var(...))``, with :func:`var`'s arguments and defaults
     (unbiased unless NumPy's ``axis=``/``keepdims=``/``ddof=`` spelling is used)."""
-    return var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims,
-               ddof=ddof) ** 0.5
+    return _variance("std", x, dim, unbiased, keepdim, correction, axis, keepdims, ddof) ** 0.5
 
 
 @keywords
