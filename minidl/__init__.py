@@ -137,9 +137,21 @@ _LAZY_SUBMODULES = ("nn", "optim", "data", "models", "train", "keras", "flow", "
                     "io", "kernels", "cli")
 
 
+# torch's top-level ops (torch.sum, torch.max(x, 1), torch.exp, ...): minidl.functional's, looked
+# up on use so that names such as sum, max and abs never shadow the builtins in this module.
+_TORCH_FUNCTIONS = frozenset((
+    "abs", "add", "all", "amax", "amin", "any", "argmax", "argmin", "chunk", "clamp", "clip",
+    "clone", "div", "exp", "flatten", "log", "log_softmax", "logsumexp", "masked_fill", "matmul",
+    "max", "maximum", "mean", "min", "minimum", "mm", "mul", "neg", "norm", "permute", "pow",
+    "prod", "relu", "repeat", "reshape", "sigmoid", "softmax", "sqrt", "squeeze", "std", "sub",
+    "sum", "swapaxes", "tanh", "transpose", "unsqueeze", "var", "where"))
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _TORCH_FUNCTIONS:
+        return getattr(functional, name)
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 
 

@@ -294,3 +294,36 @@ def test_load_refuses_torch_pickles_with_the_conversion(tmp_path):
             md.load(path)
     with pytest.raises(FileNotFoundError):
         md.load(os.fspath(tmp_path / "missing.pt"))
+
+
+# ---- torch's top-level ops and the remaining methods ----------------------------------------
+
+def test_torch_top_level_functions_and_arithmetic_methods(device):
+    a = np.random.default_rng(4).standard_normal((2, 3))
+    x = leaf(a, device)
+    close(md.sum(x, dim=1), a.sum(axis=1))
+    values, indices = md.max(x, 1)
+    close(values, a.max(axis=1))
+    np.testing.assert_array_equal(indices.numpy(), a.argmax(axis=1))
+    close(md.exp(x), np.exp(a))
+    close(md.softmax(x, dim=1), np.exp(a) / np.exp(a).sum(axis=1, keepdims=True))
+    close(md.where(x > 0, x, md.zeros_like(x)), np.where(a > 0, a, 0))
+    with pytest.raises(AttributeError, match="no attribute 'no_such_op'"):
+        md.no_such_op  # noqa: B018
+    assert "sum" not in vars(md)  # resolved on use: the builtins stay unshadowed in minidl
+    close(x.add(1.0).mul(2.0).sub(x).div(2.0).pow(2.0).neg(), -((a + 2) / 2) ** 2)
+    for name, ref in (("eq", a == a[0]), ("ne", a != a[0]), ("lt", a < a[0]),
+                      ("le", a <= a[0]), ("gt", a > a[0]), ("ge", a >= a[0])):
+        np.testing.assert_array_equal(getattr(x, name)(x[0]).numpy(), ref)
+    assert x.type_as(md.zeros(1, dtype=md.float32)).dtype == np.float32
+
+
+def test_repeat_is_numpy_tile(device):
+    a = np.arange(6.0).reshape(2, 3)
+    x = leaf(a, device)
+    for reps in ((2, 1), (1, 3), (2, 2, 2), (3, 1, 1)):
+        close(x.repeat(*reps), np.tile(a, reps))
+    close(x.repeat((2, 2)), np.tile(a, (2, 2)))
+    assert md.gradcheck(lambda t: t.repeat(2, 1, 3), x)
+    with pytest.raises(ValueError, match=r"repeat: needs one non-negative int per dim"):
+        x.repeat(2)

@@ -50,6 +50,7 @@ from .reduction import (
     mean,
     min,
     prod,
+    repeat,
     std,
     sum,
     sum_to,
@@ -73,7 +74,7 @@ from .shape import (
 
 __all__ = [
     "all", "amax", "amin", "any", "argmin", "chunk", "clone", "contiguous", "logsumexp",
-    "masked_fill", "mm", "norm", "prod", "std",
+    "masked_fill", "mm", "norm", "prod", "repeat", "std",
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
     "global_avg_pool2d", "local_response_norm", "max_pool2d",
     "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",

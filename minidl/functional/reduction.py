@@ -1,5 +1,5 @@
 """Reductions (sum, mean, var, std, prod, max, min, amax, amin, argmax, argmin, any, all) and
-broadcasting with its adjoint, sum_to.
+broadcasting (broadcast_to, repeat) with its adjoint, sum_to.
 
 The wrappers take torch's ``dim=`` / ``keepdim=`` and NumPy's ``axis=`` / ``keepdims=`` (and
 ``ddof=``) with each library's meaning; where one call could mean either (positional
@@ -248,6 +248,23 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     if x.shape == shape:
         return x
     return BroadcastTo(shape)(x)
+
+
+def repeat(x: Tensor, *sizes: int) -> Tensor:
+    """torch's ``x.repeat(2, 3)`` (NumPy's ``tile``): the tensor repeated ``sizes[i]`` times
+    along dim i; extra leading sizes add dims. Built from reshape and broadcast, so it is
+    differentiable (the gradient sums over the copies)."""
+    reps = tuple(sizes[0]) if len(sizes) == 1 and not isinstance(sizes[0], (int, np.integer)) \
+        else tuple(sizes)
+    if len(reps) < x.ndim or builtins.any(isinstance(r, bool) or r < 0 or
+                                          not isinstance(r, (int, np.integer)) for r in reps):
+        raise ValueError(f"repeat: needs one non-negative int per dim ({x.ndim} or more) for "
+                         f"shape {tuple(x.shape)}, got {reps}")
+    shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+    spread = tuple(v for n in shape for v in (1, n))
+    wide = tuple(v for r, n in zip(reps, shape) for v in (int(r), n))
+    return reshape(broadcast_to(reshape(x, spread), wide),
+                   tuple(int(r) * n for r, n in zip(reps, shape)))
 
 
 def _cast_for(x: Tensor, dtype: Any) -> Tensor:

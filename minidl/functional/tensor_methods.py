@@ -56,6 +56,7 @@ from .reduction import (
     mean,
     min,
     prod,
+    repeat,
     std,
     sum,
     var,
@@ -216,6 +217,10 @@ def install_tensor_methods() -> None:
     for op in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
         setattr(T, op, _compare(op))
     T.__hash__ = object.__hash__
+    for name, op in (("eq", "__eq__"), ("ne", "__ne__"), ("lt", "__lt__"), ("le", "__le__"),
+                     ("gt", "__gt__"), ("ge", "__ge__")):
+        setattr(T, name, getattr(T, op))
+    T.add, T.sub, T.mul, T.div, T.pow, T.neg = add, sub, mul, div, pow, neg
     T.__array__ = _array
     T.__float__ = _scalar(builtins.float)
     T.__int__ = _scalar(builtins.int)
@@ -272,6 +277,7 @@ def install_tensor_methods() -> None:
     T.split = split
     T.chunk = chunk
     T.masked_fill = masked_fill
+    T.repeat = repeat
     T.clone = clone
     T.contiguous = contiguous
     T.is_contiguous = lambda x: builtins.bool(x.data.flags.c_contiguous)
@@ -280,6 +286,7 @@ def install_tensor_methods() -> None:
     T.mm = mm
     # dtypes and devices
     T.astype = astype
+    T.type_as = lambda x, other: astype(x, other.dtype)
     T.to = _to
     T.float = lambda x: astype(x, np.float32)
     T.double = lambda x: astype(x, np.float64)
