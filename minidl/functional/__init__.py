@@ -46,9 +46,7 @@ from .reduction import (
     argmax,
     argmin,
     broadcast_to,
-    max,
     mean,
-    min,
     prod,
     repeat,
     std,
@@ -71,6 +69,8 @@ from .shape import (
     transpose,
     unsqueeze,
 )
+from .tensor_methods import torch_max as max  # noqa: A004 - torch.max: also max(a, b)
+from .tensor_methods import torch_min as min  # noqa: A004
 
 __all__ = [
     "all", "amax", "amin", "any", "argmin", "chunk", "clone", "contiguous", "logsumexp",

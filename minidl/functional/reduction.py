@@ -210,7 +210,8 @@ class ProdOthers(Function):
         left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
         right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
         out = (left * right).reshape(moved.shape)
-        return xp.ascontiguousarray(out.transpose(np.argsort(kept + list(self.axes))))
+        back = tuple(int(i) for i in np.argsort(kept + list(self.axes)))
+        return xp.ascontiguousarray(out.transpose(back))
 
     def backward(self, gy):
         raise NotImplementedError(

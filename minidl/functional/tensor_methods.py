@@ -155,12 +155,19 @@ def _shape_args(shape: tuple) -> Any:
 
 def _extreme_method(fn: Any, pick: Any) -> Any:
     def method(x: Tensor, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> Any:
-        if isinstance(dim, Tensor):  # torch's x.max(other): elementwise
+        if isinstance(dim, Tensor):  # torch's max(x, other): elementwise
             return pick(x, dim)
         return fn(x, dim, keepdim, **kwargs)
     method.__name__ = fn.__name__
-    method.__doc__ = fn.__doc__
+    method.__doc__ = f"{fn.__doc__}\n\n    With a tensor as the second argument: elementwise."
     return method
+
+
+# torch.max / torch.min: a reduction, or with a tensor second argument the elementwise op
+# (F.max and F.min are these; the reductions cannot import the elementwise ops themselves,
+# which import the reductions)
+torch_max = _extreme_method(max, maximum)
+torch_min = _extreme_method(min, minimum)
 
 
 def _t(x: Tensor) -> Tensor:
@@ -235,8 +242,8 @@ def install_tensor_methods() -> None:
     T.var = var
     T.std = std
     T.prod = prod
-    T.max = _extreme_method(max, maximum)
-    T.min = _extreme_method(min, minimum)
+    T.max = torch_max
+    T.min = torch_min
     T.amax = amax
     T.amin = amin
     T.argmax = argmax
