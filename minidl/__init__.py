@@ -11,6 +11,7 @@ Heavy parts (cupy, the model zoo, the trainer, plotting) are imported lazily.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from . import functional
@@ -96,7 +97,7 @@ def load(f: Any, map_location: str | None = None, weights_only: bool | None = No
     """
     from .io import archive  # noqa: PLC0415 - io sits above the engine; import it late
 
-    path = archive.Path(f)
+    path = Path(f)
     _refuse_torch_pickle(path, archive.CheckpointError)
     device_name = map_location or get_default_device()
 
@@ -147,11 +148,16 @@ _TORCH_FUNCTIONS = frozenset((
     "sum", "swapaxes", "tanh", "transpose", "unsqueeze", "var", "where"))
 
 
+_BUILTIN_NAMED_DTYPES = {"float": float32, "int": int32, "bool": bool_}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name in _TORCH_FUNCTIONS:
         return getattr(functional, name)
+    if name in _BUILTIN_NAMED_DTYPES:
+        return _BUILTIN_NAMED_DTYPES[name]
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 
 
@@ -167,8 +173,7 @@ __all__ = [
     "zeros_like", "__version__",
 ]
 
-# torch's dtype aliases. md.float / md.int / md.bool would shadow Python's builtins inside this
-# module, so they are set as attributes here at the end and left out of __all__ (a
-# ``from minidl import *`` must not replace float, int and bool).
+# torch's dtype aliases. md.float / md.int / md.bool are looked up on use (see __getattr__):
+# as globals they would shadow Python's float, int and bool in this module, and they stay out
+# of __all__ so that ``from minidl import *`` cannot replace the builtins either.
 double, half, long = float64, float16, int64
-globals().update({"float": float32, "int": int32, "bool": bool_})
