@@ -229,6 +229,8 @@ def test_prod_gradient_with_zeros(device):
     assert md.gradcheck(lambda t: t.prod(dim=1), tx)
     assert md.gradcheck(lambda t: t.prod(), leaf([[1.5, -2.0], [0.5, 3.0]], device))
     assert md.gradgradcheck(lambda t: t.prod(0), leaf([[1.5, -2.0], [0.5, 3.0]], device))
+    assert md.gradgradcheck(lambda t: t.prod(1), tx)  # second derivatives at zeros too
+    assert md.gradgradcheck(lambda t: t.prod(), leaf([[0.0, -2.0], [0.5, 0.0]], device))
     assert tx.prod(dtype=md.float32).dtype == np.float32
 
 

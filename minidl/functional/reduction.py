@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..backend import get_array_module
-from .shape import getitem, reshape
+from .shape import Transpose, getitem, reshape
 from .validation import keywords, resolve_dim, resolve_keepdim
 
 Axis = int | tuple[int, ...] | None
@@ -172,7 +172,9 @@ class Min(_Extreme):
 
 class Prod(Function):
     """Product over axes. The gradient is the product of the other elements: ``y / x`` where
-    no reduced element is 0 (differentiable again), else computed exactly by ProdOthers."""
+    no reduced element is 0; else computed exactly, by :func:`prod_others` for a first
+    derivative, or, when the backward is itself recorded (``create_graph=True``), by
+    :func:`_prod_others` from differentiable ops (O(n^2) memory for a group of n elements)."""
 
     keep_inputs = (0,)
     keep_output = True
@@ -189,34 +191,50 @@ class Prod(Function):
         shape = _keepdims_shape(x.shape, self.axes)
         if not self.keepdims:
             gy, y = reshape(gy, shape), reshape(y, shape)
-        if bool((x.data == 0).any()):
-            return broadcast_to(gy, x.shape) * ProdOthers(self.axes)(x)
-        return broadcast_to(gy * y, x.shape) / x
+        if not bool((x.data == 0).any()):
+            return broadcast_to(gy * y, x.shape) / x
+        others = _prod_others(x, self.axes) if is_grad_enabled() else \
+            Tensor(prod_others(x.data, self.axes))
+        return broadcast_to(gy, x.shape) * others
 
 
-class ProdOthers(Function):
-    """For each element, the product of the other elements of its reduced group (exact when
-    some are 0): exclusive cumulative products from both ends over the flattened group."""
+def transpose_axes(x: Tensor, order: Sequence[int]) -> Tensor:
+    """``x`` with its axes permuted into ``order`` (differentiable)."""
+    return Transpose(tuple(order))(x)
 
-    def __init__(self, axes: tuple[int, ...]) -> None:
-        self.axes = axes
 
-    def forward(self, x):
-        xp = get_array_module(x)
-        kept = [a for a in range(x.ndim) if a not in self.axes]
-        moved = x.transpose(kept + list(self.axes))
-        flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
-        ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
-        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-        right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-        out = (left * right).reshape(moved.shape)
-        back = tuple(int(i) for i in np.argsort(kept + list(self.axes)))
-        return xp.ascontiguousarray(out.transpose(back))
+def _moved(x_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[list[int], tuple[int, ...]]:
+    """The axis order with the reduced ``axes`` last, and the inverse permutation."""
+    order = [a for a in range(len(x_shape)) if a not in axes] + list(axes)
+    return order, tuple(int(i) for i in np.argsort(order))
 
-    def backward(self, gy):
-        raise NotImplementedError(
-            "prod: the second derivative at inputs containing 0 is not supported; it is "
-            "supported where no reduced element is 0")
+
+def prod_others(x: Any, axes: tuple[int, ...]) -> Any:
+    """On raw arrays: for each element, the product of the other elements of its reduced group,
+    exact where some are 0 (exclusive cumulative products from both ends of the flattened
+    group). A first derivative only, so it is a constant, not a Function."""
+    xp = get_array_module(x)
+    order, back = _moved(x.shape, axes)
+    moved = x.transpose(order)
+    flat = moved.reshape(moved.shape[:x.ndim - len(axes)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return xp.ascontiguousarray((left * right).reshape(moved.shape).transpose(back))
+
+
+def _prod_others(x: Tensor, axes: tuple[int, ...]) -> Tensor:
+    """:func:`prod_others` from differentiable ops: each group of n elements becomes an
+    (n, n) matrix holding the group in every row with 1 on the diagonal, whose row products
+    are the products of the others."""
+    order, back = _moved(x.shape, axes)
+    moved = transpose_axes(x, order)
+    kept = moved.shape[:x.ndim - len(axes)]
+    n = _count(x, axes)
+    rows = broadcast_to(reshape(moved, kept + (1, n)), kept + (n, n))
+    eye = Tensor(get_array_module(x.data).eye(n, dtype=x.dtype))
+    others = Prod(-1, False)(rows * (1 - eye) + eye)
+    return transpose_axes(reshape(others, moved.shape), back)
 
 
 # ---- wrappers -----------------------------------------------------------------------------
