@@ -227,6 +227,10 @@ def test_unknown_keywords_name_the_right_one():
     with pytest.raises(TypeError, match=r"cat: dims= -> use dim=.*; unknown keyword foo=; "
                                         r"cat takes tensors=, dim=, axis="):
         md.cat([x, x], foo=0, dims=0)
+    with pytest.raises(TypeError, match=r"clip: unknown keyword lo=; clip takes x=, min=, max="):
+        x.clamp(lo=0)
+    with pytest.raises(TypeError, match=r"relu: unknown keyword negative_slope="):
+        F.relu(x, negative_slope=0.1)
     # the torch names that minidl used to spell differently now work
     close(F.linear(x, weight=md.ones(4, 3), bias=md.zeros(4)), np.full((2, 4), 3.0))
     assert md.arange(0, end=3).tolist() == [0, 1, 2] and md.arange(0, stop=3).tolist() == [0, 1, 2]

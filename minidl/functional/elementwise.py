@@ -18,6 +18,7 @@ import numpy as np
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
 from .reduction import sum_to
+from .validation import keywords
 
 
 def _name(fn: Function) -> str:
@@ -316,6 +317,7 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
     return Abs()(x)
 
 
+@keywords
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
     """Clamp every element into [min, max] (``torch.clamp``); the gradient passes inside."""
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -327,12 +329,14 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
 clamp = clip
 
 
+@keywords
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``cond`` holds, else ``b`` (cond: a boolean Tensor or array)."""
     cond = cond.data if isinstance(cond, Tensor) else cond
     return Where(cond)(a, b)
 
 
+@keywords
 def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
     """``x`` with ``value`` where the boolean ``mask`` (broadcast to x) is True, as torch's
     ``x.masked_fill(mask, value)``; the gradient flows where the mask is False."""

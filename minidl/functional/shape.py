@@ -252,6 +252,7 @@ def _dim_index(d: int, ndim: int, op: str, what: str = "dim") -> int:
     return int(d) % ndim
 
 
+@keywords
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims ``start_dim..end_dim`` into one, as ``torch.flatten`` (default: all, so a
     1-D result; ``nn.Flatten`` keeps the batch dim). A 0-D tensor becomes 1-D."""
