@@ -48,6 +48,9 @@ def test_numpy_interop_is_torch_like(device):
     with pytest.raises(TypeError, match=r"requires grad.*x.detach\(\).numpy\(\)"):
         np.asarray(md.tensor([1.0], requires_grad=True))
     assert isinstance(np.ones(2) * x, md.Tensor)  # Tensor's operators still win
+    if device == "cuda":
+        with pytest.raises(TypeError, match=r"'cuda' tensor.*x\.cpu\(\)"):
+            np.asarray(md.ones(2, device=device))
 
 
 # ---- dtype methods and to() --------------------------------------------------------------
