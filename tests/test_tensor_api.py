@@ -40,6 +40,10 @@ def test_python_scalars_from_one_element_tensors(device):
         int(md.zeros(0, device=device))
     with pytest.raises(ValueError, match="ambiguous"):
         bool(md.tensor([1.0, 2.0], device=device))
+    k = md.tensor(2, device=device)
+    assert list(range(k)) == [0, 1] and "abc"[k] == "c"
+    with pytest.raises(TypeError, match="only integer tensors of a single element"):
+        "abc"[md.tensor(1.0, device=device)]
 
 
 def test_numpy_interop_is_torch_like(device):

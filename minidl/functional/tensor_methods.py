@@ -139,6 +139,14 @@ def _array(x: Tensor, dtype: Any = None, copy: bool | None = None) -> np.ndarray
     return a.copy() if copy else a
 
 
+def _index(x: Tensor) -> int:
+    """``operator.index(x)`` (``range(t)``, ``items[t]``): one-element integer tensors only."""
+    if x.data.dtype.kind not in "iu" or x.data.size != 1:
+        raise TypeError(f"only integer tensors of a single element can be converted to an "
+                        f"index, got dtype {x.dtype} and shape {x.shape}")
+    return builtins.int(x.data.reshape(()).item())
+
+
 def _compare(op: str) -> Any:
     def compare(a: Tensor, b: Any) -> Tensor:
         other = b.data if isinstance(b, Tensor) else b
@@ -231,6 +239,7 @@ def install_tensor_methods() -> None:
     T.__array__ = _array
     T.__float__ = _scalar(builtins.float)
     T.__int__ = _scalar(builtins.int)
+    T.__index__ = _index
     # sizes: torch's x.size() / x.size(d) / numel() / dim(), NumPy's x.size (an int)
     T.size = property(_size)
     T.numel = lambda x: builtins.int(x.data.size)
