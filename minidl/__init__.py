@@ -145,7 +145,8 @@ _TORCH_FUNCTIONS = frozenset((
     "clone", "div", "exp", "flatten", "log", "log_softmax", "logsumexp", "masked_fill", "matmul",
     "max", "maximum", "mean", "min", "minimum", "mm", "mul", "neg", "norm", "permute", "pow",
     "prod", "relu", "repeat", "reshape", "sigmoid", "softmax", "sqrt", "squeeze", "std", "sub",
-    "sum", "swapaxes", "tanh", "transpose", "unsqueeze", "var", "where"))
+    "sum", "swapaxes", "tanh", "transpose", "unsqueeze", "var", "where", "sort", "argsort",
+    "topk", "take_along_dim"))
 
 
 _BUILTIN_NAMED_DTYPES = {"float": float32, "int": int32, "bool": bool_}

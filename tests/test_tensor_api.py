@@ -339,3 +339,13 @@ def test_repeat_is_numpy_tile(device):
     assert md.gradcheck(lambda t: t.repeat(2, 1, 3), x)
     with pytest.raises(ValueError, match=r"repeat: needs one non-negative int per dim"):
         x.repeat(2)
+
+
+def test_new_factories_keep_dtype_and_device(device):
+    x = md.zeros(2, dtype=md.float64, device=device)
+    for y in (x.new_zeros(2, 3), x.new_ones((2, 3)), x.new_empty(2, 3), x.new_full((2, 3), 4.0)):
+        assert y.shape == (2, 3) and y.dtype == np.float64 and y.device == device
+    np.testing.assert_array_equal(x.new_full((2,), 4.0).numpy(), [4.0, 4.0])
+    np.testing.assert_array_equal(x.new_ones(2).numpy(), [1.0, 1.0])
+    assert x.new_tensor([1, 2]).dtype == np.float64  # x's dtype, as torch's new_tensor
+    assert x.new_zeros(3, dtype=md.int64).dtype == np.int64

@@ -69,12 +69,14 @@ from .shape import (
     transpose,
     unsqueeze,
 )
+from .sorting import argsort, sort, take_along_dim, topk
 from .tensor_methods import torch_max as max  # noqa: A004 - torch.max: also max(a, b)
 from .tensor_methods import torch_min as min  # noqa: A004
 
 __all__ = [
     "all", "amax", "amin", "any", "argmin", "chunk", "clone", "contiguous", "logsumexp",
-    "masked_fill", "mm", "norm", "prod", "repeat", "std",
+    "masked_fill", "mm", "norm", "prod", "repeat", "std", "argsort", "sort", "take_along_dim",
+    "topk",
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
     "global_avg_pool2d", "local_response_norm", "max_pool2d",
     "abs", "add", "argmax", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",

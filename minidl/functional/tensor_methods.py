@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from .. import factories
+from ..autograd import Tensor, tensor
 from ..backend import device_of
 from .activation import log_softmax, logsumexp, relu, sigmoid, softmax, tanh
 from .elementwise import (
@@ -72,6 +73,7 @@ from .shape import (
     transpose,
     unsqueeze,
 )
+from .sorting import argsort, sort, take_along_dim, topk
 
 
 def _is_dtype_name(name: str) -> bool:
@@ -176,6 +178,11 @@ def _extreme_method(fn: Any, pick: Any) -> Any:
 # which import the reductions)
 torch_max = _extreme_method(max, maximum)
 torch_min = _extreme_method(min, minimum)
+
+
+def _new_like(make: Any, x: Tensor, size: tuple, kwargs: dict) -> Tensor:
+    """torch's ``x.new_zeros(2, 3)`` family: x's dtype and device unless the keywords say."""
+    return make(*size, **{"dtype": x.dtype, "device": x.device, **kwargs})
 
 
 def _t(x: Tensor) -> Tensor:
@@ -294,6 +301,10 @@ def install_tensor_methods() -> None:
     T.chunk = chunk
     T.masked_fill = masked_fill
     T.repeat = repeat
+    T.sort = sort
+    T.argsort = argsort
+    T.topk = topk
+    T.take_along_dim = take_along_dim
     T.clone = clone
     T.contiguous = contiguous
     T.is_contiguous = lambda x: builtins.bool(x.data.flags.c_contiguous)
@@ -302,6 +313,13 @@ def install_tensor_methods() -> None:
     T.mm = mm
     # dtypes and devices
     T.astype = astype
+    T.new_zeros = lambda x, *size, **kw: _new_like(factories.zeros, x, size, kw)
+    T.new_ones = lambda x, *size, **kw: _new_like(factories.ones, x, size, kw)
+    T.new_empty = lambda x, *size, **kw: _new_like(factories.empty, x, size, kw)
+    T.new_full = lambda x, size, fill_value, **kw: factories.full(
+        size, fill_value, **{"dtype": x.dtype, "device": x.device, **kw})
+    T.new_tensor = lambda x, data, **kw: tensor(data, **{"dtype": x.dtype,
+                                                          "device": x.device, **kw})
     T.type_as = lambda x, other: astype(x, other.dtype)
     T.to = _to
     T.float = lambda x: astype(x, np.float32)
