@@ -334,6 +334,18 @@ def stack(tensors: Sequence[Tensor], dim: int | None = None, *,
 
 
 @keywords
+def chunk(x: Tensor, chunks: int, dim: int | None = None, *,
+          axis: int | None = None) -> tuple[Tensor, ...]:
+    """Split into ``chunks`` pieces of size ceil(n / chunks) along ``dim`` (the last may be
+    smaller, and there may be fewer pieces), as ``torch.chunk``."""
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    d = _join_dim("chunk", dim, axis)
+    n = x.shape[_dim_index(d, builtins.max(x.ndim, 1), "chunk")]
+    return split(x, builtins.max(-(-n // int(chunks)), 1), d)
+
+
+@keywords
 def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int | None = None, *,
           axis: int | None = None) -> tuple[Tensor, ...]:
     """Split into chunks of one size (int; the last may be smaller) or of the given sizes
@@ -350,18 +362,6 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int | Non
         sizes = list(split_size_or_sections)
     out = Split(sizes, d)(x)
     return out if isinstance(out, tuple) else (out,)
-
-
-@keywords
-def chunk(x: Tensor, chunks: int, dim: int | None = None, *,
-          axis: int | None = None) -> tuple[Tensor, ...]:
-    """Split into ``chunks`` pieces of size ceil(n / chunks) along ``dim`` (the last may be
-    smaller, and there may be fewer pieces), as ``torch.chunk``."""
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0:
-        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
-    d = _join_dim("chunk", dim, axis)
-    n = x.shape[_dim_index(d, builtins.max(x.ndim, 1), "chunk")]
-    return split(x, builtins.max(-(-n // int(chunks)), 1), d)
 
 
 def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
