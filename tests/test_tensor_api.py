@@ -349,3 +349,13 @@ def test_new_factories_keep_dtype_and_device(device):
     np.testing.assert_array_equal(x.new_ones(2).numpy(), [1.0, 1.0])
     assert x.new_tensor([1, 2]).dtype == np.float64  # x's dtype, as torch's new_tensor
     assert x.new_zeros(3, dtype=md.int64).dtype == np.int64
+
+
+def test_expand_and_expand_as(device):
+    a = np.array([[1.0], [2.0]])
+    x = leaf(a, device)
+    close(x.expand(-1, 3), np.broadcast_to(a, (2, 3)))
+    close(x.expand(4, 2, 3), np.broadcast_to(a, (4, 2, 3)))
+    close(x.expand((2, 2)), np.broadcast_to(a, (2, 2)))
+    close(x.expand_as(md.zeros(2, 5, device=device)), np.broadcast_to(a, (2, 5)))
+    assert md.gradcheck(lambda t: t.expand(-1, 3) * 2, x)
