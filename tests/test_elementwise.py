@@ -191,14 +191,34 @@ def test_comparisons_are_constant_bool_tensors(device):
                                   [True, False, True])
 
 
-def test_mixing_float_and_int_names_both(device):
-    f = md.tensor(np.ones((2, 3), np.float32), device=device)
-    i = md.tensor(np.ones((2, 3), np.int64), device=device)
-    for op in (lambda: f + i, lambda: i * f, lambda: f - i, lambda: f / i, lambda: f @ i.T,
-               lambda: F.maximum(f, i), lambda: F.where(f.data > 0, f, i)):
-        with pytest.raises(TypeError, match=r"float32 \(shape \(2, 3\)\).*int64|int64.*float32"):
-            op()
-    assert (i + i).dtype == np.int64  # integer arithmetic is fine, it just has no gradient
+def test_mixing_float_and_int_promotes_as_torch(device):
+    # torch: a float operand's dtype beats an int or bool one; matmul still needs one dtype
+    f = md.tensor(np.full((2, 3), 1.5, np.float32), device=device)
+    i = md.tensor(np.full((2, 3), 2, np.int64), device=device)
+    for op, ref in ((lambda: f + i, 3.5), (lambda: i * f, 3.0), (lambda: f - i, -0.5),
+                    (lambda: f / i, 0.75), (lambda: i ** f, 2 ** 1.5),
+                    (lambda: F.maximum(f, i), 2.0), (lambda: F.where(f.data > 0, i, f), 2.0)):
+        out = op()
+        assert out.dtype == np.float32, out.dtype
+        np.testing.assert_allclose(out.numpy(), np.full((2, 3), ref), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"float32 \(shape \(2, 3\)\).*int64|int64.*float32"):
+        f @ i.T
+    assert (i + i).dtype == np.int64  # integer arithmetic stays integer, it just has no gradient
+    assert (i * 0.5).dtype == np.float32  # int tensor * Python float: the default float dtype
+    assert (i * 2).dtype == np.int64
+    assert (f * 2.5).dtype == np.float32  # a Python float keeps a float32 tensor float32
+    d = md.tensor(np.ones((2, 3)), device=device)
+    assert (f + d).dtype == np.float64  # float32 + float64 tensors: float64, as torch
+    assert (f * d.sum()).dtype == np.float32  # a 0-d float64 does not widen float32 (torch)
+    b = md.tensor(np.ones((2, 3), bool), device=device)
+    assert (f * b).dtype == np.float32
+
+
+def test_promotion_keeps_gradients_of_the_float_input(device):
+    x = leaf([1.0, -2.0], device)
+    (x * md.tensor([3, 4], device=device)).sum().backward()
+    close(x.grad, [3.0, 4.0])
+    assert x.grad.dtype == np.float64
 
 
 def test_where_broadcast_error_names_shapes(device, xp):

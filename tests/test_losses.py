@@ -404,7 +404,8 @@ def test_every_loss_name_gives_the_same_per_output_loss_in_a_two_output_keras_mo
     (out_a, target_a, expected_a), (out_b, target_b, expected_b) = (
         _loss_case(name, seed) for seed in (0, 1))
     width = out_a.shape[1]
-    in_a, in_b = keras.Input((width,)), keras.Input((width,))
+    # float64 inputs for the float64 layers (a float32 input to them raises, as in torch)
+    in_a, in_b = keras.Input((width,), dtype=np.float64), keras.Input((width,), dtype=np.float64)
     model = keras.Model([in_a, in_b], [_passthrough(width, "a")(in_a),
                                        _passthrough(width, "b")(in_b)])
     model.compile(loss=[name, name], loss_weights=[0.5, 2.0],

@@ -38,23 +38,99 @@ def test_reshape_and_permute(device, shape, seed, data):
 def test_flatten_squeeze_unsqueeze_swapaxes(device, shape, seed):
     x = np.random.default_rng(seed).standard_normal(shape)
     tx = leaf(x, device)
-    close(F.flatten(tx), x.reshape(shape[0], -1))
+    close(F.flatten(tx, 1), x.reshape(shape[0], -1))
+    close(F.flatten(tx), x.reshape(-1))  # torch.flatten's default: every dim
+    close(tx.flatten(), x.reshape(-1))
     close(tx.flatten(0, -1), x.reshape(-1))
     close(F.unsqueeze(tx, -1), x[..., None])
     close(tx.unsqueeze(0).squeeze(0), x)
     close(F.squeeze(tx), np.squeeze(x))
     close(F.swapaxes(tx, 0, -1), np.swapaxes(x, 0, -1))
-    assert md.gradcheck(lambda t: F.squeeze(F.swapaxes(F.flatten(F.unsqueeze(t, 1)), 0, 1)), tx)
+    assert md.gradcheck(lambda t: F.squeeze(F.swapaxes(F.flatten(F.unsqueeze(t, 1), 1), 0, 1)), tx)
 
 
 def test_squeeze_and_reshape_errors(device):
     x = leaf(np.ones((2, 3)), device)
+    # NumPy's axis= keeps NumPy's meaning and refuses a dim of size 3 ...
     with pytest.raises(ValueError, match=r"squeeze: axis 1 of shape \(2, 3\) has size 3"):
-        F.squeeze(x, 1)
+        F.squeeze(x, axis=1)
+    # ... torch's dim (positional or dim=) leaves it as it is, as torch.squeeze does
+    assert F.squeeze(x, 1).shape == (2, 3) and x.squeeze(dim=1).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"squeeze: dim=2 is out of range"):
+        x.squeeze(2)
     with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, 2\)"):
         x.reshape(4, 2)
     with pytest.raises(ValueError, match="permute"):
         x.permute(0, 0)
+
+
+# ---- torch's spellings: transpose(d0, d1), dim= on squeeze/unsqueeze, view(-1) -------------
+
+def test_transpose_two_ints_swap_as_torch_and_a_tuple_permutes_as_numpy(device):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    tx = leaf(x, device)
+    close(tx.transpose(0, 1), np.swapaxes(x, 0, 1))        # torch: swap dims 0 and 1
+    close(tx.transpose(-1, 0), np.swapaxes(x, -1, 0))
+    close(F.transpose(tx, 2, 1), np.swapaxes(x, 2, 1))
+    close(tx.transpose((2, 0, 1)), np.transpose(x, (2, 0, 1)))  # NumPy: one full permutation
+    close(tx.transpose(2, 0, 1), np.transpose(x, (2, 0, 1)))
+    close(tx.transpose(axes=[1, 2, 0]), np.transpose(x, (1, 2, 0)))
+    close(tx.transpose(), np.transpose(x))
+    close(tx.permute(2, 0, 1), np.transpose(x, (2, 0, 1)))
+    m = leaf(x[0], device)
+    close(m.transpose(0, 1), x[0].T)  # both readings of (0, 1) on 2-D: torch's wins
+    close(m.transpose(1, 0), x[0].T)
+    close(m.T, x[0].T)
+    assert md.gradcheck(lambda t: t.transpose(0, 2), tx)
+    with pytest.raises(ValueError, match=r"transpose: dim 3 is out of range.*\(2, 3, 4\)"):
+        tx.transpose(0, 3)
+    with pytest.raises(TypeError, match=r"transpose: one dim \(1\) given"):
+        tx.transpose(1)
+
+
+def test_squeeze_unsqueeze_view_torch_style(device):
+    x = np.random.default_rng(1).standard_normal((2, 1, 3, 1))
+    tx = leaf(x, device)
+    assert tx.squeeze(1).shape == (2, 3, 1) and tx.squeeze(dim=-1).shape == (2, 1, 3)
+    assert tx.squeeze((1, 3)).shape == (2, 3) and tx.squeeze(0).shape == (2, 1, 3, 1)
+    assert tx.squeeze(axis=(1, 3)).shape == (2, 3)
+    assert tx.unsqueeze(dim=0).shape == (1, 2, 1, 3, 1)
+    assert tx.unsqueeze(-1).shape == (2, 1, 3, 1, 1)
+    assert F.unsqueeze(tx, axis=2).shape == (2, 1, 1, 3, 1)
+    with pytest.raises(ValueError, match="unsqueeze: dim=6 is out of range"):
+        tx.unsqueeze(6)
+    close(tx.view(-1), x.reshape(-1))
+    close(tx.view(3, -1), x.reshape(3, -1))
+    close(tx.reshape((-1, 3)), x.reshape(-1, 3))
+    close(tx.view(md.Size([6, 1])), x.reshape(6, 1))
+    with pytest.raises(ValueError, match=r"flatten: start_dim=4 is out of range"):
+        tx.flatten(4)
+    assert md.tensor(3.0).flatten().shape == (1,)  # a 0-d tensor flattens to 1-D, as torch
+
+
+def test_cat_stack_split_chunk_take_dim(device):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    ta, tb = leaf(a, device), leaf(b, device)
+    close(md.cat([ta, tb], dim=1), np.concatenate([a, b], axis=1))
+    close(md.cat([ta, tb], 1), np.concatenate([a, b], axis=1))
+    close(md.cat([ta, tb], axis=1), np.concatenate([a, b], axis=1))
+    close(md.stack([ta, tb], dim=2), np.stack([a, b], axis=2))
+    close(F.stack([ta, tb], -1), np.stack([a, b], axis=-1))
+    pieces = md.split(ta, 2, dim=1)
+    assert [p.shape for p in pieces] == [(2, 2), (2, 1)]
+    close(pieces[1], a[:, 2:])
+    assert [p.shape for p in ta.split([1, 2], dim=1)] == [(2, 1), (2, 2)]
+    chunks = md.arange(10.0, device=device).chunk(4)
+    assert [c.tolist() for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert [c.shape for c in ta.chunk(3, dim=1)] == [(2, 1)] * 3
+    assert md.gradcheck(lambda u, v: md.cat(md.split(md.stack([u, v], dim=1), 1, dim=1), 2),
+                        ta, tb)
+    assert md.gradcheck(lambda u: F.chunk(u, 2, dim=1)[0] * 2, ta)
+    with pytest.raises(TypeError, match="cat: got both dim=0 and axis=1"):
+        md.cat([ta, tb], dim=0, axis=1)
+    with pytest.raises(ValueError, match="chunk: chunks must be a positive int"):
+        ta.chunk(0)
 
 
 # ---- indexing ---------------------------------------------------------------------------

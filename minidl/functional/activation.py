@@ -1,10 +1,15 @@
-"""Activation functions: ReLU and friends, the squashing sigmoid/tanh, softmax."""
+"""Activation functions: ReLU and friends, the squashing sigmoid/tanh, softmax, log_softmax and
+logsumexp."""
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from typing import Any
+
+from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module
-from .elementwise import clip, exp, where
-from .reduction import sum
+from .elementwise import clip, exp, log, where
+from .reduction import Axis, _keepdims_shape, _norm_axis, sum
+from .shape import reshape
+from .validation import keywords, resolve_dim, resolve_keepdim
 
 
 class ReLU(Function):
@@ -110,36 +115,84 @@ class LogSoftmax(Function):
         return gy - exp(y) * sum(gy, axis=self.axis, keepdims=True)
 
 
-def relu(x: Tensor) -> Tensor:
-    """max(x, 0) elementwise; the gradient at 0 is 0."""
+# ``inplace=`` is accepted so torch code (``nn.ReLU(inplace=True)``) runs: minidl computes out
+# of place, which gives the same values and gradients; only the input is not overwritten.
+
+@keywords
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0) elementwise; the gradient at 0 is 0. ``inplace`` is accepted (see above)."""
     return ReLU()(x)
 
 
-def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+@keywords
+def leaky_relu(x: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x for x > 0, ``negative_slope * x`` otherwise."""
     return LeakyReLU(negative_slope)(x)
 
 
-def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+@keywords
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x for x > 0, ``alpha * (exp(x) - 1)`` otherwise."""
     return ELU(alpha)(x)
 
 
+@keywords
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)), computed without overflow; its derivative is at most 1/4."""
     return Sigmoid()(x)
 
 
+@keywords
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent; derivative 1 - tanh(x)^2."""
     return Tanh()(x)
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``axis``, shifted by the max for stability."""
-    return Softmax(axis)(x)
+def _softmax_dim(op: str, x: Any, dim: int | None, axis: int | None) -> int:
+    """torch's ``dim`` or NumPy's ``axis`` as a checked int; the last dim when neither."""
+    d = resolve_dim(op, dim, axis)
+    if d is None:
+        return -1
+    if isinstance(d, bool) or not isinstance(d, int):
+        raise TypeError(f"{op}: dim must be an int, got {d!r}")
+    _norm_axis(d, as_tensor(x).ndim, op)
+    return d
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) computed stably (log-sum-exp)."""
-    return LogSoftmax(axis)(x)
+@keywords
+def softmax(x: Tensor, dim: int | None = None, *, axis: int | None = None,
+            dtype: Any = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim`` (``axis=`` is NumPy's name), shifted by the max for
+    stability; any shape -> same shape. Without ``dim`` the last dim is used (torch would
+    guess one and warn). ``dtype`` casts the input first, as in torch."""
+    x = as_tensor(x) if dtype is None else as_tensor(x).astype(dtype)
+    return Softmax(_softmax_dim("softmax", x, dim, axis))(x)
+
+
+@keywords
+def log_softmax(x: Tensor, dim: int | None = None, *, axis: int | None = None,
+                dtype: Any = None) -> Tensor:
+    """log(softmax(x)) along ``dim`` (default last), computed stably (log-sum-exp)."""
+    x = as_tensor(x) if dtype is None else as_tensor(x).astype(dtype)
+    return LogSoftmax(_softmax_dim("log_softmax", x, dim, axis))(x)
+
+
+@keywords
+def logsumexp(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+              keepdims: bool | None = None) -> Tensor:
+    """log(sum(exp(x))) over ``dim`` (all dims when None), without overflow: the max is
+    subtracted first (as a constant, so the gradient is exactly softmax(x))."""
+    x = as_tensor(x)
+    dim, keep = resolve_dim("logsumexp", dim, axis), resolve_keepdim("logsumexp", keepdim,
+                                                                      keepdims)
+    axes = _norm_axis(dim, x.ndim, "logsumexp")
+    xp = get_array_module(x.data)
+    if x.size == 0:
+        m = xp.zeros(_keepdims_shape(x.shape, axes), dtype=x.dtype)
+    else:
+        m = x.data.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)  # an all -inf row: log(0) = -inf, not nan
+    shift = Tensor(m)
+    out = log(sum(exp(x - shift), axes, keepdim=True)) + shift
+    return out if keep else reshape(out, tuple(n for i, n in enumerate(x.shape)
+                                               if i not in axes))

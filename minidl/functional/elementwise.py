@@ -1,8 +1,13 @@
-"""Elementwise ops: arithmetic, exp/log/sqrt/abs, clip, where, maximum/minimum, casts, device moves.
+"""Elementwise ops: arithmetic, exp/log/sqrt/abs, clip, where, maximum/minimum, clone, casts,
+device moves.
 
 Each op is one ``Function`` subclass (forward on raw arrays, backward with minidl ops on
 Tensors) and one snake_case wrapper. Binary ops broadcast like NumPy; their backward sums
 the gradient back to each input's shape with :func:`~minidl.functional.reduction.sum_to`.
+Mixed dtypes promote as in torch (:func:`promote`): a float operand's dtype beats an integer
+or bool one (so a Python float keeps a float32 tensor float32, and an int tensor times 0.5 is
+float32), two float tensors give the wider one, and a 0-d float tensor does not widen a
+dimensioned float tensor.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
 from .reduction import sum_to
+from .validation import keywords
 
 
 def _name(fn: Function) -> str:
@@ -31,12 +37,27 @@ def _broadcast_error(fn: Function, a: Any, b: Any) -> ValueError:
                       "broadcast together")
 
 
+def promote(a: Any, b: Any) -> tuple[Any, Any]:
+    """Two arrays cast to one dtype by torch's rules (called only when their dtypes differ).
+
+    A float beats an integer or bool (the float's dtype is kept); between floats a 0-d array
+    takes the dimensioned one's dtype, otherwise NumPy's wider float wins; integers and bools
+    among themselves promote as NumPy does.
+    """
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    if fa != fb:
+        return (a, b.astype(a.dtype)) if fa else (a.astype(b.dtype), b)
+    if fa and (a.ndim == 0) != (b.ndim == 0):
+        return (a, b.astype(a.dtype)) if b.ndim == 0 else (a.astype(b.dtype), b)
+    return a, b
+
+
 class _Binary(Function):
-    """Shared forward: dtype check and a readable broadcasting error."""
+    """Shared forward: torch's dtype promotion and a readable broadcasting error."""
 
     def forward(self, a: Any, b: Any) -> Any:
         if a.dtype != b.dtype:
-            _check_binary(self, a, b)
+            a, b = promote(a, b)
         try:
             return self.compute(a, b)
         except ValueError:
@@ -205,6 +226,20 @@ class Clip(Function):
         return gy * Tensor(self.inside.astype(gy.dtype))
 
 
+class Copy(Function):
+    """A copy of x in memory ``order`` ('K' keeps x's layout, 'C' makes it C-contiguous);
+    the gradient passes through unchanged."""
+
+    def __init__(self, order: str) -> None:
+        self.order = order
+
+    def forward(self, x):
+        return x.copy(order=self.order)
+
+    def backward(self, gy):
+        return gy
+
+
 class Where(Function):
     """``where(cond, a, b)``; cond is a constant boolean array."""
 
@@ -213,7 +248,7 @@ class Where(Function):
 
     def forward(self, a, b):
         if a.dtype != b.dtype:
-            _check_binary(self, a, b)
+            a, b = promote(a, b)
         try:
             xp = get_array_module(a)
             # cond may be a host mask (as backward allows): cupy.where takes device arrays only
@@ -282,18 +317,35 @@ def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
     return Abs()(x)
 
 
+@keywords
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
-    """Clamp every element into [min, max]."""
+    """Clamp every element into [min, max] (``torch.clamp``); the gradient passes inside."""
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        raise TypeError("clamp: min and max must be numbers; for tensor bounds use "
+                        "F.maximum(F.minimum(x, hi), lo)")
     return Clip(min, max)(x)
 
 
 clamp = clip
 
 
+@keywords
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``cond`` holds, else ``b`` (cond: a boolean Tensor or array)."""
     cond = cond.data if isinstance(cond, Tensor) else cond
     return Where(cond)(a, b)
+
+
+@keywords
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """``x`` with ``value`` where the boolean ``mask`` (broadcast to x) is True, as torch's
+    ``x.masked_fill(mask, value)``; the gradient flows where the mask is False."""
+    cond = mask.data if isinstance(mask, Tensor) else mask
+    if get_array_module(cond).asarray(cond).dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype "
+                        f"{getattr(cond, 'dtype', type(cond).__name__)}; build it with a "
+                        "comparison such as x > 0")
+    return Where(cond)(Tensor(get_array_module(x.data).asarray(value, dtype=x.dtype)), x)
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -304,6 +356,16 @@ def maximum(a: Any, b: Any) -> Tensor:
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; ties split the gradient evenly."""
     return Minimum()(a, b)
+
+
+def clone(x: Tensor) -> Tensor:
+    """A copy with its own memory (same layout), still in the graph: gradients flow back."""
+    return Copy("K")(x)
+
+
+def contiguous(x: Tensor) -> Tensor:
+    """``x`` itself if its array is C-contiguous, else a C-contiguous differentiable copy."""
+    return x if x.data.flags.c_contiguous else Copy("C")(x)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:

@@ -1,4 +1,5 @@
-"""Matrix products: ``matmul`` (NumPy semantics) and the fused ``linear`` layer op."""
+"""Matrix products: ``matmul`` (NumPy semantics), ``mm`` (2-D only), the fused ``linear`` layer
+op, and vector/matrix ``norm``."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,11 @@ from typing import Any
 import numpy as np
 
 from .. import parallel
-from ..autograd import Function, Tensor
-from .elementwise import _broadcast_error, _check_binary
-from .reduction import sum_to
+from ..autograd import Function, Tensor, as_tensor
+from .elementwise import _broadcast_error, _check_binary, abs, sqrt
+from .reduction import Axis, amax, amin, sum, sum_to
 from .shape import reshape, swapaxes
+from .validation import keywords, resolve_dim, resolve_keepdim
 
 
 class MatMul(Function):
@@ -91,6 +93,44 @@ def matmul(a: Any, b: Any) -> Tensor:
     return MatMul()(a, b)
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """``x @ w.T + b``: x (..., in), w (out, in), b (out,) -> (..., out)."""
-    return Linear()(x, w) if b is None else Linear()(x, w, b)
+@keywords
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias``: x (..., in), weight (out, in), bias (out,) -> (..., out)."""
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product of two 2-D tensors, (n, m) @ (m, p) -> (n, p), as ``torch.mm``
+    (no broadcasting; :func:`matmul` has NumPy's rules)."""
+    a, b = as_tensor(a), as_tensor(b, like=as_tensor(a))
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expected two 2-D tensors, got shapes {a.shape} and {b.shape}; "
+                         "use matmul (or @) for batched or 1-D operands")
+    return MatMul()(a, b)
+
+
+@keywords
+def norm(x: Tensor, p: float | str = 2, dim: Axis = None, keepdim: bool = False, *,
+         axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    """The p-norm over ``dim`` (all elements when None: the vector or Frobenius norm).
+
+    ``p`` is a number > 0, ``inf`` / ``-inf`` (max / min of ``|x|``) or ``'fro'`` (= 2).
+    The gradient of the 2-norm at 0 is nan (0/0), as the formula gives.
+    """
+    dim, keep = resolve_dim("norm", dim, axis), resolve_keepdim("norm", keepdim, keepdims)
+    x = as_tensor(x)
+    if p == "fro":
+        p = 2
+    if isinstance(p, (str, bool)) or not isinstance(p, (int, float, np.number)):
+        raise ValueError(f"norm: p must be a positive number, inf, -inf or 'fro', got {p!r}")
+    if p == float("inf"):
+        return amax(abs(x), dim, keep)
+    if p == float("-inf"):
+        return amin(abs(x), dim, keep)
+    if not p > 0:
+        raise ValueError(f"norm: p must be a positive number, inf, -inf or 'fro', got {p!r}")
+    if p == 1:
+        return sum(abs(x), dim, keep)
+    if p == 2:
+        return sqrt(sum(x * x, dim, keep))
+    return sum(abs(x) ** p, dim, keep) ** (1.0 / p)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor, ViewFunction, as_tensor
 from ..backend import get_array_module, scatter_add
+from .validation import keywords, resolve_dim
 
 
 def memory_order(a: Any) -> tuple[int, ...]:
@@ -256,47 +257,107 @@ def reshape(x: Tensor, shape: Sequence[int] | int, *more: int) -> Tensor:
     return Reshape(shape)(x)
 
 
-def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
-    """Permute the axes (reverse them when ``axes`` is None)."""
-    return Transpose(None if axes is None else tuple(axes))(x)
+def transpose(x: Tensor, *dims: Any, axes: Sequence[int] | None = None) -> Tensor:
+    """torch's ``transpose(x, dim0, dim1)`` swaps two dims; NumPy's meanings stay for the rest.
+
+    Two ints swap those dims (torch's reading; on a 2-D tensor ``transpose(x, 1, 0)`` and
+    ``transpose(x, 0, 1)`` both transpose it, as in torch). One tuple or list, ``axes=``, or
+    three or more ints are a full permutation, as in NumPy; no argument reverses the dims.
+    """
+    if axes is not None:
+        if dims:
+            raise TypeError("transpose: pass either dims or axes=, not both")
+        return Transpose(tuple(axes))(x)
+    if len(dims) == 2 and all(isinstance(d, (int, np.integer)) for d in dims):
+        return swapaxes(x, int(dims[0]), int(dims[1]))
+    if len(dims) == 1 and dims[0] is None:
+        dims = ()
+    if len(dims) == 1 and not isinstance(dims[0], (int, np.integer)):
+        return Transpose(tuple(dims[0]))(x)
+    if len(dims) == 1:
+        raise TypeError(f"transpose: one dim ({dims[0]}) given; swap two with "
+                        f"transpose(x, dim0, dim1) or permute with a tuple of all {x.ndim}")
+    return Transpose(tuple(dims) if dims else None)(x)
 
 
-def permute(x: Tensor, *axes: int) -> Tensor:
-    """``x.permute(0, 2, 3, 1)``-style axis permutation."""
-    if len(axes) == 1 and not isinstance(axes[0], int):
-        axes = tuple(axes[0])
-    return transpose(x, axes)
+def permute(x: Tensor, *dims: int) -> Tensor:
+    """``x.permute(0, 2, 3, 1)`` or ``x.permute((0, 2, 3, 1))``: reorder all dims."""
+    if len(dims) == 1 and not isinstance(dims[0], (int, np.integer)):
+        dims = tuple(dims[0])
+    return Transpose(tuple(int(d) for d in dims))(x)
 
 
 def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
-    """Exchange two axes."""
+    """Exchange two dims (``torch.swapaxes`` / ``transpose(x, a, b)``)."""
+    nd = builtins.max(x.ndim, 1)
+    for d in (a, b):
+        if not -nd <= d < nd:
+            raise ValueError(f"transpose: dim {d} is out of range for a tensor of shape "
+                             f"{tuple(x.shape)}")
     axes = list(range(x.ndim))
-    axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, axes)
+    if x.ndim:
+        axes[a], axes[b] = axes[b], axes[a]
+    return Transpose(tuple(axes))(x)
 
 
-def flatten(x: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
-    """Merge dims ``start_dim..end_dim`` into one (default: all but the batch dim)."""
-    nd = x.ndim
-    s, e = start_dim % nd, end_dim % nd
+def _dim_index(d: int, ndim: int, op: str, what: str = "dim") -> int:
+    """``d`` as an index into ``ndim`` dims (negative counts from the end), or ValueError."""
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(f"{op}: {what} must be an int, got {d!r}")
+    if not -ndim <= d < ndim:
+        raise ValueError(f"{op}: {what}={d} is out of range for a {ndim - (op == 'unsqueeze')}"
+                         f"-D tensor (valid: {-ndim}..{ndim - 1})")
+    return int(d) % ndim
+
+
+@keywords
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one, as ``torch.flatten`` (default: all, so a
+    1-D result; ``nn.Flatten`` keeps the batch dim). A 0-D tensor becomes 1-D."""
+    nd = builtins.max(x.ndim, 1)
+    s = _dim_index(start_dim, nd, "flatten", "start_dim")
+    e = _dim_index(end_dim, nd, "flatten", "end_dim")
+    if s > e:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for a "
+                         f"tensor of shape {tuple(x.shape)}")
+    if x.ndim == 0:
+        return reshape(x, (1,))
     shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
     return reshape(x, shape)
 
 
-def squeeze(x: Tensor, axis: int | None = None) -> Tensor:
-    """Drop size-1 dims (only ``axis`` if given)."""
-    if axis is None:
+@keywords
+def squeeze(x: Tensor, dim: int | Sequence[int] | None = None, *,
+            axis: int | Sequence[int] | None = None) -> Tensor:
+    """Drop size-1 dims: all of them, or only ``dim`` (an int or a tuple).
+
+    As in torch, a given ``dim`` whose size is not 1 is left as it is; NumPy's ``axis=``
+    keeps NumPy's meaning and raises for it.
+    """
+    if dim is None and axis is None:
         return reshape(x, tuple(n for n in x.shape if n != 1))
-    axis = axis % x.ndim
-    if x.shape[axis] != 1:
-        raise ValueError(f"squeeze: axis {axis} of shape {x.shape} has size {x.shape[axis]}, not 1")
-    return reshape(x, x.shape[:axis] + x.shape[axis + 1:])
+    numpy_spelling = axis is not None
+    chosen = resolve_dim("squeeze", dim, axis)
+    wanted = (chosen,) if isinstance(chosen, (int, np.integer)) else tuple(chosen)
+    nd = builtins.max(x.ndim, 1)
+    drop = {_dim_index(d, nd, "squeeze") for d in wanted}
+    if x.ndim == 0:
+        return x
+    for d in sorted(drop):
+        if x.shape[d] != 1 and numpy_spelling:
+            raise ValueError(f"squeeze: axis {d} of shape {x.shape} has size {x.shape[d]}, "
+                             "not 1")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in drop and n == 1)))
 
 
-def unsqueeze(x: Tensor, axis: int) -> Tensor:
-    """Insert a size-1 dim at ``axis``."""
-    axis = axis % (x.ndim + 1)
-    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+@keywords
+def unsqueeze(x: Tensor, dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """Insert a size-1 dim at ``dim`` (``axis=`` is NumPy's name; -1 appends one)."""
+    d = resolve_dim("unsqueeze", dim, axis)
+    if d is None:
+        raise TypeError("unsqueeze: missing dim (e.g. x.unsqueeze(0))")
+    d = _dim_index(d, x.ndim + 1, "unsqueeze")
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
@@ -304,35 +365,60 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return GetItem(_index_arrays(index))(x)
 
 
-def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Concatenate along an existing ``axis``."""
+def _join_dim(op: str, dim: int | None, axis: int | None) -> int:
+    d = resolve_dim(op, dim, axis)
+    return 0 if d is None else d
+
+
+@keywords
+def cat(tensors: Sequence[Tensor], dim: int | None = None, *, axis: int | None = None) -> Tensor:
+    """Concatenate along an existing ``dim`` (default 0; ``axis=`` is NumPy's name)."""
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
-    return Concat(axis)(*tensors)
+    return Concat(_join_dim("cat", dim, axis))(*tensors)
 
 
-def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join along a new ``axis``."""
+@keywords
+def stack(tensors: Sequence[Tensor], dim: int | None = None, *,
+          axis: int | None = None) -> Tensor:
+    """Join along a new ``dim`` (default 0; ``axis=`` is NumPy's name)."""
     if not tensors:
         raise ValueError("stack: expected a non-empty sequence of tensors")
+    d = _join_dim("stack", dim, axis)
     shapes = {as_tensor(t).shape for t in tensors}
     if len(shapes) > 1:
         raise ValueError(f"stack: all tensors must have one shape, got {sorted(shapes)}")
-    return cat([unsqueeze(as_tensor(t), axis) for t in tensors], axis=axis)
+    return cat([unsqueeze(as_tensor(t), d) for t in tensors], d)
 
 
-def split(x: Tensor, split_size_or_sections: int | Sequence[int],
-          axis: int = 0) -> tuple[Tensor, ...]:
-    """Split into chunks of one size (int) or of the given sizes (list), like torch.split."""
-    n = x.shape[axis]
-    if isinstance(split_size_or_sections, int):
-        k = split_size_or_sections
+@keywords
+def chunk(x: Tensor, chunks: int, dim: int | None = None, *,
+          axis: int | None = None) -> tuple[Tensor, ...]:
+    """Split into ``chunks`` pieces of size ceil(n / chunks) along ``dim`` (the last may be
+    smaller, and there may be fewer pieces), as ``torch.chunk``."""
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    d = _join_dim("chunk", dim, axis)
+    n = x.shape[_dim_index(d, builtins.max(x.ndim, 1), "chunk")]
+    return split(x, builtins.max(-(-n // int(chunks)), 1), d)
+
+
+@keywords
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int | None = None, *,
+          axis: int | None = None) -> tuple[Tensor, ...]:
+    """Split into chunks of one size (int; the last may be smaller) or of the given sizes
+    (list), along ``dim`` (default 0), as ``torch.split``. Unlike ``numpy.split``, an int is
+    the chunk *size*, not the number of chunks."""
+    d = _join_dim("split", dim, axis)
+    n = x.shape[_dim_index(d, builtins.max(x.ndim, 1), "split")]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        k = int(split_size_or_sections)
         if k <= 0:
             raise ValueError(f"split: chunk size must be positive, got {k}")
         sizes = [k] * (n // k) + ([n % k] if n % k else [])
     else:
         sizes = list(split_size_or_sections)
-    out = Split(sizes, axis)(x)
+    out = Split(sizes, d)(x)
     return out if isinstance(out, tuple) else (out,)
 
 

@@ -11,12 +11,17 @@ returns it normalised, or raises naming the op or layer and the value it got.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import numpy as np
 
-__all__ = ["IntOrPair", "Pair", "check_floating", "check_groups", "check_ndim",
-           "check_probability", "conv_padding", "positive_int", "to_pair"]
+from ..autograd import Tensor
+
+__all__ = ["IntOrPair", "KEYWORD_HINTS", "Pair", "check_floating", "check_groups",
+           "check_layer_input", "check_ndim", "check_probability", "conv_padding", "keywords",
+           "positive_int", "resolve_dim", "resolve_keepdim", "to_pair", "unknown_keyword"]
 
 Pair = tuple[int, int]
 IntOrPair = int | tuple[int, int]
@@ -107,3 +112,97 @@ def check_floating(x: Any, what: str, op: str) -> None:
     if np.dtype(x.dtype).kind != "f":
         raise TypeError(f"{op}: {what} must be a floating-point tensor, got dtype {x.dtype} "
                         f"(shape {tuple(x.shape)}); cast it with .float()")
+
+
+# ---- torch's keywords beside NumPy's --------------------------------------------------------
+
+def resolve_dim(op: str, dim: Any, axis: Any) -> Any:
+    """torch's ``dim=`` or NumPy's ``axis=`` (the same thing); both at once is an error."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError(f"{op}: got both dim={dim!r} and axis={axis!r}; pass one (dim= is "
+                        "torch's name, axis= NumPy's)")
+    return axis
+
+
+def resolve_keepdim(op: str, keepdim: bool, keepdims: bool | None) -> bool:
+    """torch's ``keepdim=`` or NumPy's ``keepdims=``; both at once (differing) is an error."""
+    if keepdims is None:
+        return bool(keepdim)
+    if keepdim and not keepdims:
+        raise TypeError(f"{op}: got both keepdim=True and keepdims=False; pass one")
+    return bool(keepdims)
+
+
+# Keywords users bring from torch, NumPy or Keras that minidl spells otherwise, and what to
+# write instead; unknown_keyword() names the replacement in its one-line error.
+KEYWORD_HINTS: dict[str, str] = {
+    "axes": "dim= (torch) or axis= (NumPy)",
+    "dims": "dim= (torch) or axis= (NumPy)",
+    "keep_dims": "keepdim= (torch) or keepdims= (NumPy)",
+    "out": "the return value (minidl ops return a new tensor; there is no out=)",
+    "input": "a positional first argument",
+    "inplace": "the in-place method (x.relu_() style) or plain assignment",
+    "memory_format": "nothing (minidl keeps each array's memory layout itself)",
+    "pin_memory": "nothing (minidl has no pinned host memory)",
+    "layout": "nothing (minidl tensors are always strided)",
+    "generator": "md.manual_seed(seed) (minidl has one seeded generator)",
+}
+
+
+def unknown_keyword(op: str, given: Any, accepted: Any) -> TypeError:
+    """The one-line TypeError for keywords of ``given`` that ``op`` does not take."""
+    bad = sorted(k for k in given if k not in accepted)
+    hints = [f"{k}= -> use {KEYWORD_HINTS[k]}" for k in bad if k in KEYWORD_HINTS]
+    others = [k for k in bad if k not in KEYWORD_HINTS]
+    parts = hints + ([f"unknown keyword {', '.join(k + '=' for k in others)}; {op} takes "
+                      f"{', '.join(k + '=' for k in accepted)}"] if others else [])
+    return TypeError(f"{op}: " + "; ".join(parts))
+
+
+def keywords(fn: Any) -> Any:
+    """Decorator: a keyword ``fn`` does not take raises :func:`unknown_keyword`'s error
+    (naming what to write instead) rather than Python's bare "unexpected keyword argument".
+
+        >>> from minidl.functional.validation import keywords
+        >>> @keywords
+        ... def total(x, dim=None):
+        ...     return x
+        >>> total(1, axes=0)
+        Traceback (most recent call last):
+        ...
+        TypeError: total: axes= -> use dim= (torch) or axis= (NumPy)
+    """
+    params = inspect.signature(fn).parameters
+    accepted = tuple(n for n, p in params.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    names = frozenset(accepted)
+    op = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if kwargs and not names.issuperset(kwargs):
+            raise unknown_keyword(op, kwargs, accepted)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+_CAST = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+def check_layer_input(x: Any, param: Any, layer: str) -> None:
+    """A layer's input is a Tensor of its parameters' dtype, as torch requires: a float64 or
+    integer input to a float32 layer raises (instead of silently computing in float64) with
+    the fix in the message. ``param`` is a parameter or buffer of the layer (None: no check)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{layer}: expected a Tensor input, got {type(x).__name__}; wrap the "
+                        "data with md.tensor(...)")
+    if param is None or x.dtype == param.dtype:
+        return
+    want = np.dtype(param.dtype)
+    fix = f"cast the input with x.{_CAST.get(want.name, 'to')}()"
+    if np.dtype(x.dtype).name in _CAST:
+        fix += f" or the model with model.{_CAST[np.dtype(x.dtype).name]}()"
+    raise TypeError(f"{layer}: input dtype {x.dtype} does not match the layer's {want} "
+                    f"parameters; {fix}")

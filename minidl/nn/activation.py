@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.validation import resolve_dim
 from .module import Module
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Identity",
@@ -17,18 +18,29 @@ __all__ = ["ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax
 
 
 class ReLU(Module):
-    """max(x, 0), elementwise. Any shape -> same shape."""
+    """max(x, 0), elementwise. Any shape -> same shape.
+
+    ``inplace=True`` (torch's option) is accepted and computed out of place: the same values
+    and gradients, without overwriting the input.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
     """x if x > 0 else negative_slope * x."""
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace  # inplace: see ReLU
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -40,9 +52,9 @@ class LeakyReLU(Module):
 class ELU(Module):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
-    def __init__(self, alpha: float = 1.0) -> None:
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.inplace = alpha, inplace  # inplace: see ReLU
 
     def forward(self, x: Tensor) -> Tensor:
         return F.elu(x, self.alpha)
@@ -66,24 +78,34 @@ class Tanh(Module):
 
 
 class Softmax(Module):
-    """softmax along ``axis`` (default: last)."""
+    """softmax along ``dim`` (torch's name; ``axis=`` is accepted too), default the last dim.
+    Any shape -> same shape. torch's ``nn.Softmax()`` without a dim guesses one and warns;
+    minidl uses the last."""
 
-    def __init__(self, axis: int = -1) -> None:
+    def __init__(self, dim: int | None = None, *, axis: int | None = None) -> None:
         super().__init__()
-        self.axis = axis
+        d = resolve_dim(type(self).__name__, dim, axis)
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int)):
+            raise TypeError(f"{type(self).__name__}: dim must be an int, got {d!r}")
+        self.dim = -1 if d is None else d
+
+    @property
+    def axis(self) -> int:
+        """NumPy's name for :attr:`dim`."""
+        return self.dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.softmax(x, axis=self.axis)
+        return F.softmax(x, dim=self.dim)
 
     def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+        return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    """log(softmax(x)) along ``axis``, computed stably."""
+    """log(softmax(x)) along ``dim`` (default last), computed stably."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.log_softmax(x, axis=self.axis)
+        return F.log_softmax(x, dim=self.dim)
 
 
 class Identity(Module):

@@ -56,6 +56,7 @@ class Conv2d(_WeightLayer):
                     bias_regularizer, weight_constraint, trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}, "
                              f"kernel_size={self.kernel_size}): expected input of shape "
@@ -109,6 +110,7 @@ class ConvTranspose2d(_WeightLayer):
                     bias_regularizer, weight_constraint, trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"ConvTranspose2d({self.in_channels}, {self.out_channels}, "
                              f"kernel_size={self.kernel_size}): expected input of shape "

@@ -36,6 +36,7 @@ class Linear(_WeightLayer):
                     trainable, activation, name)
 
     def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected input "
                              f"of shape (..., {self.in_features}), got {tuple(x.shape)}")

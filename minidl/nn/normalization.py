@@ -10,7 +10,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Tensor
 from ..backend import get_array_module, get_default_device, to_numpy, xp_for
-from ..functional.validation import positive_int
+from ..functional.validation import check_layer_input, positive_int
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Normalization"]
@@ -57,6 +57,9 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data = xp.zeros((), dtype=np.int64)
 
     def forward(self, x: Tensor) -> Tensor:
+        param = self.weight if self.affine else self.running_mean
+        if not isinstance(x, Tensor) or (param is not None and x.dtype != param.dtype):
+            check_layer_input(x, param, f"{type(self).__name__}({self.num_features})")
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of "
                              f"shape {self._layout}, got {tuple(x.shape)}")

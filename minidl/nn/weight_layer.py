@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..backend import get_default_device, xp_for
+from ..functional.validation import check_layer_input
 from . import init
 from .activation import get_activation
 from .module import Module, Parameter
@@ -53,6 +54,12 @@ class _WeightLayer(Module):
         self.name = name
         if not trainable:
             self.freeze()
+
+    def _check_input(self, x: Any) -> None:
+        """A Tensor of the weights' dtype (torch raises for anything else); see
+        :func:`~minidl.functional.validation.check_layer_input`."""
+        if not isinstance(x, Tensor) or x.dtype != self.weight.dtype:  # the rare case: name it
+            check_layer_input(x, self.weight, f"{type(self).__name__}({self.extra_repr()})")
 
     def _activate(self, y: Tensor) -> Tensor:
         return y if self.activation is None else self.activation(y)
