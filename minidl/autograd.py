@@ -341,13 +341,19 @@ class Tensor:
 
     # ---- backward ---------------------------------------------------------------------
     def backward(self, grad: Tensor | Any | None = None, retain_graph: bool | None = None,
-                 create_graph: bool = False) -> None:
+                 create_graph: bool = False, *, gradient: Tensor | Any | None = None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        ``grad`` is required unless this tensor has one element. The graph is freed
-        afterwards unless ``retain_graph`` (default: ``create_graph``) is true;
-        ``create_graph=True`` records the backward pass itself, for higher derivatives.
+        ``grad`` (torch's keyword ``gradient=`` also works) is required unless this tensor
+        has one element. The graph is freed afterwards unless ``retain_graph`` (default:
+        ``create_graph``) is true; ``create_graph=True`` records the backward pass itself,
+        for higher derivatives.
         """
+        if gradient is not None:
+            if grad is not None:
+                raise TypeError("backward: give the upstream gradient once, as grad= or as "
+                                "gradient=, not both")
+            grad = gradient
         if not self.requires_grad:
             raise RuntimeError(
                 f"backward: this tensor (shape {self.shape}) does not require grad and has "

@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -78,7 +79,7 @@ _global_default: str | None = None
 
 def get_default_device() -> str:
     """The device new tensors go to: ``device()``/``set_default_device``, else
-    $MINIDL_DEVICE, else 'cpu'."""
+    $MINIDL_DEVICE, else 'cpu' (a $MINIDL_DEVICE that cannot be used warns and gives 'cpu')."""
     global _global_default
     local = _default_device.get()
     if local is not None:
@@ -87,8 +88,12 @@ def get_default_device() -> str:
         name = os.environ.get("MINIDL_DEVICE", "cpu").strip() or "cpu"
         try:
             _global_default = _check_device(name)
-        except (ValueError, RuntimeError) as e:  # say where the bad name came from
-            raise type(e)(f"MINIDL_DEVICE={name!r}: {e}") from None
+        except (ValueError, RuntimeError) as e:
+            # an environment variable is a setting, not a request made in code: warn, go on
+            warnings.warn(f"MINIDL_DEVICE={name!r} is ignored ({e}); using 'cpu'. Set "
+                          "MINIDL_DEVICE to 'cpu' or 'cuda', or call "
+                          "md.set_default_device().", RuntimeWarning, stacklevel=2)
+            _global_default = "cpu"
     return _global_default
 
 

@@ -45,16 +45,21 @@ def test_minidl_device_env_var():
     assert unset.stdout.split() == ["cpu", "cpu", "False"]  # cupy is not even imported
     cpu = run_python(code, MINIDL_DEVICE="cpu")
     assert cpu.stdout.split()[:2] == ["cpu", "cpu"]
+    # a setting that cannot be used warns, names itself and the fix, and falls back to cpu
     bad = run_python(code, MINIDL_DEVICE="tpu")
-    assert bad.returncode != 0
-    assert "MINIDL_DEVICE='tpu'" in bad.stderr and "unknown device 'tpu'" in bad.stderr
+    assert bad.returncode == 0, bad.stderr
+    assert bad.stdout.split()[:2] == ["cpu", "cpu"]
+    assert "MINIDL_DEVICE='tpu' is ignored" in bad.stderr and "unknown device 'tpu'" in bad.stderr
     cuda = run_python(code, MINIDL_DEVICE="cuda")
     if HAS_GPU:
         assert cuda.stdout.split()[:2] == ["cuda", "cuda"], cuda.stderr
     else:
-        assert cuda.returncode != 0
-        assert "MINIDL_DEVICE='cuda'" in cuda.stderr
+        assert cuda.returncode == 0 and cuda.stdout.split()[:2] == ["cpu", "cpu"]
+        assert "MINIDL_DEVICE='cuda' is ignored" in cuda.stderr
         assert "CuPy" in cuda.stderr or "GPU" in cuda.stderr
+    # asked for in code, the same device is an error
+    explicit = run_python("import minidl as md; md.set_default_device('tpu')")
+    assert explicit.returncode != 0 and "unknown device 'tpu'" in explicit.stderr
 
 
 def test_set_default_device_and_context(device):

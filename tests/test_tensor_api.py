@@ -359,3 +359,18 @@ def test_expand_and_expand_as(device):
     close(x.expand((2, 2)), np.broadcast_to(a, (2, 2)))
     close(x.expand_as(md.zeros(2, 5, device=device)), np.broadcast_to(a, (2, 5)))
     assert md.gradcheck(lambda t: t.expand(-1, 3) * 2, x)
+
+
+def test_torch_keywords_of_backward_dropout_and_concat():
+    """``backward(gradient=)``, ``Dropout(inplace=)`` and ``Concat(dim=)`` as torch spells them."""
+    x = md.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).backward(gradient=md.tensor([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 30.0])
+    with pytest.raises(TypeError, match="as grad= or as gradient=, not both"):
+        (x * 3).backward(md.ones(2), gradient=md.ones(2))
+    a = md.tensor(np.arange(6.0).reshape(2, 3))
+    drop = nn.Dropout(0.5, inplace=True).eval()
+    np.testing.assert_array_equal(drop(a).numpy(), a.numpy())
+    np.testing.assert_array_equal(F.dropout(a, 0.5, False, inplace=True).numpy(), a.numpy())
+    joined = nn.Concat(dim=0)(a, a)
+    assert joined.shape == (4, 3)

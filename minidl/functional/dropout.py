@@ -20,10 +20,11 @@ class Dropout(Function):
         return gy * Tensor(self.scale)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero elements with probability ``p`` in training, scaling the rest by 1/(1-p).
 
     x: any shape -> same shape. Identity when ``training`` is False or ``p`` is 0.
+    ``inplace`` (torch's option) is accepted and computed out of place: the same values.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")

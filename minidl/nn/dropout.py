@@ -13,11 +13,15 @@ __all__ = ["Dropout", "mc_predict"]
 
 
 class Dropout(Module):
-    """Inverted dropout with probability ``p`` in training; identity in eval."""
+    """Inverted dropout with probability ``p`` in training; identity in eval.
 
-    def __init__(self, p: float = 0.5, name: str | None = None) -> None:
+    ``inplace=True`` (torch's option) is accepted and computed out of place: the same values.
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, name: str | None = None) -> None:
         super().__init__()
         self.p, self.name = check_probability(p, "p", "Dropout"), name
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)

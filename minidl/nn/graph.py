@@ -39,15 +39,18 @@ class Residual(Module):
 
 
 class Concat(Module):
-    """Concatenate along ``axis`` (default 1, the channel axis).
+    """Concatenate along ``axis`` (``dim=`` too; default 1, the channel axis).
 
     With branches (GoogLeNet's inception module, DenseNet): ``Concat(b1, b2, b3)(x)`` is
     ``cat([b1(x), b2(x), b3(x)], axis)``. Without branches it is a merge layer that joins
     its inputs: ``Concat()(a, b)`` or ``Concat()([a, b])`` (Keras' ``Concatenate``).
     """
 
-    def __init__(self, *branches: Module, axis: int = 1, name: str | None = None) -> None:
+    def __init__(self, *branches: Module, axis: int = 1, dim: int | None = None,
+                 name: str | None = None) -> None:
         super().__init__()
+        if dim is not None:  # torch's spelling (torch.cat(..., dim=)) means the same axis
+            axis = dim
         if len(branches) == 1 and isinstance(branches[0], (list, tuple)):
             branches = tuple(branches[0])
         for i, b in enumerate(branches):
