@@ -156,6 +156,36 @@ OPS: dict[str, tuple[Callable, list, list[bool]]] = {
     "binary_cross_entropy_with_logits": (F.binary_cross_entropy_with_logits,
                                          [_normal((6, 5)), _probs((6, 5))], [True, False]),
 }
+def _setitem(a, v):
+    y = a * 1.0
+    y[1:4, ::2] = v
+    return y
+
+
+def _weighted_ce(a, t):
+    w = md.tensor(np.linspace(0.5, 1.5, a.shape[1]), dtype=a.dtype, device=a.device)
+    return F.cross_entropy(a, t, weight=w, ignore_index=2, label_smoothing=0.1)
+
+
+OPS.update({
+    "max_pool2d dilation 2": (lambda x: F.max_pool2d(x, 3, 1, 1, dilation=2), [_normal(X)],
+                              [True]),
+    "pad reflect": (lambda x: F.pad(x, (1, 2, 2, 1), mode="reflect"), [_normal(X)], [True]),
+    "pad replicate": (lambda x: F.pad(x, (2, 0, 1, 3), mode="replicate"), [_normal(X)], [True]),
+    "pad circular": (lambda x: F.pad(x, (1, 1, 2, 2), mode="circular"), [_normal(X)], [True]),
+    "cross_entropy weight ignore_index": (_weighted_ce, [_normal((6, 5)), _labels(6, 5)],
+                                          [True, False]),
+    "setitem": (_setitem, [_normal((5, 6)), _normal((3, 3))], [True, True]),
+    "x += y in the graph": (lambda a, b: _iadd(a * 1.0, b), [_normal((5, 6)), _normal((6,))],
+                            [True, True]),
+})
+
+
+def _iadd(a, b):
+    a += b
+    return a
+
+
 TOL = {"float64": 1e-9, "float32": 2e-4}
 
 
@@ -362,7 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.out_dir, result)  # a report survives a later section's time-out
         print(f"gpu_check: {name} done in {result['seconds'][name]:.0f} s", flush=True)
     print(f"gpu_check: report in {args.out_dir / 'report.md'}")
-    return 1 if result["crashed"] else 0
+    return 1 if result["crashed"] or _failures(result) else 0
+
+
+def _failures(result: dict) -> int:
+    """Failed gpu tests, op cases and training steps: any of them makes the exit code 1."""
+    tests = result.get("tests") or {}
+    bad = int(tests.get("failures", 0)) + int(tests.get("errors", 0))
+    bad += tests.get("exit") not in (None, 0, 5)   # 5: no test collected (the dry run's cpu)
+    parity = result.get("parity") or {}
+    return bad + sum(not r["ok"] for r in parity.get("ops", []) + parity.get("training", []))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,9 @@ def test_a_wrong_or_crashing_op_is_reported_not_hidden(monkeypatch) -> None:
     assert [(r["op"], r["ok"]) for r in rows] == [("drifting", False)] * 2 + [("crashing", False)] * 2
     assert rows[0]["rel_err"] > 1e-3
     assert rows[2]["error"] == "ValueError: no kernel for this"
+    # and a failed row makes the whole check fail
+    assert gpu_check._failures({"parity": {"ops": rows, "training": []}}) == 4
+    assert gpu_check._failures({"tests": {"failures": 1, "errors": 0, "exit": 1}}) == 2
+    ok = {"tests": {"failures": 0, "errors": 0, "exit": 0},
+          "parity": {"ops": [{"ok": True}], "training": [{"ok": True}]}}
+    assert gpu_check._failures(ok) == 0

@@ -77,3 +77,18 @@ def test_optimizers_lab(capsys, tmp_path: Path) -> None:
     assert len(rows) == 12
     # in a tiny budget the adaptive optimiser is far ahead of plain SGD at its constant rate
     assert rows[("Adam", "constant")]["test acc"] > rows[("SGD", "constant")]["test acc"] + 0.2
+
+
+def test_augmentation_shifts_move_in_blank_background() -> None:
+    """The digits are standardised, so a shift must pad with the background value, not 0."""
+    import numpy as np
+
+    from minidl.flow.labs.augmentation import ARMS, BACKGROUND
+    from minidl.flow.labs.common import digits
+
+    x, _ = digits("train", 2)
+    assert np.isclose(BACKGROUND, x.min()) and BACKGROUND < -0.4
+    shifted = ARMS["random shifts (+-2 px)"](x, rng=np.random.default_rng(0))
+    assert np.isclose(shifted.min(), BACKGROUND)   # no grey frame of zeros
+    border = np.concatenate([shifted[..., 0, :].ravel(), shifted[..., -1, :].ravel()])
+    assert not np.any(np.isclose(border, 0.0))

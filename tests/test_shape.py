@@ -383,3 +383,11 @@ def test_padding_layers(device):
     with pytest.raises(ValueError, match=r"ZeroPad2d: padding must be an int or 4 ints "
                                          r"\(left, right, top, bottom\), got \(1, 2\)"):
         nn.ZeroPad2d((1, 2))
+
+
+def test_pad_third_positional_argument_is_mode():
+    """torch's F.pad(x, pad, mode, value): a number in mode's place names value=."""
+    x = md.tensor(np.ones((1, 2)))
+    with pytest.raises(TypeError, match=r"the third argument is mode .* pass value=0.5"):
+        F.pad(x, (1, 1), 0.5)
+    np.testing.assert_array_equal(F.pad(x, (1, 1), value=0.5).numpy(), [[0.5, 1, 1, 0.5]])

@@ -136,6 +136,7 @@ class Recorder:
         self._writer: Any = None
         self._tensorboard_step = tensorboard_step
         self._logged_steps = 0                 # steps already written to TensorBoard
+        self._logged_rows = 0                  # rows already looked at for TensorBoard
 
     # ---- attaching ----------------------------------------------------------------------
     def __enter__(self) -> Recorder:
@@ -251,8 +252,12 @@ class Recorder:
         if self._writer is None or upto <= self._logged_steps:
             return
         place = {name: i for i, (name, _) in enumerate(self.layers)}
-        for row in self._rows:
-            if self._logged_steps <= row["step"] < upto:
+        rows = self._rows[self._logged_rows:]  # rows are appended in step order
+        for row in rows:
+            if row["step"] >= upto:
+                break
+            self._logged_rows += 1
+            if row["step"] >= self._logged_steps:
                 base = row["layer"].split("#")[0]
                 tag = f"{place.get(base, len(place)):02d}_{row['layer']}"
                 for column in COLUMNS[3:]:

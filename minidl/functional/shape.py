@@ -439,6 +439,9 @@ def pad(x: Tensor, pad: Sequence[int], mode: str = "constant",
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} must hold (before, after) pairs for at most "
                          f"{x.ndim} dims (input shape {x.shape})")
+    if isinstance(mode, (int, float)) and not isinstance(mode, bool):
+        raise TypeError(f"pad: the third argument is mode (torch's order), got {mode!r}; "
+                        f"pass value={mode!r} by keyword")
     if mode not in _PAD_MODES:
         hint = _NUMPY_PAD_MODES.get(mode)
         hint = f"; NumPy's {mode!r} is mode={hint!r} here" if hint else ""

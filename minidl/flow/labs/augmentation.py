@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import manual_seed
-from ...data import Compose, RandomCrop, RandomHorizontalFlip
+from ...data import Compose, RandomCrop, RandomHorizontalFlip, standardize_mnist
 from ...models import lenet5
 from ...optim import Adam
 from ...train import model_accuracy
@@ -18,11 +18,14 @@ from .common import digits, fit
 
 __all__ = ["augmentation", "ARMS"]
 
+#: the value of a blank pixel in the standardised digits: what a shift moves in at the edge
+BACKGROUND = float(standardize_mnist(np.zeros(1, np.uint8))[0])
 #: arm -> the training transform (each image of each batch gets its own draw)
 ARMS: dict[str, Any] = {
     "none": None,
-    "random shifts (+-2 px)": RandomCrop(28, padding=2),
-    "shifts + horizontal flips": Compose([RandomCrop(28, padding=2), RandomHorizontalFlip()]),
+    "random shifts (+-2 px)": RandomCrop(28, padding=2, fill=BACKGROUND),
+    "shifts + horizontal flips": Compose([RandomCrop(28, padding=2, fill=BACKGROUND),
+                                          RandomHorizontalFlip()]),
 }
 
 
