@@ -193,6 +193,10 @@ def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
     minidl's do). The blocks run inside :func:`fixed_blas`. After an error in one block
     the other threads take no new blocks, and the error is raised once all have stopped.
     """
+    if threads <= 1 or count <= 1:          # no hand-out needed: the common small case
+        with fixed_blas():
+            ws = workspace()
+            return [fn(ws, i) for i in range(count)]
     results: list[Any] = [None] * count
     indices = iter(range(count))
     lock = threading.Lock()
@@ -291,14 +295,21 @@ def _set_all(counts: list[int]) -> None:
 
 class _FixedBlas:
     """The context manager :func:`fixed_blas` returns (one object, re-entrant: the counts
-    live in module globals, guarded by ``_blas_lock``)."""
+    live in module globals, guarded by ``_blas_lock``). It runs around every BLAS call of
+    minidl, so it does as little as it can: one ctypes call to read the count on entry, and
+    a setting and a restore only when the count differs."""
 
     def __enter__(self) -> None:
         global _fixed_depth, _fixed_saved
         with _blas_lock:
             if _fixed_depth == 0:
-                _fixed_saved = [int(get()) for get, _ in _controls()]
-                _set_all([KERNEL_BLAS_THREADS] * len(_fixed_saved))
+                saved = []
+                for get, set_ in _blas_controls if _blas_controls is not None else _controls():
+                    n = get()
+                    saved.append(n)
+                    if n != KERNEL_BLAS_THREADS:
+                        set_(KERNEL_BLAS_THREADS)
+                _fixed_saved = saved
             _fixed_depth += 1
 
     def __exit__(self, *exc: object) -> None:
@@ -306,7 +317,9 @@ class _FixedBlas:
         with _blas_lock:
             _fixed_depth -= 1
             if _fixed_depth == 0:
-                _set_all(_fixed_saved)
+                for (_, set_), n in zip(_blas_controls or (), _fixed_saved):
+                    if n != KERNEL_BLAS_THREADS:
+                        set_(n)
 
 
 _FIXED = _FixedBlas()
