@@ -331,7 +331,8 @@ def fixed_blas() -> _FixedBlas:
 
     Every minidl op that calls BLAS does so inside it (through :func:`matmul` and
     :func:`map_blocks`). Nested and concurrent uses share one setting: the first to enter
-    sets it, the last to leave restores it. A ctypes call costs about 0.2 us.
+    sets it, the last to leave restores it. A region costs a few microseconds (ctypes calls
+    of about 0.2 us each, a lock, and Python).
 
         >>> import numpy as np
         >>> from minidl import parallel

@@ -178,15 +178,31 @@ def _demo(out: str) -> str:
     return "```\n" + "\n".join(keep) + "\n```"
 
 
+def _demo_seeds(*outs: str) -> str:
+    """The test accuracy of the full demo for each seed."""
+    lines = ["| seed | test accuracy | most confused digits (true -> predicted: count) |",
+             "|---:|---|---|"]
+    for seed, out in enumerate(outs, start=1):
+        acc = re.search(r"^test accuracy: (\S+ \(\d+/\d+ digits\))", out, re.M)
+        confused = re.search(r"^most confused digits \(true -> predicted: count\): (.*)$", out,
+                             re.M)
+        lines.append(f"| {seed} | {acc.group(1) if acc else '?'} | "
+                     f"{confused.group(1) if confused else '-'} |")
+    return "\n".join(lines)
+
+
 def _zoo(out: str) -> str:
     return out.strip()
 
 
 @dataclass(frozen=True)
 class Block:
+    """A generated block: its page, the command(s) whose output it shows, and the function
+    that turns their outputs into the block's text."""
     page: str
     argv: tuple[str, ...]
-    render: Callable[[str], str]
+    render: Callable[..., str]
+    more: tuple[tuple[str, ...], ...] = ()      # further commands, their outputs passed too
 
 
 BLOCKS: dict[str, Block] = {
@@ -203,6 +219,8 @@ BLOCKS: dict[str, Block] = {
                            _residual),
     "demo": Block("docs/training.md", ("demo",), _demo),
     "demo-quick": Block("docs/training.md", ("demo", "--quick"), _demo),
+    "demo-seeds": Block("docs/training.md", ("demo", "--seed", "1"), _demo_seeds,
+                        (("demo", "--seed", "2"), ("demo", "--seed", "3"))),
     "zoo-table": Block("docs/models.md", ("summary", "--zoo-table"), _zoo),
 }
 #: the blocks whose commands take seconds, rerun by tests/test_docs_numbers.py
@@ -226,7 +244,7 @@ def page_block(name: str) -> str:
 def render(name: str) -> str:
     """Block ``name`` as its command prints it today (runs the command)."""
     block = BLOCKS[name]
-    return block.render(run_command(block.argv))
+    return block.render(*(run_command(argv) for argv in (block.argv, *block.more)))
 
 
 def write(name: str, text: str) -> bool:
@@ -249,7 +267,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.list:
         for name, b in BLOCKS.items():
-            print(f"{name:20} {b.page:24} minidl {' '.join(b.argv)}")
+            commands = "; ".join("minidl " + " ".join(a) for a in (b.argv, *b.more))
+            print(f"{name:20} {b.page:24} {commands}")
         return 0
     unknown = [n for n in args.blocks if n not in BLOCKS]
     if unknown:
