@@ -9,6 +9,8 @@ a seeded model: the "same bits" columns say whether every thread count gave the 
 
     python benchmarks/bench_determinism.py --baseline e6ee07e
     python benchmarks/bench_determinism.py --baseline e6ee07e --cases lenet5-b64 --threads 1,2,8
+    python benchmarks/bench_determinism.py --baseline e6ee07e --threads 1 --openblas-threads 1 \
+        --cpu-time
 """
 from __future__ import annotations
 
@@ -57,8 +59,9 @@ def _mlp_step(batch: int):
     return step, model
 
 
-def child(case: str, steps: int, warmup: int) -> None:
-    """Time ``steps`` steps after ``warmup``; print JSON with the median and a digest."""
+def child(case: str, steps: int, warmup: int, cpu_time: bool) -> None:
+    """Time ``steps`` steps after ``warmup`` (wall or process CPU time); print JSON with the
+    median and a digest."""
     spec = CASES[case]
     if isinstance(spec, tuple):
         step, model = _mlp_step(spec[1])
@@ -79,11 +82,12 @@ def child(case: str, steps: int, warmup: int) -> None:
         model = holder["model"]
     for _ in range(warmup):
         step()
+    clock = time.process_time if cpu_time else time.perf_counter
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     digest = hashlib.sha256()
     for p in model.parameters():
         digest.update(p.numpy().tobytes())
@@ -104,9 +108,12 @@ def unpack(rev: str, into: Path) -> Path:
 def run(tree: Path, case: str, threads: int, args: argparse.Namespace) -> dict:
     env = dict(os.environ, MINIDL_NUM_THREADS=str(threads), PYTHONPATH=str(tree))
     env.pop("OPENBLAS_NUM_THREADS", None)          # BLAS at its default, as users run it
+    if args.openblas_threads:
+        env["OPENBLAS_NUM_THREADS"] = str(args.openblas_threads)
     out = subprocess.run([sys.executable, __file__, "--child", case, "--steps", str(args.steps),
-                          "--warmup", str(args.warmup)], env=env, capture_output=True,
-                         text=True, check=True).stdout
+                          "--warmup", str(args.warmup)] + (["--cpu-time"] if args.cpu_time
+                                                           else []),
+                         env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -119,10 +126,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--openblas-threads", type=int, default=0, metavar="N",
+                    help="start every child with OPENBLAS_NUM_THREADS=N (default: unset)")
+    ap.add_argument("--cpu-time", action="store_true", help="time steps by the process's "
+                    "CPU time (robust on a shared machine; meaningful for one thread)")
     ap.add_argument("--child", choices=list(CASES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.steps, args.warmup)
+        child(args.child, args.steps, args.warmup, args.cpu_time)
         return
     if not args.baseline:
         ap.error("--baseline REV is required (the revision to compare this tree against)")
@@ -140,8 +151,11 @@ def main() -> None:
                         best[key] = min(best.get(key, float("inf")), r["ms"])
                         digests.setdefault((case, name), set()).add(r["digest"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    blas = f"OPENBLAS_NUM_THREADS={args.openblas_threads}" if args.openblas_threads else \
+        "OPENBLAS_NUM_THREADS unset"
     print(f"baseline {args.baseline}; best of {args.rounds} rounds, median of {args.steps} "
-          f"steps; load average {load:.1f} at the end\n")
+          f"steps ({'process CPU time' if args.cpu_time else 'wall time'}); {blas}; load "
+          f"average {load:.1f} at the end\n")
     print("| case | threads | before ms/step | after ms/step | after/before | "
           "same bits for all thread counts: before | after |")
     print("|---|---|---|---|---|---|---|")
