@@ -147,8 +147,8 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     out = xp.empty((N * Ho * Ho, K), np.float32)
 
     def gemm() -> None:
-        # the machine's rate with every thread: minidl leaves BLAS single-threaded once its
-        # own worker threads have run, so the reference asks for the threads explicitly
+        # the machine's rate with every thread (BLAS's own count for plain NumPy code;
+        # inside minidl's ops BLAS runs one thread), asked for explicitly
         with blas_threads(THREADS or os.cpu_count() or 1):
             xp.matmul(a, bm, out=out)
 

@@ -163,7 +163,12 @@ def to_numpy(array: Any) -> np.ndarray:
 
 
 def scatter_add(target: Any, index: Any, values: Any) -> None:
-    """``target[index] += values`` in place, accumulating over repeated indices."""
+    """``target[index] += values`` in place, accumulating over repeated indices.
+
+    On the GPU (``cupyx.scatter_add``) the values of a repeated index are added with atomics
+    in no fixed order, so float results can differ in the last bits from run to run
+    (docs/reproducibility.md); on the CPU ``np.add.at`` adds them in index order.
+    """
     if _is_cupy_array(target):
         import cupyx  # noqa: PLC0415 - part of cupy, lazy like it
 

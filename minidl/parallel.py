@@ -7,11 +7,13 @@ releases the GIL in copies, ufuncs and matrix products), and :func:`matmul` spli
 matrix products by rows the same way. That uses every core for im2col and col2im too, and
 small GEMMs run faster whole on one core than split by BLAS across several.
 
-The first time work is shared out, NumPy's BLAS is set to one thread for the rest of the
-process: OpenBLAS's idle threads spin for a while after each call and take the cores from
-minidl's workers (benchmarks/bench_conv.py, the 32x64x32x32 conv on two cores: 91-101 ms
-when timed right after multi-threaded BLAS and torch calls, 54 ms after a pause). Use
-:func:`blas_threads` to give BLAS more threads for other work.
+Reproducibility (docs/reproducibility.md): the numbers must not depend on the thread count
+or on what ran before. So the blocks' boundaries depend on the shapes only, never on the
+number of threads; partial results are added in block order; and every BLAS call minidl
+makes runs inside :func:`fixed_blas`, which sets NumPy's BLAS to :data:`KERNEL_BLAS_THREADS`
+(one) thread and restores the previous count afterwards (OpenBLAS adds up a product
+differently with one thread than with two). Nothing is switched for the rest of the process:
+the user's own NumPy code keeps its BLAS threads, and :func:`blas_threads` sets them.
 
     >>> import minidl as md
     >>> md.set_num_threads(1)          # like torch.set_num_threads: 1 = no worker threads
@@ -38,8 +40,8 @@ import numpy as np
 
 T = TypeVar("T")
 
-__all__ = ["blas_threads", "get_num_threads", "map_blocks", "matmul", "run_workers",
-           "set_num_threads"]
+__all__ = ["KERNEL_BLAS_THREADS", "blas_controlled", "blas_threads", "fixed_blas",
+           "get_num_threads", "map_blocks", "matmul", "run_workers", "set_num_threads"]
 
 
 def _cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
@@ -106,23 +108,24 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
     """Run ``work()`` on ``n`` threads at once (the caller being one of them); its results.
 
     ``work`` should pull its share of a job from a shared queue, so that a thread that gets
-    less CPU (a busy machine) simply takes fewer pieces. BLAS is made single-threaded first
-    (for good: see the module docstring).
+    less CPU (a busy machine) simply takes fewer pieces. The threads run inside
+    :func:`fixed_blas`, so every BLAS call they make is single-threaded.
     """
     global _pool, _pool_size
     if n <= 1 or getattr(_worker, "busy", False):
-        return [work()]     # nested inside a worker: waiting on the pool could deadlock
+        with fixed_blas():  # nested inside a worker: waiting on the pool could deadlock
+            return [work()]
     with _pool_lock:
         if _pool is None or _pool_size < n - 1:
             _pool_size = max(n, _num_threads) - 1
             _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minidl-worker")
         pool = _pool
-    _single_threaded_blas()
-    futures = [pool.submit(_as_worker, work) for _ in range(n - 1)]
-    try:
-        results = [work()]
-    finally:  # never return (or raise) while workers still write into the caller's arrays
-        concurrent.futures.wait(futures)
+    with fixed_blas():  # held until every worker is done: their BLAS calls run inside it
+        futures = [pool.submit(_as_worker, work) for _ in range(n - 1)]
+        try:
+            results = [work()]
+        finally:  # never return (or raise) while workers still write into the caller's arrays
+            concurrent.futures.wait(futures)
     results += [f.result() for f in futures]
     return results
 
@@ -133,9 +136,9 @@ _worker = threading.local()
 def _after_fork_in_child() -> None:
     """A forked child has the parent's pool object but none of its threads, and a lock held
     by another thread at the fork stays locked: start afresh (multiprocessing uses fork)."""
-    global _pool, _pool_size, _pool_lock, _blas_lock, _blas_depth
+    global _pool, _pool_size, _pool_lock, _blas_lock, _blas_depth, _fixed_depth
     _pool, _pool_size = None, 0
-    _pool_lock, _blas_lock, _blas_depth = threading.Lock(), threading.Lock(), 0
+    _pool_lock, _blas_lock, _blas_depth, _fixed_depth = threading.Lock(), threading.Lock(), 0, 0
 
 
 def _as_worker(work: Callable[[], T]) -> T:
@@ -146,33 +149,43 @@ def _as_worker(work: Callable[[], T]) -> T:
         _worker.busy = False
 
 
-# Products below this many multiply-adds run whole on the calling thread.
+# Products below this many multiply-adds run whole, in one BLAS call.
 MATMUL_MIN_WORK = 2**23
+# Larger ones are cut into this many row (or column) blocks, whatever the thread count, so
+# that every thread count computes each output element by the same BLAS call on the same
+# block. Eight blocks keep two to eight cores busy; block widths are rounded up to
+# MATMUL_ALIGN rows or columns, so that BLAS's kernels work on whole register tiles.
+MATMUL_BLOCKS = 8
+MATMUL_ALIGN = 16
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """``a @ b``; a large 2-D NumPy product (m, k) @ (k, n) is split into row (or, when
-    n > m, column) blocks shared out among the worker threads. Anything else: ``a @ b``."""
-    threads = get_num_threads()
-    if (threads <= 1 or type(a) is not np.ndarray or type(b) is not np.ndarray
-            or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]
-            or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_MIN_WORK):
-        return a @ b
-    m, n = a.shape[0], b.shape[1]
-    out = np.empty((m, n), np.result_type(a, b))
-    by_rows = m >= n
-    size = m if by_rows else n
-    step = -(-size // (2 * threads))
+    """``a @ b`` inside :func:`fixed_blas`. A large 2-D NumPy product (m, k) @ (k, n) is cut
+    into :data:`MATMUL_BLOCKS` row (or, when n > m, column) blocks shared out among the worker
+    threads; the cut depends on the shapes only, so the bits do not depend on the thread
+    count. Anything else (N-D, 1-D, CuPy arrays): ``a @ b``."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return a @ b                  # CuPy (or anything without NumPy's BLAS)
+    with fixed_blas():
+        if (a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]
+                or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_MIN_WORK):
+            return a @ b
+        m, n = a.shape[0], b.shape[1]
+        out = np.empty((m, n), np.result_type(a, b))
+        by_rows = m >= n
+        size = m if by_rows else n
+        step = -(-size // MATMUL_BLOCKS)
+        step = -(-step // MATMUL_ALIGN) * MATMUL_ALIGN
 
-    def block(_: None, i: int) -> None:
-        lo, hi = i * step, min(size, (i + 1) * step)
-        if by_rows:
-            np.matmul(a[lo:hi], b, out=out[lo:hi])
-        else:
-            np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+        def block(_: None, i: int) -> None:
+            lo, hi = i * step, min(size, (i + 1) * step)
+            if by_rows:
+                np.matmul(a[lo:hi], b, out=out[lo:hi])
+            else:
+                np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
 
-    map_blocks(-(-size // step), block, threads)
-    return out
+        map_blocks(-(-size // step), block, get_num_threads())
+        return out
 
 
 def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
@@ -181,10 +194,15 @@ def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
 
     Each thread makes its own ``ws = workspace()`` and pulls the next index until none are
     left, so a thread that gets less CPU takes fewer blocks. The results come back in index
-    order, so that summing them gives the same bits whichever thread ran which block (for a
-    given thread count: the callers size their blocks by it). After an error in one block
+    order, so that summing them gives the same bits whichever thread ran which block, and
+    for any thread count as long as the caller's blocks do not depend on it (none of
+    minidl's do). The blocks run inside :func:`fixed_blas`. After an error in one block
     the other threads take no new blocks, and the error is raised once all have stopped.
     """
+    if threads <= 1 or count <= 1:          # no hand-out needed: the common small case
+        with fixed_blas():
+            ws = workspace()
+            return [fn(ws, i) for i in range(count)]
     results: list[Any] = [None] * count
     indices = iter(range(count))
     lock = threading.Lock()
@@ -227,9 +245,10 @@ def _blas_libraries() -> list[Any]:
         with open("/proc/self/maps", encoding="utf-8") as f:
             paths = [line.split()[-1] for line in f if "blas" in line or "mkl" in line]
     except OSError:  # elsewhere: the libraries bundled with NumPy's wheel
-        libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
-        if libs.is_dir():
-            paths = [str(p) for p in libs.iterdir() if "blas" in p.name or "mkl" in p.name]
+        here = Path(np.__file__).resolve().parent
+        for libs in (here.parent / "numpy.libs", here / ".dylibs"):   # Windows, macOS
+            if libs.is_dir():
+                paths += [str(p) for p in libs.iterdir() if "blas" in p.name or "mkl" in p.name]
     handles = []
     for path in dict.fromkeys(p for p in paths if os.path.isfile(p)):
         try:
@@ -243,6 +262,12 @@ _blas_controls: list[tuple[Any, Any]] | None = None
 _blas_lock = threading.Lock()
 _blas_depth = 0           # nesting of blas_threads() across threads
 _blas_saved: list[int] = []
+_fixed_depth = 0          # nesting of fixed_blas() across threads
+_fixed_saved: list[int] = []
+
+#: BLAS threads inside every minidl op: one, since minidl's own workers share out the big
+#: products, and a fixed count gives the same sums whatever ran before.
+KERNEL_BLAS_THREADS = 1
 
 
 def _controls() -> list[tuple[Any, Any]]:
@@ -260,31 +285,94 @@ def _controls() -> list[tuple[Any, Any]]:
     return _blas_controls
 
 
-def _single_threaded_blas() -> None:
-    with _blas_lock:
-        if _blas_depth == 0:          # inside blas_threads(n) the caller's choice stands
-            for get, set_ in _controls():
-                if get() != 1:
-                    set_(1)
+def blas_controlled() -> bool:
+    """Whether minidl found the thread control of NumPy's BLAS (OpenBLAS or MKL). Without it
+    BLAS keeps its own thread count, and minidl's results may depend on it: start Python with
+    ``OPENBLAS_NUM_THREADS=1`` (or your BLAS's variable) for the guarantees of
+    docs/reproducibility.md."""
+    return bool(_controls())
+
+
+def _set_all(counts: list[int]) -> None:
+    for (get, set_), n in zip(_controls(), counts):
+        if get() != n:
+            set_(n)
+
+
+class _FixedBlas:
+    """The context manager :func:`fixed_blas` returns (one object, re-entrant: the counts
+    live in module globals, guarded by ``_blas_lock``). It runs around every BLAS call of
+    minidl, so it does as little as it can: one ctypes call to read the count on entry, and
+    a setting and a restore only when the count differs."""
+
+    def __enter__(self) -> None:
+        global _fixed_depth, _fixed_saved
+        with _blas_lock:
+            if _fixed_depth == 0:
+                saved = []
+                for get, set_ in _blas_controls if _blas_controls is not None else _controls():
+                    n = get()
+                    saved.append(n)
+                    if n != KERNEL_BLAS_THREADS:
+                        set_(KERNEL_BLAS_THREADS)
+                _fixed_saved = saved
+            _fixed_depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _fixed_depth
+        with _blas_lock:
+            _fixed_depth -= 1
+            if _fixed_depth == 0:
+                for (_, set_), n in zip(_blas_controls or (), _fixed_saved):
+                    if n != KERNEL_BLAS_THREADS:
+                        set_(n)
+
+
+_FIXED = _FixedBlas()
+
+
+def fixed_blas() -> _FixedBlas:
+    """Context manager: NumPy's BLAS runs with :data:`KERNEL_BLAS_THREADS` threads inside,
+    and gets its previous thread count back at the end.
+
+    Every minidl op that calls BLAS does so inside it (through :func:`matmul` and
+    :func:`map_blocks`). Nested and concurrent uses share one setting: the first to enter
+    sets it, the last to leave restores it. A region costs a few microseconds (ctypes calls
+    of about 0.2 us each, a lock, and Python).
+
+        >>> import numpy as np
+        >>> from minidl import parallel
+        >>> with parallel.fixed_blas():
+        ...     y = np.ones((4, 3)) @ np.ones((3, 2))
+        >>> float(y[0, 0])
+        3.0
+    """
+    return _FIXED
 
 
 @contextlib.contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
     """Run NumPy's BLAS with ``n`` threads inside the block, then restore the count.
 
-    The count is process-wide; nested or concurrent uses keep the outermost setting until
-    the last one exits. ``None`` or 0 leaves BLAS alone, as does a BLAS whose thread count
-    cannot be found (OpenBLAS and MKL can).
+    This is for NumPy code of your own: minidl's ops always run BLAS with
+    :data:`KERNEL_BLAS_THREADS` threads (:func:`fixed_blas`), whatever is set here. The count
+    is process-wide; nested or concurrent uses keep the outermost setting until the last one
+    exits. ``None`` or 0 leaves BLAS alone, as does a BLAS whose thread count cannot be found
+    (OpenBLAS and MKL can).
     """
-    global _blas_depth, _blas_saved
+    global _blas_depth, _blas_saved, _fixed_saved
     if not n:
         yield
         return
     with _blas_lock:
         if _blas_depth == 0:
-            _blas_saved = [int(get()) for get, _ in _controls()]
-            for _, set_ in _controls():
-                set_(int(n))
+            # inside a minidl op on another thread, the new count takes effect when it ends
+            current = _fixed_saved if _fixed_depth else [int(get()) for get, _ in _controls()]
+            _blas_saved = list(current)
+            if _fixed_depth:
+                _fixed_saved = [int(n)] * len(current)
+            else:
+                _set_all([int(n)] * len(current))
         _blas_depth += 1
     try:
         yield
@@ -292,8 +380,10 @@ def blas_threads(n: int | None) -> Iterator[None]:
         with _blas_lock:
             _blas_depth -= 1
             if _blas_depth == 0:
-                for (_, set_), old in zip(_controls(), _blas_saved):
-                    set_(old)
+                if _fixed_depth:
+                    _fixed_saved = _blas_saved
+                else:
+                    _set_all(_blas_saved)
 
 
 if hasattr(os, "register_at_fork"):

@@ -107,16 +107,34 @@ def test_threaded_conv_kernels_match_single_thread(threads, monkeypatch, cfg):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("shape", [(37, 19, 5), (5, 19, 37), (64, 64, 64)])
+@pytest.mark.parametrize("shape", [(37, 19, 5), (5, 19, 37), (64, 64, 64), (300, 7, 40)])
 def test_parallel_matmul_matches_numpy_by_rows_and_columns(threads, monkeypatch, shape):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    monkeypatch.setattr(parallel, "MATMUL_ALIGN", 1)           # several blocks even here
     m, k, n = shape
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T   # b: a strided view
     threads(3)
-    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
-    threads(1)
-    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=0, atol=0)
+    three = parallel.matmul(a, b)
+    np.testing.assert_allclose(three, a @ b, rtol=1e-13, atol=1e-13)
+    for n_threads in (1, 2, 8):                   # the same blocks, so the same bits
+        threads(n_threads)
+        np.testing.assert_array_equal(parallel.matmul(a, b), three)
+
+
+def test_block_boundaries_do_not_depend_on_the_thread_count(threads):
+    from minidl.functional.normalization import _Channels
+
+    x = np.ones((64, 16, 32, 32), np.float32).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    plans, blocks = set(), set()
+    for n in (1, 2, 3, 8):
+        threads(n)
+        nb, used = K._plan(64, 600_000)                # 38 MB of columns: shared out
+        assert used == min(n, -(-64 // nb))
+        plans.add(nb)
+        blocks.add(tuple((s.start, s.stop) for s in _Channels(x).blocks))
+    assert len(plans) == 1 and len(blocks) == 1
+    assert len(next(iter(blocks))) >= 8                # ... and still enough for 8 threads
 
 
 def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
@@ -130,14 +148,35 @@ def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
     assert md.gradcheck(lambda x, w: md.functional.linear(x, w), x3, w)
 
 
-def test_worker_threads_leave_blas_single_threaded_unless_inside_blas_threads(threads):
+def test_fixed_blas_runs_one_thread_nested_and_concurrent_and_restores(threads):
     get = _blas_getter()
+    before = get()
     threads(2)
     with parallel.blas_threads(2):
         parallel.run_workers(lambda: None, 2)
-        assert get() == 2                     # the caller's explicit choice stands
-    parallel.run_workers(lambda: None, 2)
-    assert get() == 1
+        assert get() == 2                     # minidl switched nothing for good
+        with parallel.fixed_blas():
+            assert get() == parallel.KERNEL_BLAS_THREADS == 1
+            with parallel.fixed_blas():
+                assert get() == 1
+            assert get() == 1                 # the outermost use restores
+        assert get() == 2
+    inside, release = threading.Event(), threading.Event()
+
+    def op_on_another_thread():
+        with parallel.fixed_blas():
+            inside.set()
+            release.wait(20)
+
+    t = threading.Thread(target=op_on_another_thread)
+    t.start()
+    inside.wait(20)
+    with parallel.blas_threads(3):            # the user's setting waits for the op to end
+        assert get() == 1
+        release.set()
+        t.join(20)
+        assert get() == 3
+    assert get() == before
 
 
 @pytest.mark.parametrize("kernel, stride, pads", [((2, 2), (2, 2), (0, 0, 0, 0)),

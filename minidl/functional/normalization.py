@@ -41,6 +41,9 @@ _WIDE_ROW = 512
 # Bytes of a channels-last map per row block: each block is read by all of a pass's steps
 # while it is in the cache, and blocks are shared out among the worker threads.
 _BLOCK_BYTES = 2**20
+# ... and at least this many blocks when there are two or more (a fixed number, so that the
+# partial sums are the same for every thread count: docs/reproducibility.md).
+_MIN_BLOCKS = 8
 
 
 class _Channels:
@@ -53,7 +56,8 @@ class _Channels:
     rows of about 512 numbers, per-channel vectors are tiled r times to match, sums are
     BLAS matrix-vector products and sums of products an einsum. The rows are processed in
     blocks of about 1 MiB (:meth:`each`), on minidl's worker threads when there are several;
-    per-block partial sums are added in block order and folded back to (C,). Other layouts
+    the blocks depend on the shape only, and per-block partial sums are added in block order
+    and folded back to (C,), so the bits do not depend on the thread count. Other layouts
     (NCHW, CuPy) use plain broadcasting and reductions over the non-channel axes, in one
     block.
     """
@@ -67,10 +71,10 @@ class _Channels:
         if type(x) is np.ndarray and self.m and self._rows(x).flags.c_contiguous:
             fit = 1 << max(0, (_WIDE_ROW // self.C).bit_length() - 1)
             self.r = min(fit, self.m & -self.m)        # a power of two that divides m
-            rows, threads = self.m // self.r, get_num_threads()
+            rows = self.m // self.r
             n = max(1, x.nbytes // _BLOCK_BYTES)
-            if threads > 1 and x.nbytes >= 2 * _BLOCK_BYTES:
-                n, self.threads = max(n, 4 * threads), threads
+            if x.nbytes >= 2 * _BLOCK_BYTES:   # the cut never depends on the thread count
+                n, self.threads = max(n, _MIN_BLOCKS), get_num_threads()
             step = -(-rows // min(n, rows))
             self.blocks = [slice(i, i + step) for i in range(0, rows, step)]
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Function, Tensor, ViewFunction, as_tensor, is_grad_enabled
 from ..backend import get_array_module
 from .shape import Transpose, getitem, reshape
@@ -99,7 +100,7 @@ def reduce_sum(x: Any, axes: tuple[int, ...], keepdims: bool = False) -> Any:
             if xt.flags.c_contiguous:
                 kept = order[k:]
                 m = int(np.prod([x.shape[a] for a in order[:k]]))
-                flat = np.ones(m, x.dtype) @ xt.reshape(m, -1)
+                flat = parallel.matmul(np.ones(m, x.dtype), xt.reshape(m, -1))  # fixed BLAS
                 y = flat.reshape([x.shape[a] for a in kept])
                 # back to the axis order of x (the kept axes may be permuted in memory)
                 y = y.transpose(np.argsort(kept))

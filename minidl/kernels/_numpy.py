@@ -20,7 +20,9 @@ the CPU cache: im2col, the GEMM and col2im then move cache-resident data, and th
 runs faster on a block than on the whole column matrix (measured in benchmarks/bench_conv.py,
 see docs/benchmarks.md). The loop over blocks is cache blocking, not a loop over images.
 The blocks are shared out among :func:`minidl.parallel.get_num_threads` threads, each with
-its own workspace and single-threaded BLAS, so copies and GEMMs all use every core.
+its own workspace and single-threaded BLAS, so copies and GEMMs all use every core. Block
+sizes depend on the shapes only, and partial sums are added in block order, so the results
+are the same bits for every thread count.
 
 Padding is given as four numbers ``(top, bottom, left, right)``; a negative value crops.
 """
@@ -52,24 +54,26 @@ def out_size(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int) -> int:
 # Below this many bytes of column matrix a conv runs on the calling thread alone: handing
 # blocks to worker threads costs tens of microseconds.
 PARALLEL_MIN_BYTES = 2 * 2**20
-# With threads, blocks shrink to give each thread at least this many: a thread slowed by
-# other work then takes fewer, and the last block's wait is short. With 4 MiB blocks the cap
-# above usually binds first (bench_cpu_choices.py, 64x16x32x32 conv, two threads: 13.0 /
-# 13.0 / 12.3 ms with 2 / 4 / 8 blocks per thread); with 8 MiB blocks two per thread were
-# measured 1.7x slower than four while this was tuned.
-BLOCKS_PER_THREAD = 4
+# Above it, blocks shrink so that there are at least this many: a thread slowed by other
+# work then takes fewer, and the last block's wait is short. The count is fixed, not a
+# multiple of the thread count, because the blocks' boundaries decide the weight gradient's
+# sums: any thread count must cut the batch the same way (docs/reproducibility.md). Eight is
+# four per thread on two cores; with 4 MiB blocks the cap above usually binds first
+# (bench_cpu_choices.py, 64x16x32x32 conv, two threads: 13.0 / 13.0 / 12.3 ms with 4 / 8 /
+# 16 blocks in all); with 8 MiB blocks four blocks were measured 1.7x slower than eight.
+MIN_BLOCKS = 8
 # ... but not below this many bytes of columns: each block costs a few Python-level calls.
 MIN_BLOCK_BYTES = 2**20
 
 
 def _plan(n: int, bytes_per_image: int) -> tuple[int, int]:
-    """(images per batch block, threads) for a kernel over n images."""
+    """(images per batch block, threads) for a kernel over n images; the block size depends
+    on the shapes only, never on the thread count."""
     nb = max(1, min(n, BLOCK_BYTES // max(1, bytes_per_image)))
-    threads = get_num_threads()
-    if threads <= 1 or n * bytes_per_image < PARALLEL_MIN_BYTES:
+    if n * bytes_per_image < PARALLEL_MIN_BYTES:
         return nb, 1
-    nb = min(nb, max(-(-n // (BLOCKS_PER_THREAD * threads)), MIN_BLOCK_BYTES // bytes_per_image))
-    return nb, min(threads, -(-n // nb))
+    nb = min(nb, max(-(-n // MIN_BLOCKS), MIN_BLOCK_BYTES // bytes_per_image))
+    return nb, min(get_num_threads(), -(-n // nb))
 
 
 def _run_blocks(n: int, nb: int, threads: int, workspace: Callable[[], Any],
