@@ -16,6 +16,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from ..nn import (
 from ..optim import Adam
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "dcgan_generator", "dcgan_discriminator",
-           "GANTrainer", "save_image_grid", "train_gan"]
+           "GANTrainer", "GANRecipe", "gan_trainer", "save_image_grid", "train_gan"]
 
 
 def _dcgan_init(model: Module) -> None:
@@ -225,6 +226,37 @@ class GANTrainer:
             if on_epoch_end is not None:
                 on_epoch_end(epoch, self)
         return per_epoch
+
+
+@dataclass(frozen=True)
+class GANRecipe:
+    """Everything that makes a DCGAN run on 28x28 digits, in one place: widths, batch,
+    the two Adam learning rates and betas, the real label and the number of epochs."""
+
+    z_dim: int = 100
+    ngf: int = 32
+    ndf: int = 32
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    real_label: float = 1.0
+    epochs: int = 15
+
+    def describe(self) -> str:
+        """One line: 'ngf 32, ndf 32, batch 64, Adam G 0.0002 / D 0.0002, ...'."""
+        return (f"ngf {self.ngf}, ndf {self.ndf}, z {self.z_dim}, batch {self.batch_size}, "
+                f"Adam lr G {self.lr_g:g} / D {self.lr_d:g}, betas {self.betas}, real label "
+                f"{self.real_label:g}")
+
+
+def gan_trainer(recipe: GANRecipe) -> GANTrainer:
+    """A :class:`GANTrainer` for 28x28 grayscale digits built as ``recipe`` says."""
+    g = dcgan_generator(recipe.z_dim, (1, 28, 28), recipe.ngf)
+    d = dcgan_discriminator((1, 28, 28), recipe.ndf)
+    return GANTrainer(g, d, Adam(g.parameters(), lr=recipe.lr_g, betas=recipe.betas),
+                      Adam(d.parameters(), lr=recipe.lr_d, betas=recipe.betas),
+                      real_label=recipe.real_label)
 
 
 def _png_bytes(img: np.ndarray) -> bytes:

@@ -22,6 +22,12 @@ LABS: dict[str, tuple[str, str]] = {
     "normalization": ("normalization", "a tanh net trained on inputs centred at 0, fine-tuned "
                       "on inputs shifted by 5 (the 'cloudy day'), with and without a "
                       "Normalization layer adapted to the new data"),
+    "transfer": ("transfer", "LeNet-5 pretrained on digits 0-4: accuracy on digits 5-9 "
+                 "(similar) and pixel-permuted 5-9 (different) against images per class, "
+                 "from scratch, CNN codes, fine-tuning the top or everything"),
+    "gan": ("gan", "a DCGAN on the bundled digits, its samples judged by a LeNet-5 after "
+            "every epoch: the share classified with confidence > 0.9, the digits present, "
+            "the losses over steps"),
 }
 
 
