@@ -50,7 +50,7 @@ def test_normalization_lab(capsys, tmp_path: Path) -> None:
 def test_transfer_lab(capsys, tmp_path: Path) -> None:
     rows = run_lab(capsys, tmp_path, "transfer")
     acc = {(r["task"].split()[0], r["method"]): r for r in rows}
-    assert len(rows) == 12 and {t for t, _ in acc} == {"similar", "different"}
+    assert len(rows) == 14 and {t for t, _ in acc} == {"similar", "different"}
     assert all(0 <= r[c] <= 1 for r in rows for c in ("1/class", "20/class"))
     # one image per class of a similar task: the pretrained convolutions beat scratch
     conv, scratch = "conv codes (S4, 400-d) + linear", "from scratch"

@@ -14,7 +14,9 @@ below the head (the lectures' "CNN codes"); a linear head on the frozen 400 outp
 convolutions (S4), the lectures' "earlier layers" for a different task; fine-tuning the
 fully connected top (C5, F6 and the head) over frozen convolutions; fine-tuning everything
 with the pretrained layers at a 10x smaller learning rate; fine-tuning everything at the
-head's large learning rate (the lectures' warning).
+head's large learning rate (the lectures' warning). A control, a linear head on the S4
+outputs of an untrained LeNet-5, separates what pretraining gives from what any fixed
+features with a linear head give when the data are few.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ __all__ = ["transfer", "METHODS"]
 #: the five ways to learn the target task, in the order of the table and the legend
 METHODS = ("from scratch", "CNN codes (F6, 84-d) + linear", "conv codes (S4, 400-d) + linear",
            "fine-tune top (convs frozen)", "fine-tune all, body lr / 10",
-           "fine-tune all, same large lr")
+           "fine-tune all, same large lr", "control: untrained conv codes + linear")
 LR, HEAD_LR = 1e-3, 1e-2
 CONV_PREFIXES = ["features.1", "features.4"]  # C1 and C3, the convolutions of lenet5()
 S4 = 8  # lenet5().features[:8] ends with S4 flattened: the 400 outputs of the convolutions
@@ -52,7 +54,7 @@ def transfer(quick: bool = False, seed: int = 0, cache_dir: str | Path | None = 
              shots: tuple[int, ...] | None = None, pretrain_epochs: int | None = None,
              steps: int | None = None) -> FlowResult:
     """Accuracy on digits 5-9 (similar) and pixel-permuted 5-9 (different) against the
-    number of labelled images per class, for the six :data:`METHODS`.
+    number of labelled images per class, for the six :data:`METHODS` and the control.
 
     Pretraining: ``lenet5(5)`` on all 2,000 training digits 0-4 for ``pretrain_epochs`` of
     Adam(1e-3), batch 32, kept in ``cache_dir`` (a corrupt or mismatched file is retrained).
@@ -130,7 +132,8 @@ def _train(method: str, pretrained: dict[str, np.ndarray], x: np.ndarray, y: np.
     if method == "from scratch":
         fit(model, Adam(model.parameters(), lr=LR), x, y, epochs, batch, seed)
         return model_accuracy(model, x_test, y_test)
-    model.load_state_dict(pretrained)
+    if method != "control: untrained conv codes + linear":
+        model.load_state_dict(pretrained)
     replace_head(model, 5)  # new classes: a new, randomly initialised head
     # a frozen body needs one forward pass: a linear head trains on the codes themselves
     if method == "CNN codes (F6, 84-d) + linear":
@@ -139,7 +142,7 @@ def _train(method: str, pretrained: dict[str, np.ndarray], x: np.ndarray, y: np.
         fit(model.classifier, Adam(model.classifier.parameters(), lr=HEAD_LR), codes, y,
             epochs, batch, seed)
         return model_accuracy(model, x_test, y_test)
-    if method == "conv codes (S4, 400-d) + linear":
+    if method in ("conv codes (S4, 400-d) + linear", "control: untrained conv codes + linear"):
         convs = model.features[:S4]
         convs.eval()
         with no_grad():
@@ -167,7 +170,7 @@ def _notes(acc: dict, shots: tuple[int, ...], tasks: dict, pre_acc: float, epoch
     """The lecture's scenario table, cell by cell, against what was measured."""
     similar, different = list(tasks)
     small, large = shots[0], shots[-1]
-    scratch, codes, conv, top, small_lr, big_lr = METHODS
+    scratch, codes, conv, top, small_lr, big_lr, control = METHODS
     notes = [f"Pretrained on digits 0-4 for {epochs} epochs ({pre_acc:.1%} on their test "
              f"digits); every target training runs {steps} Adam steps (scratch lr {LR:g}, new "
              f"heads {HEAD_LR:g}, pretrained layers {LR:g} unless 'same large lr'); test: "
@@ -181,8 +184,9 @@ def _notes(acc: dict, shots: tuple[int, ...], tasks: dict, pre_acc: float, epoch
                                     "scratch)")}
     for (task, n), (advised, words) in lecture.items():
         best, value = _best(acc, task, n)
+        control_gain = acc[task, conv, n] - acc[task, control, n]
         size = "small" if n == small else "large"
-        gain = max(acc[task, m, n] for m in METHODS[1:]) - acc[task, scratch, n]
+        gain = max(acc[task, m, n] for m in METHODS[1:-1]) - acc[task, scratch, n]
         holds = acc[task, advised, n] >= value - 0.01
         notes.append(
             f"{size} and {task.split()[0]} ({n}/class): the lecture advises {words}. That "
@@ -191,14 +195,18 @@ def _notes(acc: dict, shots: tuple[int, ...], tasks: dict, pre_acc: float, epoch
             + ("The advice holds (within 1 point of the best)" if holds
                else f"CONTRADICTS the lecture: the advice is {value - acc[task, advised, n]:.1%}"
                     " below the best")
-            + (f"; transfer beats scratch by {gain:+.1%}." if gain > 0.005 else
-               f"; no pretrained method beats scratch (best {gain:+.1%})."))
+            + (f"; transfer beats scratch by {gain:+.1%}" if gain > 0.005 else
+               f"; no pretrained method beats scratch (best {gain:+.1%})")
+            + f", and pretrained conv codes beat untrained ones by {control_gain:+.1%}.")
     gaps = [acc[similar, small_lr, n] - acc[similar, big_lr, n] for n in shots]
     notes.append("The warning (same large lr for the pretrained layers), similar task: "
                  "fine-tune all at body lr / 10 minus at the same large lr = "
                  + ", ".join(f"{g:+.1%} ({n}/class)" for g, n in zip(gaps, shots))
-                 + (": the large rate loses what pretraining gave."
-                    if min(gaps) > 0 else ": the large rate does not lose at every size."))
+                 + (": the large rate loses what pretraining gave, as the lecture warns."
+                    if min(gaps) > 0 else
+                    ": CONTRADICTS the lecture's warning, the large rate does better at every "
+                    "size." if max(gaps) < 0 else
+                    ": the large rate loses at some sizes and wins at others."))
     notes.append("CNN codes against conv codes (a linear head on F6 vs on S4), similar task: "
                  + ", ".join(f"{acc[similar, codes, n]:.1%} vs {acc[similar, conv, n]:.1%} "
                              f"({n}/class)" for n in shots)
