@@ -19,7 +19,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset"],
                    help="training images")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="passes over the data (default: GANRecipe's, 30)")
+                   help="passes over the data (default: GANRecipe's, 20)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per step (default: GANRecipe's, 64)")
     p.add_argument("--out", default="gan_out", help="folder for the sample grids")

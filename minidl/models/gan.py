@@ -237,11 +237,11 @@ class GANRecipe:
     ngf: int = 32
     ndf: int = 32
     batch_size: int = 64
-    lr_g: float = 2e-4
+    lr_g: float = 5e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     real_label: float = 1.0
-    epochs: int = 30
+    epochs: int = 20
 
     def describe(self) -> str:
         """One line: 'ngf 32, ndf 32, batch 64, Adam G 0.0002 / D 0.0002, ...'."""
