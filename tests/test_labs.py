@@ -100,16 +100,25 @@ def test_gan_lab_samples_and_judge() -> None:
     pixels = [np.sort(im.ravel()) for im in images]
     assert all(any((np.sort(f.ravel()) == p).all() for p in pixels) for f in fake[6:])
 
-    class Always:  # a judge that gives digit 3 probability 0.77, 'not a digit' the rest
+    class Fixed:  # a judge whose logits are the same for every image
+        def __init__(self, digit3: float, other: float) -> None:
+            self.digit3, self.other = digit3, other
+
         def eval(self) -> None:
             pass
 
         def __call__(self, x):
             import minidl as md
             logits = np.zeros((x.shape[0], NOT_A_DIGIT + 1), np.float32)
-            logits[:, 3], logits[:, NOT_A_DIGIT] = 4.0, 2.0
+            logits[:, 3], logits[:, NOT_A_DIGIT] = self.digit3, self.other
             return md.tensor(logits)
 
-    verdict = judge_samples(Always(), np.zeros((10, 1, 28, 28), np.float32))
+    blank = np.zeros((10, 1, 28, 28), np.float32)
+    verdict = judge_samples(Fixed(4.0, 2.0), blank)  # digit 3 at p = 0.77: not confident
     assert verdict["confident"] == 0.0 and verdict["digits"] == 0
     assert abs(verdict["mean_top"] - np.exp(4) / (np.exp(4) + np.exp(2) + 9)) < 1e-6
+    verdict = judge_samples(Fixed(0.0, 9.0), blank)  # 'not a digit' never counts as a digit
+    assert verdict["confident"] == 0.0 and verdict["mean_top"] < 0.01
+    verdict = judge_samples(Fixed(9.0, 0.0), blank)  # digit 3 at p > 0.99, every sample
+    assert verdict["confident"] == 1.0 and verdict["digits"] == 1
+    assert verdict["counts"] == [0, 0, 0, 10, 0, 0, 0, 0, 0, 0]
