@@ -195,6 +195,12 @@ def _zoo(out: str) -> str:
     return out.strip()
 
 
+def _text_table(out: str) -> str:
+    """A lab's table exactly as it prints it (up to the first blank line), in a text fence."""
+    table = out.split("\n\n", 1)[0].strip("\n")
+    return f"```text\n{table}\n```"
+
+
 @dataclass(frozen=True)
 class Block:
     """A generated block: its page, the command(s) whose output it shows, and the function
@@ -222,6 +228,9 @@ BLOCKS: dict[str, Block] = {
     "demo-seeds": Block("docs/training.md", ("demo", "--seed", "1"), _demo_seeds,
                         (("demo", "--seed", "2"), ("demo", "--seed", "3"))),
     "zoo-table": Block("docs/models.md", ("summary", "--zoo-table"), _zoo),
+    **{f"lab-{name}": Block("docs/labs.md", ("lab", name, "--no-plot"), _text_table)
+       for name in ("normalization", "regularization", "mc-dropout", "augmentation",
+                    "optimizers")},
 }
 #: the blocks whose commands take seconds, rerun by tests/test_docs_numbers.py
 CHEAP = ("flow-neuron", "flow-parallel", "flow-bn", "demo-quick")

@@ -18,8 +18,10 @@ def add_parser(subparsers: Any) -> None:
         epilog="example:\n  minidl train-gan --epochs 10 --out gan_out")
     p.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset"],
                    help="training images")
-    p.add_argument("--epochs", type=positive_int, default=15, help="passes over the data")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="passes over the data (default: GANRecipe's, 20)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per step (default: GANRecipe's, 64)")
     p.add_argument("--out", default="gan_out", help="folder for the sample grids")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=run)

@@ -22,6 +22,12 @@ HELP = {
                   "schedules on LeNet-5, and a learning-rate range test",
     "augmentation": "the same small training set with and without random shifts and flips: "
                     "the train/test gap of LeNet-5",
+    "transfer": "LeNet-5 pretrained on digits 0-4: accuracy on digits 5-9 (similar) and "
+                "pixel-permuted 5-9 (different) against images per class, from scratch, CNN "
+                "codes, fine-tuning the top or everything",
+    "gan": "a DCGAN on the bundled digits, its samples judged by a LeNet-5 after every epoch: "
+           "the share classified with confidence > 0.9, the digits present, the losses over "
+           "steps",
 }
 
 

@@ -16,6 +16,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from ..nn import (
 from ..optim import Adam
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "dcgan_generator", "dcgan_discriminator",
-           "GANTrainer", "save_image_grid", "train_gan"]
+           "GANTrainer", "GANRecipe", "gan_trainer", "save_image_grid", "train_gan"]
 
 
 def _dcgan_init(model: Module) -> None:
@@ -227,6 +228,37 @@ class GANTrainer:
         return per_epoch
 
 
+@dataclass(frozen=True)
+class GANRecipe:
+    """Everything that makes a DCGAN run on 28x28 digits, in one place: widths, batch,
+    the two Adam learning rates and betas, the real label and the number of epochs."""
+
+    z_dim: int = 100
+    ngf: int = 32
+    ndf: int = 32
+    batch_size: int = 64
+    lr_g: float = 5e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    real_label: float = 1.0
+    epochs: int = 20
+
+    def describe(self) -> str:
+        """One line: 'ngf 32, ndf 32, batch 64, Adam G 0.0002 / D 0.0002, ...'."""
+        return (f"ngf {self.ngf}, ndf {self.ndf}, z {self.z_dim}, batch {self.batch_size}, "
+                f"Adam lr G {self.lr_g:g} / D {self.lr_d:g}, betas {self.betas}, real label "
+                f"{self.real_label:g}")
+
+
+def gan_trainer(recipe: GANRecipe) -> GANTrainer:
+    """A :class:`GANTrainer` for 28x28 grayscale digits built as ``recipe`` says."""
+    g = dcgan_generator(recipe.z_dim, (1, 28, 28), recipe.ngf)
+    d = dcgan_discriminator((1, 28, 28), recipe.ndf)
+    return GANTrainer(g, d, Adam(g.parameters(), lr=recipe.lr_g, betas=recipe.betas),
+                      Adam(d.parameters(), lr=recipe.lr_d, betas=recipe.betas),
+                      real_label=recipe.real_label)
+
+
 def _png_bytes(img: np.ndarray) -> bytes:
     """Encode a uint8 (H, W) grayscale or (H, W, 3) RGB image as PNG (no dependencies)."""
     h, w = img.shape[:2]
@@ -269,20 +301,27 @@ def save_image_grid(images: Any, path: str | Path, nrow: int = 8, padding: int =
     return path
 
 
-def train_gan(dataset: str = "mnist-subset", epochs: int = 15, batch_size: int = 64,
-              z_dim: int = 100, ngf: int = 32, ndf: int = 32, out_dir: str | Path = "gan_out",
-              seed: int = 0, real_label: float = 1.0, verbose: bool = True) -> GANTrainer:
+def train_gan(dataset: str = "mnist-subset", epochs: int | None = None,
+              batch_size: int | None = None, z_dim: int | None = None, ngf: int | None = None,
+              ndf: int | None = None, out_dir: str | Path = "gan_out", seed: int = 0,
+              real_label: float | None = None, verbose: bool = True,
+              recipe: GANRecipe | None = None) -> GANTrainer:
     """Train a DCGAN on the bundled MNIST subset (all 5,000 digits), writing
     ``out_dir/samples_epoch_K.png`` (64 samples from fixed noise) after every epoch.
+
+    ``recipe`` (default :class:`GANRecipe`) sets everything; the other arguments, when
+    given, override its fields.
     """
     if dataset != "mnist-subset":
         raise ValueError(f"train_gan: only dataset 'mnist-subset' is bundled, got {dataset!r}")
+    given = {"epochs": epochs, "batch_size": batch_size, "z_dim": z_dim, "ngf": ngf,
+             "ndf": ndf, "real_label": real_label}
+    recipe = replace(recipe or GANRecipe(), **{k: v for k, v in given.items() if v is not None})
     manual_seed(seed)
     x = np.concatenate([mnist_subset("train")[0], mnist_subset("test")[0]])
     images = (x.astype(np.float32) / 127.5 - 1.0)
-    trainer = GANTrainer(dcgan_generator(z_dim, (1, 28, 28), ngf),
-                         dcgan_discriminator((1, 28, 28), ndf), real_label=real_label)
-    fixed_z = randn(64, z_dim)
+    trainer = gan_trainer(recipe)
+    fixed_z = randn(64, recipe.z_dim)
     out = Path(out_dir)
 
     def write(epoch: int, tr: GANTrainer) -> None:
@@ -291,6 +330,6 @@ def train_gan(dataset: str = "mnist-subset", epochs: int = 15, batch_size: int =
         if verbose:
             print(f"  wrote {p}")
 
-    trainer.fit(images, epochs=epochs, batch_size=batch_size, seed=seed, on_epoch_end=write,
-                verbose=verbose)
+    trainer.fit(images, epochs=recipe.epochs, batch_size=recipe.batch_size, seed=seed,
+                on_epoch_end=write, verbose=verbose)
     return trainer

@@ -24,6 +24,8 @@ LABS: dict[str, str] = {
     "mc-dropout": "mc_dropout",
     "optimizers": "optimizers",
     "augmentation": "augmentation",
+    "transfer": "transfer",
+    "gan": "gan",
 }
 
 
