@@ -201,6 +201,24 @@ def _text_table(out: str) -> str:
     return f"```text\n{table}\n```"
 
 
+def _lab_notes(out: str) -> str:
+    """The notes a lab prints under its table, without the closing 'NAME: 12.3 s' line."""
+    rest = out.split("\n\n", 1)[1] if "\n\n" in out else ""
+    return "\n".join(line for line in rest.strip("\n").splitlines()
+                     if not re.fullmatch(r"[\w-]+: [\d.]+ s", line))
+
+
+def _text_notes(out: str) -> str:
+    """A lab's notes, in a text fence."""
+    return f"```text\n{_lab_notes(out)}\n```"
+
+
+def _text_all(out: str) -> str:
+    """A lab's table and notes, as printed, in one text fence."""
+    table = out.split("\n\n", 1)[0].strip("\n")
+    return f"```text\n{table}\n\n{_lab_notes(out)}\n```"
+
+
 @dataclass(frozen=True)
 class Block:
     """A generated block: its page, the command(s) whose output it shows, and the function
@@ -231,6 +249,9 @@ BLOCKS: dict[str, Block] = {
     **{f"lab-{name}": Block("docs/labs.md", ("lab", name, "--no-plot"), _text_table)
        for name in ("normalization", "regularization", "mc-dropout", "augmentation",
                     "optimizers")},
+    "lab-transfer": Block("docs/labs.md", ("lab", "transfer", "--no-plot"), _text_table),
+    "lab-transfer-notes": Block("docs/labs.md", ("lab", "transfer", "--no-plot"), _text_notes),
+    "lab-gan": Block("docs/labs.md", ("lab", "gan", "--no-plot"), _text_all),
 }
 #: the blocks whose commands take seconds, rerun by tests/test_docs_numbers.py
 CHEAP = ("flow-neuron", "flow-parallel", "flow-bn", "demo-quick")
