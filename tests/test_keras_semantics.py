@@ -1,0 +1,195 @@
+"""Keras semantics the front end must share with Keras 3 (minidl/keras/, the Keras names of
+minidl/train/losses.py): class axis last, dtype casts of targets and inputs, weights loaded by
+structure, batch callbacks, scheduled learning rates, Sequential's summary table. Every
+reference value is computed here with NumPy from Keras's definitions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl import keras
+from minidl.gradcheck import gradcheck
+from minidl.train import get_loss
+
+EPS = 1e-7
+
+
+def _softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _keras_cce(onehot, p):
+    """Keras 3's categorical_crossentropy: rescale along the last axis, clip, log, sum over
+    the last axis; the mean of what is left."""
+    p = np.clip(p / p.sum(-1, keepdims=True), EPS, 1 - EPS)
+    return float(np.mean(-(onehot * np.log(p)).sum(-1)))
+
+
+# ---- 1. the class axis is the last one --------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 4), (2, 3, 4), (2, 3, 5, 4)])
+def test_keras_cross_entropies_take_the_class_axis_last(shape):
+    rng = np.random.default_rng(0)
+    p = _softmax(rng.normal(size=shape))
+    labels = rng.integers(0, shape[-1], size=shape[:-1])
+    onehot = np.eye(shape[-1])[labels]
+    want = _keras_cce(onehot, p)
+    cce = get_loss("categorical_crossentropy")(md.tensor(p), md.tensor(onehot)).item()
+    scce = get_loss("sparse_categorical_crossentropy")(md.tensor(p), md.tensor(labels)).item()
+    assert cce == pytest.approx(want, rel=1e-10)
+    assert scce == pytest.approx(want, rel=1e-10)
+    # from_logits: log_softmax over the last axis
+    z = rng.normal(size=shape)
+    want_logits = float(np.mean(-(onehot * np.log(_softmax(z))).sum(-1)))
+    assert keras.losses.CategoricalCrossentropy(from_logits=True)(
+        md.tensor(onehot), md.tensor(z)).item() == pytest.approx(want_logits, rel=1e-10)
+    assert keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+        md.tensor(labels), md.tensor(z)).item() == pytest.approx(want_logits, rel=1e-10)
+    # Keras squeezes a trailing size-1 label axis: (N, 1) labels, (N, T, 1) labels
+    column = labels[..., None]
+    assert get_loss("sparse_categorical_crossentropy")(
+        md.tensor(p), md.tensor(column)).item() == pytest.approx(want, rel=1e-10)
+
+
+def test_keras_categorical_crossentropies_rescale_probabilities_to_sum_to_one():
+    p, hot = np.array([[0.5, 0.5, 0.5]]), np.array([[1.0, 0.0, 0.0]])
+    # Keras: p / sum(p) = 1/3 each, so -log(1/3) = 1.0986 (not -log(0.5) = 0.693)
+    assert get_loss("categorical_crossentropy")(md.tensor(p), md.tensor(hot)).item() == \
+        pytest.approx(np.log(3.0), rel=1e-10)
+    assert get_loss("sparse_categorical_crossentropy")(md.tensor(p), md.tensor([0])).item() == \
+        pytest.approx(np.log(3.0), rel=1e-10)
+    # the rescaling is differentiated too
+    rng = np.random.default_rng(1)
+    q = md.tensor(rng.uniform(0.1, 1.0, size=(2, 3, 4)), requires_grad=True)
+    soft = md.tensor(_softmax(rng.normal(size=(2, 3, 4))))
+    labels = md.tensor(rng.integers(0, 4, size=(2, 3)))
+    assert gradcheck(lambda a: get_loss("categorical_crossentropy")(a, soft), q)
+    assert gradcheck(lambda a: get_loss("sparse_categorical_crossentropy")(a, labels), q)
+
+
+def test_sparse_labels_of_the_wrong_shape_are_a_one_line_error():
+    p = md.tensor(_softmax(np.zeros((2, 3, 4))))
+    with pytest.raises(ValueError, match=r"sparse_categorical_crossentropy: .*\(2, 3\), got "
+                                         r"\(2, 4\)"):
+        get_loss("sparse_categorical_crossentropy")(p, md.tensor(np.zeros((2, 4), np.int64)))
+
+
+def test_keras_models_train_on_sequences_and_per_pixel_labels():
+    rng = np.random.default_rng(0)
+    md.manual_seed(0)
+    # segmentation: (N, H, W, C) softmax outputs and (N, H, W) labels
+    x = rng.normal(size=(8, 6, 6, 3)).astype(np.float32)
+    y = rng.integers(0, 4, (8, 6, 6))
+    seg = keras.Sequential([keras.Input((6, 6, 3)),
+                            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                            keras.layers.Conv2D(4, 1, activation="softmax")])
+    seg.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    seg.fit(x, y, epochs=2, verbose=0)
+    loss, acc = seg.evaluate(x, y, batch_size=8)
+    p = seg.predict(x).astype(np.float64)
+    assert loss == pytest.approx(_keras_cce(np.eye(4)[y], p), rel=1e-5)
+    assert acc == pytest.approx(np.mean(p.argmax(-1) == y))
+    # sequences: (N, T, C) with (N, T) labels, and one-hot (N, T, C) targets
+    xs = rng.normal(size=(8, 5, 7)).astype(np.float32)
+    ys = rng.integers(0, 3, (8, 5))
+    s = keras.Sequential([keras.Input((5, 7)), keras.layers.Dense(3, activation="softmax")])
+    s.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    hist = s.fit(xs, np.eye(3, dtype=np.float32)[ys], epochs=3, verbose=0)
+    p = s.predict(xs).astype(np.float64)
+    loss, acc = s.evaluate(xs, np.eye(3, dtype=np.float32)[ys])
+    assert loss == pytest.approx(_keras_cce(np.eye(3)[ys], p), rel=1e-5)
+    assert acc == pytest.approx(np.mean(p.argmax(-1) == ys))
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+
+
+def test_keras_accuracy_metrics_take_the_class_axis_last():
+    rng = np.random.default_rng(2)
+    p = rng.normal(size=(4, 3, 5))
+    labels = rng.integers(0, 5, size=(4, 3))
+    rank = (p > np.take_along_axis(p, labels[..., None], -1)).sum(-1)     # scores beating it
+    cases = {
+        "sparse_top_k_categorical_accuracy": (labels[..., None], np.mean(rank < 5)),
+        "top_k_categorical_accuracy": (np.eye(5)[labels], np.mean(rank < 5)),
+    }
+    for k in (1, 2):
+        got = keras.metrics.SparseTopKCategoricalAccuracy(k=k)
+        got.update(md.tensor(p), md.tensor(labels[..., None]))       # (N, T, 1) labels
+        assert got.compute() == pytest.approx(np.mean(rank < k))
+        hot = keras.metrics.TopKCategoricalAccuracy(k=k)
+        hot.update(md.tensor(p), md.tensor(np.eye(5)[labels]))
+        assert hot.compute() == pytest.approx(np.mean(rank < k))
+    for name, (target, want) in cases.items():
+        m = keras.metrics.get(name)
+        m.update(md.tensor(p), md.tensor(target))
+        assert m.compute() == pytest.approx(want)
+    # 'accuracy' after a loss that does not decide it: Keras 3's rule from the shapes
+    for target, want in ((labels, np.mean(p.argmax(-1) == labels)),
+                         (np.eye(5)[labels], np.mean(p.argmax(-1) == labels))):
+        m = keras.metrics.get("accuracy", loss="mse")
+        m.update(md.tensor(p), md.tensor(target))
+        assert m.compute() == pytest.approx(want)
+    q, b = rng.uniform(size=(6, 1)), rng.integers(0, 2, size=(6, 1))
+    m = keras.metrics.get("accuracy", loss=lambda t, o: o)
+    m.update(md.tensor(q), md.tensor(b))
+    assert m.compute() == pytest.approx(np.mean((q > 0.5) == b))
+
+
+# ---- 2. integer and bool targets are cast to the output's dtype --------------------------------
+@pytest.mark.parametrize("name", ["mse", "mae", "binary_crossentropy", "huber", "kld",
+                                  "categorical_crossentropy"])
+@pytest.mark.parametrize("kind", [np.int64, np.bool_])
+def test_non_sparse_keras_losses_cast_integer_and_bool_targets(name, kind):
+    rng = np.random.default_rng(3)
+    out = rng.uniform(0.05, 0.95, size=(6, 2)).astype(np.float32)
+    target = rng.integers(0, 2, size=(6, 2)).astype(kind)
+    ref = get_loss(name)(md.tensor(out), md.tensor(target.astype(np.float32)))
+    o = md.tensor(out, requires_grad=True)
+    got = get_loss(name)(o, md.tensor(target))
+    got.backward()
+    assert got.dtype == np.float32 and o.grad.dtype == np.float32
+    assert got.item() == ref.item()
+
+
+def test_keras_fit_takes_integer_and_bool_targets_as_keras_does():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    for loss, target, last in (("mse", y, None), ("binary_crossentropy", y > 4, "sigmoid"),
+                               (lambda t, p: md.functional.mean((p - t) ** 2), y, None)):
+        md.manual_seed(0)
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activation=last)])
+        m.compile(loss=loss, optimizer="sgd")
+        p = m.predict(x).astype(np.float64)
+        t = target.astype(np.float64)[:, None]
+        want = (np.mean((p - t) ** 2) if loss != "binary_crossentropy" else
+                -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
+        assert m.evaluate(x, target, batch_size=64) == pytest.approx(want, rel=1e-5)
+        m.fit(x, target, epochs=1, verbose=0)
+        assert all(w.dtype == np.float32 for w in m.get_weights())
+
+
+# ---- 3. integer inputs are cast to the weights' dtype -----------------------------------------
+def test_integer_and_bool_inputs_build_and_train_a_float32_model():
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    y = np.array([[0], [1], [1], [0]])
+    for data in (x, x.astype(bool), x.astype(np.float64)):
+        md.manual_seed(0)
+        model = keras.Sequential([keras.layers.Dense(8, activation="tanh"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="mse")
+        p = model.predict(data)
+        assert p.dtype == np.float32
+        assert [w.dtype for w in model.get_weights()] == [np.float32] * 4
+        k, b, k2, b2 = model.get_weights()              # Keras layout: kernel (in, units)
+        want = 1 / (1 + np.exp(-(np.tanh(x @ k + b) @ k2 + b2)))
+        np.testing.assert_allclose(p, want, rtol=1e-5)
+        hist = model.fit(data, y, epochs=3, batch_size=4, verbose=0)
+        assert np.isfinite(hist.history["loss"]).all()
+    inp = keras.Input((2,))
+    func = keras.Model(inp, keras.layers.Dense(1)(inp))
+    func.compile(optimizer="sgd", loss="mse")
+    assert func.predict(x).dtype == np.float32
+    func.fit(x, y, epochs=1, verbose=0)
+    assert all(w.dtype == np.float32 for w in func.get_weights())
