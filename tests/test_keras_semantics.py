@@ -193,3 +193,37 @@ def test_integer_and_bool_inputs_build_and_train_a_float32_model():
     assert func.predict(x).dtype == np.float32
     func.fit(x, y, epochs=1, verbose=0)
     assert all(w.dtype == np.float32 for w in func.get_weights())
+
+
+# ---- 4. functional weights load by structure -----------------------------------------------
+def _conv_net(units=2):
+    inp = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(2, 3, padding="same")(inp)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(inputs=inp, outputs=keras.layers.Dense(units)(h))
+
+
+def test_a_functional_model_rebuilt_in_the_same_session_loads_its_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4, 4, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    md.manual_seed(0)
+    first = _conv_net()
+    first.compile(optimizer="adam", loss="mse")
+    first.fit(x, y, epochs=2, verbose=0)
+    path = tmp_path / "w.weights.h5"
+    first.save_weights(path)
+    again = _conv_net()                                     # new names: conv2d_1, dense_1, ...
+    assert [m.name for m in again.layers] != [m.name for m in first.layers]
+    again.compile(optimizer="adam", loss="mse")
+    again.load_weights(path)
+    np.testing.assert_array_equal(again.predict(x), first.predict(x))
+    for a, b in zip(again.get_weights(), first.get_weights()):   # moving statistics too
+        np.testing.assert_array_equal(a, b)
+    other = _conv_net(units=3)
+    before = other.get_weights()
+    with pytest.raises(ValueError, match=r"dense_\d+\.weight \(2, 32\) meets the model's "
+                                         r"dense_\d+\.weight \(3, 32\).*clear_session\(\)"):
+        other.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(other.get_weights(), before))

@@ -51,10 +51,16 @@ class _KerasModel(TrainingMixin):
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Load weights written by :meth:`save_weights` into this model (built by the same
-        code). All or nothing: a missing, extra or mis-shaped entry changes nothing."""
+        code). As in Keras 3 the weights are matched by structure: when the layer names
+        differ (the same model code run twice in a session gets 'dense_1', ... the second
+        time), the saved weights go to the layers in the same order and slot, provided every
+        shape matches. All or nothing: a missing, extra or mis-shaped entry changes nothing."""
         state = io.load(filepath)
         if not isinstance(state, dict):
             raise ValueError(f"load_weights: {filepath} does not hold a weights dict")
+        own = self.state_dict()
+        if set(state) != set(own):
+            state = _by_structure(state, own, filepath)
         self.load_state_dict(state)
         self._bind_after_load()
 
@@ -98,6 +104,41 @@ class _KerasModel(TrainingMixin):
         finally:
             for m, flag in modes:
                 object.__setattr__(m, "training", flag)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """('dense_1', 'weight') from 'dense_1.weight': the layer and the weight's slot in it."""
+    layer, _, slot = key.partition(".")
+    return layer, slot
+
+
+def _layer_order(keys: list[str]) -> list[int]:
+    """For each key, the position of its layer among the layers in order of appearance."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(_split_key(k)[0], len(seen)) for k in keys]
+
+
+def _by_structure(saved: dict[str, Any], own: dict[str, Any], path: Any) -> dict[str, Any]:
+    """``saved`` re-keyed with this model's names, weight by weight in order (same layer
+    grouping, same slots, same shapes); a one-line ValueError naming the first mismatch."""
+    s_keys, o_keys = list(saved), list(own)
+    problem = None
+    if len(s_keys) != len(o_keys):
+        problem = f"it holds {len(s_keys)} weights, the model has {len(o_keys)}"
+    else:
+        groups = _layer_order(s_keys) == _layer_order(o_keys)
+        for sk, ok in zip(s_keys, o_keys):
+            s_shape, o_shape = tuple(np.shape(saved[sk])), tuple(own[ok].shape)
+            if _split_key(sk)[1] != _split_key(ok)[1] or s_shape != o_shape or not groups:
+                problem = (f"in order, its {sk} {s_shape} meets the model's {ok} {o_shape}"
+                           if groups else "its layers group the weights differently")
+                break
+    if problem is not None:
+        raise ValueError(f"load_weights: {path} does not fit this model ({problem}; nothing "
+                         f"was changed); weights load by name, else by layer order and shape: "
+                         f"build the model with the code that saved them "
+                         f"(keras.backend.clear_session() restarts the automatic layer names)")
+    return {ok: saved[sk] for sk, ok in zip(s_keys, o_keys)}
 
 
 def load_model(filepath: Any, *args: Any, **kwargs: Any) -> Any:
