@@ -227,3 +227,63 @@ def test_a_functional_model_rebuilt_in_the_same_session_loads_its_weights(tmp_pa
                                          r"dense_\d+\.weight \(3, 32\).*clear_session\(\)"):
         other.load_weights(path)
     assert all(np.array_equal(a, b) for a, b in zip(other.get_weights(), before))
+
+
+# ---- 5. Keras-style batch callbacks --------------------------------------------------------
+def _frozen_regression():
+    """A Dense(1) model trained with learning rate 0 (its batch losses are known), its data."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    y = rng.normal(size=(30, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse",
+                  metrics=["mae"])
+    return model, x, y
+
+
+def test_batch_hooks_by_both_names_get_keras_running_logs():
+    model, x, y = _frozen_regression()
+    k, b = model.get_weights()
+    err = (x @ k + b - y).astype(np.float64)
+    sizes = [8, 8, 8, 6]                              # 30 samples in batches of 8
+    ends = np.cumsum(sizes)
+    want_loss = [np.mean(err[:e] ** 2) for e in ends]  # sample-weighted running means
+    want_mae = [np.mean(np.abs(err[:e])) for e in ends]
+
+    class Alias(keras.callbacks.Callback):            # Keras's alias names, as books write them
+        def __init__(self):
+            self.events = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.events.append(("epoch", epoch))
+
+        def on_batch_begin(self, batch, logs=None):
+            self.events.append(("begin", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            self.events.append(("end", batch, logs["loss"], logs["mae"]))
+
+    class Full(keras.callbacks.Callback):
+        def __init__(self):
+            self.losses = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(logs["loss"])
+
+    alias, full, seen = Alias(), Full(), []
+    lam = keras.callbacks.LambdaCallback(on_batch_end=lambda batch, logs: seen.append(batch),
+                                         on_train_batch_begin=lambda b, logs: seen.append(-b))
+    hist = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                     callbacks=[alias, full, lam])
+    per_epoch = [("epoch", 0)]
+    for i in range(4):
+        per_epoch += [("begin", i), ("end", i)]
+    assert [e[:2] for e in alias.events] == per_epoch + [("epoch", 1)] + per_epoch[1:]
+    ends_logged = [e for e in alias.events if e[0] == "end"]
+    assert [e[2] for e in ends_logged] == pytest.approx(want_loss * 2, rel=1e-6)
+    assert [e[3] for e in ends_logged] == pytest.approx(want_mae * 2, rel=1e-6)
+    assert full.losses == pytest.approx(want_loss * 2, rel=1e-6)
+    assert full.losses[-1] == pytest.approx(hist.history["loss"][-1], rel=1e-9)
+    assert seen == [0, 0, -1, 1, -2, 2, -3, 3] * 2
+    with pytest.raises(TypeError, match="LambdaCallback: unexpected argument.*on_test_batch_end"):
+        keras.callbacks.LambdaCallback(on_test_batch_end=print)

@@ -212,7 +212,8 @@ class TrainingMixin:
                           "epochs report the loss and change nothing", stacklevel=2)
             loss = _constant_backward(c.loss)
         trainer = Trainer(self, c.optimizer, loss, metrics=c.metrics,
-                          verbose=2 if verbose else 0, callbacks=to_minidl(callbacks),
+                          verbose=2 if verbose else 0,
+                          callbacks=to_minidl(callbacks, len(xs[0]), batch_size),
                           num_inputs=len(xs))
         with self._as_lists():
             history = trainer.fit(train, epochs=epochs, val_loader=val)
