@@ -287,3 +287,16 @@ def test_batch_hooks_by_both_names_get_keras_running_logs():
     assert seen == [0, 0, -1, 1, -2, 2, -3, 3] * 2
     with pytest.raises(TypeError, match="LambdaCallback: unexpected argument.*on_test_batch_end"):
         keras.callbacks.LambdaCallback(on_test_batch_end=print)
+
+
+# ---- 6. a scheduled learning rate reads as Keras's schedule(iterations) ------------------------
+def test_scheduled_learning_rate_is_the_one_of_the_next_update():
+    sched = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    model, x, y = _frozen_regression()
+    opt = keras.optimizers.SGD(learning_rate=sched)
+    assert opt.learning_rate == pytest.approx(0.1)               # schedule(0) before any step
+    model.compile(optimizer=opt, loss="mse")
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0)           # 3 epochs of 4 updates
+    assert opt.iterations == 12
+    assert model.optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** (12 / 10), rel=1e-12)
+    assert opt.lr == opt.learning_rate
