@@ -300,3 +300,30 @@ def test_scheduled_learning_rate_is_the_one_of_the_next_update():
     assert opt.iterations == 12
     assert model.optimizer.learning_rate == pytest.approx(0.1 * 0.5 ** (12 / 10), rel=1e-12)
     assert opt.lr == opt.learning_rate
+
+
+# ---- 7. Sequential.summary prints Keras's table ------------------------------------------------
+def test_sequential_summary_is_keras_table(capsys):
+    import re
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(30, activation="relu", name="hidden"),
+                              keras.layers.BatchNormalization(name="bn"),
+                              keras.layers.Dense(10, activation="softmax", name="out")],
+                             name="mnist")
+    model.summary()
+    text = capsys.readouterr().out
+    rows = {r[0]: r[1:] for r in (re.split(r"\s{2,}", ln.strip()) for ln in text.splitlines())
+            if len(r) > 1}
+    conv, flat = model.layers[0].name, model.layers[1].name
+    assert list(rows) == ["Layer (type)", f"{conv} (Conv2D)", f"{flat} (Flatten)",
+                          "hidden (Dense)", "bn (BatchNormalization)", "out (Dense)"]
+    assert rows[f"{conv} (Conv2D)"] == ["(None, 26, 26, 4)", "40"]      # 3*3*1*4 + 4
+    assert rows[f"{flat} (Flatten)"] == ["(None, 2704)", "0"]
+    assert rows["hidden (Dense)"] == ["(None, 30)", f"{2704 * 30 + 30:,}"]
+    assert rows["bn (BatchNormalization)"] == ["(None, 30)", "120"]     # 4 weights of 30
+    assert rows["out (Dense)"] == ["(None, 10)", "310"]
+    total = 40 + 2704 * 30 + 30 + 120 + 310
+    assert text.startswith('Model: "mnist"')
+    assert f"Total params: {total:,}" in text and "Non-trainable params: 60" in text
+    assert f"Trainable params: {total - 60:,}" in text
