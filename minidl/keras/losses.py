@@ -6,7 +6,8 @@ from_logits=False)``, ``Huber(delta=1.0)``, ``KLDivergence()``, ``Hinge()`` -- a
 functions of the same names (``mse``, ``sparse_categorical_crossentropy``, ...). All compute
 the formulas of :mod:`minidl.train.losses`, the one table of loss names (so ``loss="mse"``
 and ``loss=keras.losses.MeanSquaredError()`` are the same loss). Without ``from_logits``
-the cross-entropies take probabilities, as in Keras.
+the cross-entropies take probabilities, with the class axis last, as in Keras; targets are
+cast to the prediction's dtype (sparse labels stay integers).
 
 The functions return the batch mean (Keras's return per-sample values, whose mean this is,
 so a custom loss built from them trains the same).

@@ -166,7 +166,8 @@ class TrainingMixin:
         '<output>_loss' per output of a multi-output model, the metrics, and the same with
         'val_').
 
-        x: an array (N, ...), a list with one per input or a dict by input name; y: the same
+        x: an array (N, ...), a list with one per input or a dict by input name (integer
+        and bool arrays are cast to the weights' dtype, as Keras casts them); y: the same
         per output. ``batch_size`` defaults to 32. ``validation_split`` holds out the *last*
         fraction of the samples (before any shuffling), as Keras does;
         ``validation_data=(x_val, y_val)``, when given, is used instead. Calling fit again
