@@ -327,3 +327,20 @@ def test_sequential_summary_is_keras_table(capsys):
     assert text.startswith('Model: "mnist"')
     assert f"Total params: {total:,}" in text and "Non-trainable params: 60" in text
     assert f"Trainable params: {total - 60:,}" in text
+
+
+def test_last_axis_losses_and_metrics_on_the_device(device):
+    rng = np.random.default_rng(4)
+    p = _softmax(rng.normal(size=(3, 4, 5))).astype(np.float32)
+    labels = rng.integers(0, 5, size=(3, 4))
+    want = _keras_cce(np.eye(5)[labels], p.astype(np.float64))
+    out = md.tensor(p, device=device)
+    for name, target in (("sparse_categorical_crossentropy", labels),
+                         ("categorical_crossentropy", np.eye(5, dtype=np.int64)[labels])):
+        value = get_loss(name)(out, md.tensor(target, device=device))
+        assert value.device == out.device and value.dtype == np.float32
+        assert value.item() == pytest.approx(want, rel=1e-5)
+    m = keras.metrics.SparseTopKCategoricalAccuracy(k=2)
+    m.update(out, md.tensor(labels, device=device))
+    rank = (p > np.take_along_axis(p, labels[..., None], -1)).sum(-1)
+    assert m.compute() == pytest.approx(np.mean(rank < 2))
