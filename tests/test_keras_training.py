@@ -432,7 +432,7 @@ def test_learning_rate_schedules_follow_the_update_count():
     opt = keras.optimizers.SGD(learning_rate=exp)
     got = _one_param(opt, [0.0], [[1.0], [1.0], [1.0]])
     assert [g[0] for g in got] == pytest.approx(np.cumsum([-exp(0), -exp(1), -exp(2)]))
-    assert opt.learning_rate == pytest.approx(exp(2))
+    assert opt.learning_rate == pytest.approx(exp(3))     # Keras: the next update's rate
     with pytest.raises(ValueError, match="follows a schedule"):
         opt.learning_rate = 0.1
 

@@ -44,9 +44,13 @@ def _set_lr(trainer: Any, lr: float) -> None:
 class Callback:
     """Base class for callbacks written as for Keras: override ``on_train_begin(logs)``,
     ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch, logs)``,
-    ``on_train_batch_end(batch, logs)``, ``on_train_end(logs)``; ``self.model`` is the model
-    being trained; set ``self.model.stop_training = True`` to stop after the epoch. ``fit``
-    runs it through an adapter, since minidl's hooks receive the Trainer first."""
+    ``on_train_batch_begin(batch, logs)`` / ``on_train_batch_end(batch, logs)`` (or their
+    Keras aliases ``on_batch_begin`` / ``on_batch_end``, which the defaults call, as in
+    Keras), ``on_train_end(logs)``; ``self.model`` is the model being trained; set
+    ``self.model.stop_training = True`` to stop after the epoch. At a batch's end ``logs``
+    holds Keras 3's running figures of the epoch so far: ``'loss'`` (the sample-weighted
+    mean of the batch losses) and the compiled metrics. ``fit`` runs it through an adapter,
+    since minidl's hooks receive the Trainer first."""
 
     model: Any = None
 
@@ -55,17 +59,42 @@ class Callback:
 
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_end(batch, logs=logs)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
     def on_train_end(self, logs: dict | None = None) -> None: ...
 
 
+_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+
+
+def _overrides(cb: Callback, *names: str) -> bool:
+    """Whether ``cb`` has its own version of one of the hooks ``names`` (a subclass method
+    or, for LambdaCallback, an attribute)."""
+    return any(n in vars(cb) or getattr(type(cb), n) is not getattr(Callback, n)
+               for n in names)
+
+
 class _Adapter(base.Callback):
     """Runs a Keras-style :class:`Callback`'s hooks from minidl's (kept apart so that a
-    subclass's ``on_epoch_end(epoch, logs)`` does not shadow minidl's signature)."""
+    subclass's ``on_epoch_end(epoch, logs)`` does not shadow minidl's signature).
 
-    def __init__(self, cb: Callback) -> None:
-        self.cb = cb
+    ``samples`` and ``batch_size`` are fit's: the size of each batch, which weights the
+    running loss as Keras's loss tracker does. The running figures are read back from the
+    device only for a callback that has batch hooks."""
+
+    def __init__(self, cb: Callback, samples: int = 0, batch_size: int = 1) -> None:
+        self.cb, self.samples, self.batch_size = cb, samples, batch_size
+        self.hooks_end = _overrides(cb, "on_batch_end", "on_train_batch_end")
+        self.hooks_begin = _overrides(cb, "on_batch_begin", "on_train_batch_begin")
+        self._total, self._count = 0.0, 0
 
     def on_train_begin(self, trainer: Any) -> None:
         self.cb.set_model(trainer.model)
@@ -73,10 +102,20 @@ class _Adapter(base.Callback):
         self.cb.on_train_begin({})
 
     def on_epoch_begin(self, trainer: Any, epoch: int) -> None:
+        self._total, self._count = 0.0, 0
         self.cb.on_epoch_begin(epoch, {})
 
+    def begin_batch(self, batch: int) -> None:
+        self.cb.on_train_batch_begin(batch, {})
+
     def on_batch_end(self, trainer: Any, step: int) -> None:
-        self.cb.on_train_batch_end(step - 1, {})
+        if self.hooks_end:
+            n = max(1, min(self.batch_size, self.samples - (step - 1) * self.batch_size))
+            self._total += float(trainer.batch_loss.item()) * n
+            self._count += n
+            logs = {"loss": self._total / self._count}
+            logs.update((m.name, m.compute()) for m in trainer.metrics)
+            self.cb.on_train_batch_end(step - 1, logs)
         if getattr(trainer.model, "stop_training", False):
             trainer.stop_training = True
 
@@ -93,33 +132,69 @@ class _Adapter(base.Callback):
         return {}
 
 
-def to_minidl(callbacks: Any) -> list[base.Callback]:
+class _BatchBegins(base.Callback):
+    """Calls the Keras callbacks' ``on_train_batch_begin``: for batch 0 after every
+    callback's ``on_epoch_begin``, for batch k + 1 after every callback's end of batch k
+    (minidl's loop has no begin-of-batch hook; nothing runs in between but the loading of
+    the next batch). Last in fit's list; ``batches`` is the number of batches per epoch."""
+
+    def __init__(self, adapters: list[_Adapter], batches: int) -> None:
+        self.adapters, self.batches = adapters, batches
+
+    def on_epoch_begin(self, trainer: Any, epoch: int) -> None:
+        for a in self.adapters:
+            a.begin_batch(0)
+
+    def on_batch_end(self, trainer: Any, step: int) -> None:
+        if step < self.batches:
+            for a in self.adapters:
+                a.begin_batch(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def to_minidl(callbacks: Any, samples: int = 0, batch_size: int = 1) -> list[base.Callback]:
     """``fit``'s callbacks as minidl callbacks: Keras-style :class:`Callback` subclasses
-    behind an adapter, minidl ones as they are."""
+    behind an adapter, minidl ones as they are. ``samples`` / ``batch_size``: fit's training
+    set and batch size (for the batch hooks' running loss and begin-of-batch calls)."""
     out: list[base.Callback] = []
+    begins: list[_Adapter] = []
     for cb in callbacks or []:
         if isinstance(cb, Callback):
-            out.append(_Adapter(cb))
+            out.append(_Adapter(cb, samples, batch_size))
+            if out[-1].hooks_begin:
+                begins.append(out[-1])
         elif isinstance(cb, base.Callback):
             out.append(cb)
         else:
             raise TypeError(f"fit: callbacks must be keras.callbacks or minidl.train "
                             f"callbacks, got {type(cb).__name__}")
+    if begins:
+        out.append(_BatchBegins(begins, -(-samples // max(batch_size, 1))))
     return out
 
 
 class LambdaCallback(Callback):
     """Keras's LambdaCallback: ``on_epoch_end=lambda epoch, logs: ...`` and the other hooks
-    (``on_epoch_begin``, ``on_train_batch_end``, ``on_train_begin``, ``on_train_end``) with
+    (``on_epoch_begin``, ``on_train_begin``, ``on_train_end``, ``on_train_batch_begin``,
+    ``on_train_batch_end`` and Keras's aliases ``on_batch_begin`` / ``on_batch_end``) with
     Keras's signatures (minidl.train.LambdaCallback's take the Trainer first)."""
 
     def __init__(self, on_epoch_begin: Callable | None = None,
                  on_epoch_end: Callable | None = None, on_train_begin: Callable | None = None,
                  on_train_end: Callable | None = None,
-                 on_train_batch_end: Callable | None = None) -> None:
+                 on_train_batch_begin: Callable | None = None,
+                 on_train_batch_end: Callable | None = None, **kwargs: Any) -> None:
+        bad = sorted(set(kwargs) - {"on_batch_begin", "on_batch_end"})
+        if bad:
+            raise TypeError(f"LambdaCallback: unexpected argument(s) {bad}; minidl's fit calls "
+                            f"on_train_begin/end, on_epoch_begin/end, on_train_batch_begin/end "
+                            f"and on_batch_begin/end")
         for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
                          ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
-                         ("on_train_batch_end", on_train_batch_end)):
+                         ("on_train_batch_begin", on_train_batch_begin),
+                         ("on_train_batch_end", on_train_batch_end), *kwargs.items()):
             if fn is not None:
                 setattr(self, name, fn)
 

@@ -6,7 +6,8 @@ from_logits=False)``, ``Huber(delta=1.0)``, ``KLDivergence()``, ``Hinge()`` -- a
 functions of the same names (``mse``, ``sparse_categorical_crossentropy``, ...). All compute
 the formulas of :mod:`minidl.train.losses`, the one table of loss names (so ``loss="mse"``
 and ``loss=keras.losses.MeanSquaredError()`` are the same loss). Without ``from_logits``
-the cross-entropies take probabilities, as in Keras.
+the cross-entropies take probabilities, with the class axis last, as in Keras; targets are
+cast to the prediction's dtype (sparse labels stay integers).
 
 The functions return the batch mean (Keras's return per-sample values, whose mean this is,
 so a custom loss built from them trains the same).
@@ -123,16 +124,34 @@ kl_divergence = kld = _fn(table.kl_divergence, "kl_divergence")
 hinge = _fn(table.hinge, "hinge")
 
 
+def _same_rank(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
+    """Keras's ``squeeze_or_expand_to_same_rank`` for ranks one apart with a trailing size-1
+    axis: y (N,) against (N, 1) predictions becomes (N, 1); otherwise that axis is dropped."""
+    for a, b, swap in ((y_true, y_pred, False), (y_pred, y_true, True)):
+        if a.ndim == b.ndim + 1 and a.shape[-1] == 1:
+            if b.ndim == 1:
+                b = b.reshape((-1, 1))
+            else:
+                a = a.reshape(a.shape[:-1])
+            return (b, a) if swap else (a, b)
+    return y_true, y_pred
+
+
 def get(identifier: Any) -> Callable[[Any, Any], Tensor]:
     """A loss in minidl's order ``(output, target)`` for the Trainer, from a name of the one
     table, a :class:`Loss` instance or a function ``(y_true, y_pred)`` written as for Keras
-    (a non-scalar result is averaged, as Keras's reduction does)."""
+    (as Keras's loss wrapper does: ``y_true`` cast to ``y_pred``'s dtype, a trailing size-1
+    axis squeezed or added when the ranks differ by one, a non-scalar result averaged)."""
     if isinstance(identifier, str):
         return table.get_loss(identifier)
     if isinstance(identifier, Loss):
         return identifier.as_minidl()
     if callable(identifier):
         def loss(output: Any, target: Any) -> Tensor:
+            if isinstance(target, Tensor) and isinstance(output, Tensor):
+                if target.dtype != output.dtype:
+                    target = target.astype(output.dtype)   # Keras casts y_true to a float
+                target, output = _same_rank(target, output)
             value = identifier(target, output)
             return value.mean() if isinstance(value, Tensor) and value.size != 1 else value
         loss.__name__ = getattr(identifier, "__name__", "loss")

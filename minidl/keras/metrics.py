@@ -55,13 +55,36 @@ def RootMeanSquaredError(name: str = "root_mean_squared_error") -> Metric:  # no
 
 def TopKCategoricalAccuracy(k: int = 5, name: str = "top_k_categorical_accuracy") -> Metric:  # noqa: N802
     """Whether the true class (argmax of one-hot targets) is among the k best scores."""
-    return table.TopKAccuracy(k, name=name)
+    return table.KerasTopKAccuracy(k, name=name)
 
 
 def SparseTopKCategoricalAccuracy(k: int = 5,  # noqa: N802
                                   name: str = "sparse_top_k_categorical_accuracy") -> Metric:
     """Whether the true class index is among the k best scores."""
-    return table.TopKAccuracy(k, name=name)
+    return table.KerasTopKAccuracy(k, sparse=True, name=name)
+
+
+class _ShapeAccuracy(Metric):
+    """'accuracy' after any other loss, resolved as Keras 3 does from the shapes of the
+    first batch: binary_accuracy for outputs (..., 1), sparse_categorical_accuracy for
+    labels of lower rank (or a trailing size-1 axis), categorical_accuracy otherwise."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._metric: Metric | None = None
+
+    def update(self, output: Any, target: Any) -> None:
+        out, tgt = self.select(output, target)
+        if self._metric is None:
+            if out.shape[-1] == 1:
+                cls: Any = table.BinaryAccuracy
+            elif tgt.ndim < out.ndim or tgt.shape[-1] == 1:
+                cls = table.SparseCategoricalAccuracy
+            else:
+                cls = table.CategoricalAccuracy
+            self._metric = cls(name=self.name)
+        self._metric.update(out, tgt)
+        self.total, self.count = self._metric.total, self._metric.count
 
 
 def get(spec: Any, loss: Any = None, output: int | None = None) -> Metric:
@@ -77,6 +100,7 @@ def get(spec: Any, loss: Any = None, output: int | None = None) -> Metric:
                     "binary_crossentropy": "binary_accuracy"}.get(str(lname).lower())
             if kind is not None:
                 return table.get_metric(kind, name=spec, output=output)
+            return _ShapeAccuracy(name=spec, output=output)
         return table.get_metric(spec, name=spec, output=output)
     if isinstance(spec, table.Metric):
         return table.get_metric(spec, output=output) if output is not None else spec

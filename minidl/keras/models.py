@@ -10,11 +10,10 @@ import numpy as np
 
 from .. import io, nn
 from ..autograd import Tensor, no_grad, tensor
-from ..summary import summary
 from ..train.checkpoint import state_arrays
 from .arguments import check_keys, input_names
-from .layers.base import count_params, get_weights, set_weights
-from .training import TrainingMixin, _unbuilt
+from .layers.base import count_params, get_weights, set_weights, snake_case
+from .training import TrainingMixin, _param_dtype, _unbuilt
 
 __all__ = ["Model", "Sequential", "load_model"]
 
@@ -51,10 +50,16 @@ class _KerasModel(TrainingMixin):
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Load weights written by :meth:`save_weights` into this model (built by the same
-        code). All or nothing: a missing, extra or mis-shaped entry changes nothing."""
+        code). As in Keras 3 the weights are matched by structure: when the layer names
+        differ (the same model code run twice in a session gets 'dense_1', ... the second
+        time), the saved weights go to the layers in the same order and slot, provided every
+        shape matches. All or nothing: a missing, extra or mis-shaped entry changes nothing."""
         state = io.load(filepath)
         if not isinstance(state, dict):
             raise ValueError(f"load_weights: {filepath} does not hold a weights dict")
+        own = self.state_dict()
+        if set(state) != set(own):
+            state = _by_structure(state, own, filepath)
         self.load_state_dict(state)
         self._bind_after_load()
 
@@ -98,6 +103,41 @@ class _KerasModel(TrainingMixin):
         finally:
             for m, flag in modes:
                 object.__setattr__(m, "training", flag)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """('dense_1', 'weight') from 'dense_1.weight': the layer and the weight's slot in it."""
+    layer, _, slot = key.partition(".")
+    return layer, slot
+
+
+def _layer_order(keys: list[str]) -> list[int]:
+    """For each key, the position of its layer among the layers in order of appearance."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(_split_key(k)[0], len(seen)) for k in keys]
+
+
+def _by_structure(saved: dict[str, Any], own: dict[str, Any], path: Any) -> dict[str, Any]:
+    """``saved`` re-keyed with this model's names, weight by weight in order (same layer
+    grouping, same slots, same shapes); a one-line ValueError naming the first mismatch."""
+    s_keys, o_keys = list(saved), list(own)
+    problem = None
+    if len(s_keys) != len(o_keys):
+        problem = f"it holds {len(s_keys)} weights, the model has {len(o_keys)}"
+    else:
+        groups = _layer_order(s_keys) == _layer_order(o_keys)
+        for sk, ok in zip(s_keys, o_keys):
+            s_shape, o_shape = tuple(np.shape(saved[sk])), tuple(own[ok].shape)
+            if _split_key(sk)[1] != _split_key(ok)[1] or s_shape != o_shape or not groups:
+                problem = (f"in order, its {sk} {s_shape} meets the model's {ok} {o_shape}"
+                           if groups else "its layers group the weights differently")
+                break
+    if problem is not None:
+        raise ValueError(f"load_weights: {path} does not fit this model ({problem}; nothing "
+                         f"was changed); weights load by name, else by layer order and shape: "
+                         f"build the model with the code that saved them "
+                         f"(keras.backend.clear_session() restarts the automatic layer names)")
+    return {ok: saved[sk] for sk, ok in zip(s_keys, o_keys)}
 
 
 def load_model(filepath: Any, *args: Any, **kwargs: Any) -> Any:
@@ -160,19 +200,7 @@ class Model(_KerasModel, nn.GraphModule):
             rows.append((f"{lname} ({type(m).__name__})", shapes, f"{params:,}", src))
             for o in node.outputs:
                 sym_names[id(o)] = lname
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = "-" * (sum(widths) + 6)
-        title = f'Model: "{self.name or "model"}"'
-        out = [title, line]
-        for j, r in enumerate(rows):
-            out.append("  ".join(r[c].ljust(widths[c]) for c in range(4)).rstrip())
-            if j == 0:
-                out.append(line)
-        total = count_params(self)
-        trainable = self.num_parameters(trainable_only=True)
-        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}"]
-        print_fn("\n".join(out))
+        print_fn(_table(f'Model: "{self.name or "model"}"', rows, self))
 
 
 class Sequential(_KerasModel, nn.Sequential):
@@ -243,12 +271,49 @@ class Sequential(_KerasModel, nn.Sequential):
 
     def summary(self, input_shape: Sequence[int] | None = None,
                 print_fn: Callable[[str], Any] = print) -> None:
-        """Print the layer table of :func:`minidl.summary.summary` for one sample of
-        ``input_shape`` (default: the known sample shape)."""
+        """Print Keras's table for the known sample shape (or ``input_shape``): each layer
+        as ``name (Type)`` with its output shape ``(None, ...)`` and its parameter count
+        (a Dense layer's activation is part of the layer, as in Keras), then the totals.
+        :func:`minidl.summary.summary` gives minidl's table (buffers, MACs, memory)."""
         shape = input_shape if input_shape is not None else self._input_shape
         if shape is None:
             raise ValueError("Sequential.summary: the input shape is unknown; start the model "
                              "with keras.layers.Input(shape), give the first layer "
                              "input_shape=, call it once, or pass summary(input_shape=...)")
+        self._build_on([np.zeros((2, *shape), np.float32)])
+        x = tensor(np.zeros((1, *shape), _param_dtype(self)), device=self.device)
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        counts: dict[str, int] = {}
+
+        def run() -> None:
+            nonlocal x
+            for m in self.children():
+                x = m(x)
+                name = getattr(m, "name", None)
+                if not name:
+                    base = snake_case(type(m).__name__)
+                    k = counts.get(base, 0)
+                    counts[base] = k + 1
+                    name = base if k == 0 else f"{base}_{k}"
+                rows.append((f"{name} ({type(m).__name__})", str((None, *x.shape[1:])),
+                             f"{count_params(m):,}"))
         with no_grad():
-            summary(self, tuple(shape), print_fn=print_fn)
+            self._call_training(False, run)
+        print_fn(_table(f'Model: "{self.name or "sequential"}"', rows, self))
+
+
+def _table(title: str, rows: list[tuple[str, ...]], model: Any) -> str:
+    """Keras's summary: ``title``, the rows (the first one the header) in padded columns,
+    then the total, trainable and non-trainable parameter counts."""
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    line = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    out = [title, line]
+    for j, r in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        if j == 0:
+            out.append(line)
+    total = count_params(model)
+    trainable = model.num_parameters(trainable_only=True)
+    out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}"]
+    return "\n".join(out)

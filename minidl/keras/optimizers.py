@@ -80,7 +80,10 @@ class Optimizer:
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate (settable: ``model.optimizer.learning_rate = 1e-4``)."""
+        """The learning rate (settable: ``model.optimizer.learning_rate = 1e-4``); under a
+        schedule, as in Keras, the one the next update uses: ``schedule(iterations)``."""
+        if self.schedule is not None:
+            return float(self.schedule(self.iterations))
         return self.param_groups[0]["lr"] if self.built else self.defaults["lr"]
 
     @learning_rate.setter

@@ -151,7 +151,7 @@ class TrainingMixin:
         self.eval()
         try:
             with no_grad():
-                self(*[tensor(_cast_input(a[:2])) for a in xs])
+                self(*[tensor(a) for a in _cast_inputs(self, [a[:2] for a in xs])])
         finally:
             for m, flag in modes:
                 object.__setattr__(m, "training", flag)
@@ -166,7 +166,8 @@ class TrainingMixin:
         '<output>_loss' per output of a multi-output model, the metrics, and the same with
         'val_').
 
-        x: an array (N, ...), a list with one per input or a dict by input name; y: the same
+        x: an array (N, ...), a list with one per input or a dict by input name (integer
+        and bool arrays are cast to the weights' dtype, as Keras casts them); y: the same
         per output. ``batch_size`` defaults to 32. ``validation_split`` holds out the *last*
         fraction of the samples (before any shuffling), as Keras does;
         ``validation_data=(x_val, y_val)``, when given, is used instead. Calling fit again
@@ -212,7 +213,8 @@ class TrainingMixin:
                           "epochs report the loss and change nothing", stacklevel=2)
             loss = _constant_backward(c.loss)
         trainer = Trainer(self, c.optimizer, loss, metrics=c.metrics,
-                          verbose=2 if verbose else 0, callbacks=to_minidl(callbacks),
+                          verbose=2 if verbose else 0,
+                          callbacks=to_minidl(callbacks, len(xs[0]), batch_size),
                           num_inputs=len(xs))
         with self._as_lists():
             history = trainer.fit(train, epochs=epochs, val_loader=val)
@@ -324,15 +326,34 @@ def _compiled(module: Any) -> _Compiled:
     return c
 
 
-def _cast_input(a: np.ndarray, dt: Any = np.float32) -> np.ndarray:
-    return a.astype(dt) if a.dtype.kind in "fu" else a
+def _param_dtype(module: Any) -> np.dtype:
+    """The dtype of the model's floating weights (float32, Keras's floatx, before any)."""
+    return next((p.dtype for p in module.parameters() if p.dtype.kind == "f"),
+                np.dtype(np.float32))
+
+
+def _input_dtypes(module: Any, n: int) -> list[np.dtype]:
+    """The dtype each of ``n`` inputs is given, as Keras casts them: the parameter dtype
+    (float32 before the weights exist), except for a functional input declared with an
+    integer dtype (``keras.Input(..., dtype='int64')``), which keeps it."""
+    dt = _param_dtype(module)
+    declared = [s.dtype for s in getattr(module, "inputs", [])]
+    return [declared[i] if i < len(declared) and declared[i].kind in "iu" else dt
+            for i in range(n)]
+
+
+def _cast_inputs(module: Any, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Every input in its dtype of :func:`_input_dtypes`: integer and bool inputs become
+    floats too, as in Keras (uint8 images keep their values: a DataLoader would scale them
+    by 1/255, Keras does not)."""
+    return [a if a.dtype == dt else a.astype(dt)
+            for a, dt in zip(xs, _input_dtypes(module, len(xs)))]
 
 
 def _fields(module: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Inputs then targets for a DataLoader, with Keras's dtypes: float and uint8 inputs in
-    the parameter dtype (a DataLoader would scale uint8 images by 1/255; Keras does not),
-    float targets too; integer labels stay integers."""
-    dt = next((p.dtype for p in module.parameters() if p.dtype.kind == "f"),
-              np.dtype(np.float32))
-    return tuple([_cast_input(a, dt) for a in xs]
+    """Inputs then targets for a DataLoader, with Keras's dtypes: inputs as
+    :func:`_cast_inputs` casts them, float targets in the parameter dtype; integer labels
+    stay integers (the losses cast the targets they compare with floats)."""
+    dt = _param_dtype(module)
+    return tuple(_cast_inputs(module, xs)
                  + [a.astype(dt) if a.dtype.kind == "f" else a for a in ys])

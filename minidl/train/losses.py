@@ -42,34 +42,53 @@ _EPS = 1e-7  # Keras' backend epsilon
 
 
 def _like_output(output: Tensor, target: Any) -> Tensor:
-    """``target`` as a Tensor on the output's device, reshaped to the output's shape when it
-    has as many elements (Keras accepts y (N,) for predictions (N, 1))."""
+    """``target`` as a Tensor on the output's device in the output's dtype (Keras casts
+    y_true to y_pred's dtype: integer and bool targets work), reshaped to the output's shape
+    when it has as many elements (Keras accepts y (N,) for predictions (N, 1))."""
     t = target if isinstance(target, Tensor) else tensor(target, device=output.device)
+    if t.dtype != output.dtype:
+        t = t.astype(output.dtype)
     if t.shape != output.shape and t.size == output.size:
         t = t.reshape(output.shape)
     return t
 
 
+def _keras_log_probs(output: Tensor, from_logits: bool) -> Tensor:
+    """Keras's log-probabilities along the last axis: ``log_softmax`` of logits, or of
+    probabilities rescaled to sum to 1 and clipped to [1e-7, 1 - 1e-7]."""
+    if from_logits:
+        return F.log_softmax(output, axis=-1)
+    p = output / F.sum(output, axis=-1, keepdims=True)
+    return F.log(F.clip(p, _EPS, 1.0 - _EPS))
+
+
 def sparse_categorical_crossentropy(output: Tensor, target: Any,
                                     from_logits: bool = False) -> Tensor:
-    """Keras's loss on probabilities (N, C, ...) (logits with ``from_logits=True``) and class
-    indices (N, ...) or (N, 1, ...)."""
+    """Keras's loss on probabilities (..., C) (logits with ``from_logits=True``), the class
+    axis last, and class indices (...) (a trailing size-1 axis is squeezed, as Keras does):
+    (N, C) with (N,) or (N, 1); (N, T, C) with (N, T); (N, H, W, C) with (N, H, W). The mean
+    over every labelled position."""
     t = target if isinstance(target, Tensor) else tensor(target, device=output.device)
-    if t.ndim == output.ndim and t.shape[1] == 1:
-        t = t.reshape((t.shape[0], *t.shape[2:]))
-    if t.dtype.kind == "f":  # Keras takes float labels too
+    if t.ndim == output.ndim and t.ndim and t.shape[-1] == 1:
+        t = t.reshape(t.shape[:-1])
+    if output.ndim < 1 or t.shape != output.shape[:-1]:
+        raise ValueError(f"sparse_categorical_crossentropy: probabilities {tuple(output.shape)} "
+                         f"(classes on the last axis, as in Keras) need class indices of shape "
+                         f"{tuple(output.shape[:-1])}, got {tuple(t.shape)}; one-hot targets "
+                         f"need 'categorical_crossentropy'")
+    if t.dtype.kind != "i":  # Keras takes float (and unsigned) labels too
         t = t.astype(np.int64)
-    if from_logits:
-        return F.cross_entropy(output, t)
-    return F.nll_loss(F.log(F.clip(output, _EPS, 1.0)), t)
+    classes = output.shape[-1]
+    logp = _keras_log_probs(output, from_logits).reshape((-1, classes))
+    return F.nll_loss(logp, t.reshape((-1,)))
 
 
 def categorical_crossentropy(output: Tensor, target: Any, from_logits: bool = False) -> Tensor:
-    """Keras's loss on probabilities (N, C, ...) (logits with ``from_logits=True``) and
-    one-hot or soft targets of that shape."""
+    """Keras's loss on probabilities (..., C) (logits with ``from_logits=True``), the class
+    axis last, and one-hot or soft targets of that shape: ``-sum(t * log(p))`` over the last
+    axis after rescaling ``p`` to sum to 1 there (as Keras does), averaged over the rest."""
     t = _like_output(output, target)
-    logp = F.log_softmax(output, axis=1) if from_logits else F.log(F.clip(output, _EPS, 1.0))
-    return -F.mean(F.sum(t * logp, axis=1))
+    return -F.mean(F.sum(t * _keras_log_probs(output, from_logits), axis=-1))
 
 
 def binary_crossentropy(output: Tensor, target: Any, from_logits: bool = False) -> Tensor:

@@ -1,7 +1,7 @@
 """Metrics averaged over an epoch (accuracy, top-k, MAE, MSE, and Keras's
-sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, root_mean_squared_error),
-get_metric, and the same on plain arrays: accuracy, top_k_accuracy, confusion_matrix,
-most_confused."""
+sparse_categorical_accuracy, categorical_accuracy, binary_accuracy, root_mean_squared_error,
+the top-k ones), get_metric, and the same on plain arrays: accuracy, top_k_accuracy,
+confusion_matrix, most_confused."""
 from __future__ import annotations
 
 import copy
@@ -15,8 +15,8 @@ from ..backend import device_of, get_array_module, to_device, to_numpy
 
 __all__ = ["Metric", "FunctionMetric", "Accuracy", "TopKAccuracy", "MeanAbsoluteError",
            "MeanSquaredError", "SparseCategoricalAccuracy", "CategoricalAccuracy",
-           "BinaryAccuracy", "RootMeanSquaredError", "get_metric", "accuracy", "top_k_accuracy",
-           "confusion_matrix", "most_confused"]
+           "BinaryAccuracy", "RootMeanSquaredError", "KerasTopKAccuracy", "get_metric",
+           "accuracy", "top_k_accuracy", "confusion_matrix", "most_confused"]
 
 
 def _first(x: Any) -> Any:
@@ -258,6 +258,39 @@ class BinaryAccuracy(Metric):
         self.count += int(hits.size)
 
 
+class KerasTopKAccuracy(Metric):
+    """Keras's top_k_categorical_accuracy (one-hot targets (..., C)) and, with
+    ``sparse=True``, sparse_top_k_categorical_accuracy (class indices (...), a trailing
+    size-1 axis squeezed): whether the true class is among the ``k`` best scores of the
+    last axis, at every position."""
+
+    def __init__(self, k: int = 5, sparse: bool = False, **kwargs: Any) -> None:
+        if k < 1:
+            raise ValueError(f"top_k_categorical_accuracy: k must be >= 1, got {k}")
+        self.k, self.sparse = int(k), sparse
+        self.name = ("sparse_" if sparse else "") + "top_k_categorical_accuracy"
+        super().__init__(**kwargs)
+
+    def update(self, output: Any, target: Any) -> None:
+        output, target = self.select(output, target)
+        xp = get_array_module(output)
+        c = output.shape[-1]
+        if not self.sparse:
+            target = target.argmax(axis=-1)
+        elif target.ndim == output.ndim and target.shape[-1] == 1:
+            target = target.reshape(target.shape[:-1])
+        if tuple(target.shape) != tuple(output.shape[:-1]):
+            raise ValueError(f"{self.name}: scores {tuple(output.shape)} need "
+                             f"{'labels' if self.sparse else 'one-hot targets'} for "
+                             f"{tuple(output.shape[:-1])} positions, got {tuple(target.shape)}")
+        scores = output.reshape(-1, c)
+        true_score = xp.take_along_axis(scores, target.reshape(-1, 1).astype(np.int64), axis=1)
+        # the true class is in the top k iff fewer than k scores beat it
+        hits = xp.count_nonzero((scores > true_score).sum(axis=1) < self.k)
+        self.total = self.total + hits
+        self.count += int(scores.shape[0])
+
+
 class RootMeanSquaredError(MeanSquaredError):
     """Square root of the mean of ``(output - target)**2`` over everything seen."""
 
@@ -310,8 +343,8 @@ _KERAS_METRICS: dict[str, Callable[..., Metric]] = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy, "binary_accuracy": BinaryAccuracy,
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
-    "top_k_categorical_accuracy": lambda **kw: TopKAccuracy(5, **kw),
-    "sparse_top_k_categorical_accuracy": lambda **kw: TopKAccuracy(5, **kw),
+    "top_k_categorical_accuracy": lambda **kw: KerasTopKAccuracy(5, **kw),
+    "sparse_top_k_categorical_accuracy": lambda **kw: KerasTopKAccuracy(5, sparse=True, **kw),
 }
 
 
