@@ -11,6 +11,11 @@
 
 The ImageNet blocks write their sum inline (``relu(bn2(...) + shortcut)``) because
 torchvision's key names (``conv1``, ``bn1``, ``downsample``) live directly on the block.
+
+Every block runs batch norm + ReLU and the residual add + ReLU as one fused node each
+(minidl.functional.fused), which gives the same bits as the two modules would; it does so
+only while no hook observes the modules it skips (summary, flow recorders and user hooks
+see every module called as before), and batch norm + ReLU only in training mode.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.fused import add_relu, batch_norm_relu
 from ..nn import (
     AdaptiveAvgPool2d,
     BatchNorm2d,
@@ -34,7 +40,36 @@ from ..nn import (
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
            "resnet101", "resnet152", "plain18", "plain34", "CifarResNet", "cifar_resnet",
-           "ShortcutA", "cifar_basic_block"]
+           "ShortcutA", "CifarBasicBlock", "cifar_basic_block"]
+
+
+def _unobserved(*modules: Module) -> bool:
+    """Whether a fused call may stand in for these modules: no hook of theirs would be
+    skipped."""
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in modules)
+
+
+def _bn_relu(bn: Module, relu: Module, x: Tensor) -> Tensor:
+    """``relu(bn(x))``: one fused node for a BatchNorm2d and a ReLU in training mode."""
+    if not (type(bn) is BatchNorm2d and type(relu) is ReLU and bn.training
+            and x.ndim == 4 and x.shape[1] == bn.num_features and _unobserved(bn, relu)):
+        return relu(bn(x))
+    # what BatchNorm2d.forward does in training mode, with the ReLU fused in
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.track_running_stats:
+        bn.num_batches_tracked.data = bn.num_batches_tracked.data + 1
+        if bn.momentum is None:  # cumulative moving average, as torch
+            momentum = 1.0 / float(bn.num_batches_tracked.data)
+        return batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                               True, momentum, bn.eps)
+    return batch_norm_relu(x, None, None, bn.weight, bn.bias, True, momentum, bn.eps)
+
+
+def _add_relu(relu: Module, y: Tensor, shortcut: Tensor) -> Tensor:
+    """``relu(y + shortcut)``: one fused node when ``relu`` is a plain ReLU."""
+    if type(relu) is ReLU and _unobserved(relu):
+        return add_relu(y, shortcut)
+    return relu(y + shortcut)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> Conv2d:
@@ -73,11 +108,12 @@ class BasicBlock(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.use_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        out = _bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = self.conv2(out)
+        if not self.use_shortcut:
+            return _bn_relu(self.bn2, self.relu, out)
+        return _add_relu(self.relu, self.bn2(out),
+                         x if self.downsample is None else self.downsample(x))
 
 
 class Bottleneck(Module):
@@ -107,12 +143,13 @@ class Bottleneck(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.use_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        out = _bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = _bn_relu(self.bn2, self.relu, self.conv2(out))
+        out = self.conv3(out)
+        if not self.use_shortcut:
+            return _bn_relu(self.bn3, self.relu, out)
+        return _add_relu(self.relu, self.bn3(out),
+                         x if self.downsample is None else self.downsample(x))
 
 
 class ResNet(Module):
@@ -160,7 +197,7 @@ class ResNet(Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The CNN codes: (N, 3, H, W) -> (N, 512 * expansion), the input of ``fc``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(_bn_relu(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return F.flatten(self.avgpool(x), 1)
 
@@ -234,7 +271,35 @@ class ShortcutA(Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def cifar_basic_block(cin: int, cout: int, stride: int = 1, plain: bool = False) -> Sequential:
+class CifarBasicBlock(Sequential):
+    """``Sequential(Residual(body, shortcut), ReLU())``, or ``Sequential(body, ReLU())``
+    plain, with body ``conv-bn-relu-conv-bn``: a Sequential in every respect (children,
+    state-dict keys, hooks), whose forward runs bn + relu and add + relu fused while the
+    modules it skips have no hooks (see the module docstring); any other content runs as
+    a plain Sequential.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self) != 2:
+            return super().forward(x)
+        first, relu = self[0], self[1]
+        res = first if type(first) is Residual else None
+        body = first.block if res is not None else first
+        if type(body) is not Sequential or len(body) != 5 or not _unobserved(first, body):
+            return super().forward(x)
+        conv1, bn1, relu1, conv2, bn2 = body
+        out = conv2(_bn_relu(bn1, relu1, conv1(x)))
+        if res is None:
+            return _bn_relu(bn2, relu, out)
+        out = bn2(out)
+        s = x if res.shortcut is None else res.shortcut(x)
+        if out.shape != s.shape:  # raises Residual's own error
+            return relu(res.forward(x))
+        return _add_relu(relu, out, s)
+
+
+def cifar_basic_block(cin: int, cout: int, stride: int = 1,
+                      plain: bool = False) -> CifarBasicBlock:
     """One block of the CIFAR ResNet: ``relu(Residual(conv-bn-relu-conv-bn, shortcut))``.
 
     (N, cin, H, W) -> (N, cout, H/stride, W/stride); the plain form drops the shortcut.
@@ -242,9 +307,9 @@ def cifar_basic_block(cin: int, cout: int, stride: int = 1, plain: bool = False)
     body = Sequential(conv3x3(cin, cout, stride), BatchNorm2d(cout), ReLU(),
                       conv3x3(cout, cout), BatchNorm2d(cout))
     if plain:
-        return Sequential(body, ReLU())
+        return CifarBasicBlock(body, ReLU())
     shortcut = None if stride == 1 and cin == cout else ShortcutA(cin, cout, stride)
-    return Sequential(Residual(body, shortcut), ReLU())
+    return CifarBasicBlock(Residual(body, shortcut), ReLU())
 
 
 class CifarResNet(Module):
