@@ -286,6 +286,89 @@ def _offset_major(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
 
 
 # ---------------------------------------------------------------------------------------------
+# 1x1 convolutions (stride 1, no padding, one group): on channels-last data the image is
+# already the (N*H*W, C) matrix im2col would build, so each kernel is one GEMM per batch
+# block on the arrays themselves (docs/convolution.md, "1x1 convolutions").
+
+def is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
+                 groups: int) -> bool:
+    """Whether a conv is a plain GEMM over pixels: 1x1, stride 1, no padding, one group
+    (dilation does not matter for a 1x1 kernel)."""
+    return kernel == (1, 1) and stride == (1, 1) and not any(pads) and groups == 1
+
+
+def _pixel_rows(a: np.ndarray, dtype: np.dtype, nb: int
+                ) -> tuple[Callable[[], Any], Callable[[Any, int, int], np.ndarray]]:
+    """(workspace, rows) giving images [n0, n0 + n) of a (N, C, H, W) as an (n*H*W, C)
+    matrix: a view of a channels-last array, else a copy into the block's workspace."""
+    N, C, H, W = a.shape
+    t = _nhwc(a)
+    if t.dtype == dtype and t.flags.c_contiguous:
+        return (lambda: None), (lambda ws, n0, n: t[n0:n0 + n].reshape(n * H * W, C))
+
+    def workspace() -> np.ndarray:
+        return np.empty((nb, H, W, C), dtype)
+
+    def rows(ws: np.ndarray, n0: int, n: int) -> np.ndarray:
+        _copy_nhwc(ws[:n], t[n0:n0 + n])
+        return ws[:n].reshape(n * H * W, C)
+
+    return workspace, rows
+
+
+def _pointwise(src: np.ndarray, wmat: np.ndarray, out: np.ndarray) -> None:
+    """out (N, H, W, K) = src's pixel rows (N*H*W, C) @ wmat (C, K), in batch blocks."""
+    N, C, H, W = src.shape
+    K = wmat.shape[1]
+    nb, threads = _plan(N, H * W * C * wmat.itemsize)
+    workspace, rows = _pixel_rows(src, wmat.dtype, nb)
+
+    def block(ws: Any, n0: int, n: int) -> None:
+        np.matmul(rows(ws, n0, n), wmat, out=out[n0:n0 + n].reshape(n * H * W, K))
+
+    _run_blocks(N, nb, threads, workspace, block)
+
+
+def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """1x1 conv: y (N, K, H, W) = x's pixels (N*H*W, C) @ w (K, C)^T (+ b)."""
+    N, _, H, W = x.shape
+    K = w.shape[0]
+    out = _nhwc(_new((N, K, H, W), np.result_type(x, w)))
+    _pointwise(x, w.reshape(K, -1).T.astype(out.dtype), out)
+    if b is not None:
+        out += b
+    return _nchw(out)
+
+
+def _pointwise_grad_input(gy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """dx of a 1x1 conv: dx's pixels (N*H*W, C) = gy's pixels (N*H*W, K) @ w (K, C)."""
+    N, K, H, W = gy.shape
+    C = w.shape[1]
+    dx = _nhwc(_new((N, C, H, W), np.result_type(gy, w)))
+    _pointwise(gy, np.ascontiguousarray(w.reshape(K, C), dtype=dx.dtype), dx)
+    return _nchw(dx)
+
+
+def _pointwise_grad_weight(x: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """dw of a 1x1 conv: (K, C, 1, 1) = sum over batch blocks of gy's pixels^T @ x's pixels,
+    added in block order."""
+    N, C, H, W = x.shape
+    K = gy.shape[1]
+    dtype = np.result_type(x, gy)
+    nb, threads = _plan(N, H * W * (C + K) * np.dtype(dtype).itemsize)
+    x_ws, x_rows = _pixel_rows(x, dtype, nb)
+    g_ws, g_rows = _pixel_rows(gy, dtype, nb)
+
+    def block(ws: tuple[Any, Any], n0: int, n: int) -> np.ndarray:
+        return np.matmul(g_rows(ws[1], n0, n).T, x_rows(ws[0], n0, n))
+
+    acc = np.zeros((K, C), dtype)
+    for part in _run_blocks(N, nb, threads, lambda: (x_ws(), g_ws()), block):
+        acc += part                 # in block order: the same sum whichever thread ran what
+    return acc.reshape(K, C, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # public kernels (NCHW shapes in, any memory layout; NCHW shapes out, stored channels-last)
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
@@ -293,6 +376,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     """y = conv(x, w) + b; x (N, C, H, W), w (K, C/G, kh, kw) -> y (N, K, Ho, Wo)."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
+    if is_pointwise((kh, kw), stride, pads, groups):
+        return _pointwise_forward(x, w, b)
     Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
     out = _nhwc(_new((N, K, Ho, Wo), np.result_type(x, w)))
@@ -330,6 +415,8 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     N, K, Ho, Wo = gy.shape
     _, Cg, kh, kw = w.shape
     H, W = in_hw
+    if is_pointwise((kh, kw), stride, pads, groups) and (H, W) == (Ho, Wo):
+        return _pointwise_grad_input(gy, w)
     C = Cg * groups
     dtype = np.result_type(gy, w)
     (sh, sw), (dh, dw) = stride, dilation
@@ -434,6 +521,8 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
     kh, kw = kernel
     G, Cg, Kg, kk = groups, C // groups, K // groups, kh * kw
     dtype = np.result_type(x, gy)
+    if is_pointwise(kernel, stride, pads, groups) and (H, W) == (Ho, Wo):
+        return _pointwise_grad_weight(x, gy)
     if groups == 1 and C <= FEW_CHANNELS:
         return _grad_weight_few_channels(x.astype(dtype, copy=False), gy, kernel, stride, pads,
                                          dilation)
