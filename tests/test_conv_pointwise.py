@@ -1,5 +1,5 @@
-"""1x1 convolutions (stride 1, no padding, one group) as plain GEMMs: the three kernels
-against the reference conv and its adjoints on every device and memory layout, that no
+"""1x1 convolutions (no padding, one group) as plain GEMMs: the three kernels against the
+reference conv and its adjoints on every device and memory layout, strided too, that no
 im2col runs on the CPU, and float64 gradchecks of F.conv2d through that path."""
 from __future__ import annotations
 
@@ -49,6 +49,34 @@ def test_pointwise_kernels_match_reference_and_adjoints(xp, dtype, tol, shape):
         np.testing.assert_allclose(to_numpy(dx), ref_dx, rtol=tol, atol=tol * np.sqrt(K))
 
 
+@pytest.mark.parametrize("stride, in_hw", [((2, 2), (7, 8)), ((1, 3), (5, 7)), ((2, 2), (8, 8))])
+def test_strided_pointwise_kernels_match_reference(xp, stride, in_hw):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5) + in_hw)
+    w = rng.standard_normal((6, 5, 1, 1))
+    args = (stride, (0, 0, 0, 0), (1, 1), 1)
+    ref = reference.conv2d(x, w, None, *args)
+    gy = rng.standard_normal(ref.shape)
+    sub = x[:, :, ::stride[0], ::stride[1]]
+    ref_dx = np.zeros_like(x)
+    ref_dx[:, :, ::stride[0], ::stride[1]] = np.einsum("nkhw,kc->nchw", gy, w[:, :, 0, 0])
+    ref_dw = np.einsum("nkhw,nchw->kc", gy, sub)[:, :, None, None]
+    for xa in _layouts(xp, x):
+        y = kernels.conv2d_forward(xa, xp.asarray(w), None, *args)
+        np.testing.assert_allclose(to_numpy(y), ref, rtol=1e-12, atol=1e-12)
+        dw = kernels.conv2d_grad_weight(xa, xp.asarray(gy), (1, 1), *args)
+        np.testing.assert_allclose(to_numpy(dw), ref_dw, rtol=1e-12, atol=1e-11)
+    for ga in _layouts(xp, gy):
+        dx = kernels.conv2d_grad_input(ga, xp.asarray(w), in_hw, *args)
+        np.testing.assert_allclose(to_numpy(dx), ref_dx, rtol=1e-12, atol=1e-12)
+    # a transposed conv's output_padding asks for an input gradient one row larger
+    big = (in_hw[0] + 1, in_hw[1])
+    if kernels.out_size(big[0], 1, stride[0], 0, 0, 1) == ref.shape[2]:
+        dx = to_numpy(kernels.conv2d_grad_input(xp.asarray(gy), xp.asarray(w), big, *args))
+        np.testing.assert_allclose(dx[:, :, :in_hw[0]], ref_dx, rtol=1e-12, atol=1e-12)
+        assert not dx[:, :, in_hw[0]:].any()
+
+
 def test_pointwise_path_runs_no_im2col(monkeypatch):
     def no_im2col(*args, **kw):
         raise AssertionError("im2col ran for a 1x1 conv")
@@ -60,9 +88,11 @@ def test_pointwise_path_runs_no_im2col(monkeypatch):
     y = kernels.conv2d_forward(x, w, None, *ARGS)
     kernels.conv2d_grad_input(y, w, (3, 3), *ARGS)
     kernels.conv2d_grad_weight(x, y, (1, 1), *ARGS)
-    # a strided or padded 1x1 conv is not a plain GEMM: it still takes the im2col path
-    with pytest.raises(AssertionError, match="im2col ran"):
-        kernels.conv2d_forward(x, w, None, (2, 2), (0, 0, 0, 0), (1, 1), 1)
+    strided = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+    y = kernels.conv2d_forward(x, w, None, *strided)
+    kernels.conv2d_grad_input(y, w, (3, 3), *strided)
+    kernels.conv2d_grad_weight(x, y, (1, 1), *strided)
+    # a padded 1x1 conv is not a plain GEMM: it still takes the im2col path
     with pytest.raises(AssertionError, match="im2col ran"):
         kernels.conv2d_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
 
@@ -96,3 +126,6 @@ def test_conv2d_1x1_gradcheck(device):
     # conv_transpose2d with a 1x1 kernel runs the same kernels the other way round
     wt = md.tensor(rng.standard_normal((3, 2, 1, 1)), device=device, requires_grad=True)
     assert md.gradcheck(F.conv_transpose2d, x, wt)
+    assert md.gradcheck(lambda x, w: F.conv2d(x, w, stride=2), x, w)
+    assert md.gradcheck(lambda x, w: F.conv_transpose2d(x, w, stride=2, output_padding=1),
+                        x, wt)

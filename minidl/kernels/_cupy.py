@@ -236,8 +236,9 @@ def conv2d_forward(x: Any, w: Any, b: Any, stride: tuple[int, int], pads: Pads,
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
     if is_pointwise((kh, kw), stride, pads, groups):
-        # a 1x1 conv is one GEMM on the (C, N*H*W) pixel matrix itself: no im2col
-        y = cp.matmul(w.reshape(K, C), _gy_matrix(x, 1)[0]).reshape(K, N, H, W)
+        # a 1x1 conv is one GEMM on the (C, N*Ho*Wo) pixel matrix: no im2col
+        xs = x[:, :, ::stride[0], ::stride[1]]
+        y = cp.matmul(w.reshape(K, C), _gy_matrix(xs, 1)[0]).reshape(K, N, *xs.shape[2:])
         if b is not None:
             y += b.reshape(K, 1, 1, 1)
         return y.transpose(1, 0, 2, 3)
@@ -266,9 +267,14 @@ def conv2d_grad_input(gy: Any, w: Any, in_hw: tuple[int, int], stride: tuple[int
     cp = xp_for("cuda")
     N, K, Ho, Wo = gy.shape
     _, Cg, kh, kw = w.shape
-    if is_pointwise((kh, kw), stride, pads, groups) and tuple(in_hw) == (Ho, Wo):
-        dx = cp.matmul(w.reshape(K, Cg).T, _gy_matrix(gy, 1)[0])          # (C, N*H*W)
-        return dx.reshape(Cg, N, Ho, Wo).transpose(1, 0, 2, 3)
+    if is_pointwise((kh, kw), stride, pads, groups, tuple(in_hw), (Ho, Wo)):
+        dx = cp.matmul(w.reshape(K, Cg).T, _gy_matrix(gy, 1)[0])      # (C, N*Ho*Wo)
+        dx = dx.reshape(Cg, N, Ho, Wo).transpose(1, 0, 2, 3)
+        if stride == (1, 1) and tuple(in_hw) == (Ho, Wo):
+            return dx
+        full = cp.zeros((Cg, N, *in_hw), dx.dtype).transpose(1, 0, 2, 3)
+        full[:, :, ::stride[0], ::stride[1]] = dx
+        return full
     wm = w.reshape(groups, K // groups, Cg * kh * kw)
     dcol = cp.matmul(wm.transpose(0, 2, 1), _gy_matrix(gy, groups))
     dcol = dcol.reshape(Cg * groups, kh, kw, N, Ho, Wo)
@@ -282,9 +288,9 @@ def conv2d_grad_weight(x: Any, gy: Any, kernel: tuple[int, int], stride: tuple[i
     N, K, Ho, Wo = gy.shape
     C = x.shape[1]
     kh, kw = kernel
-    if is_pointwise(kernel, stride, pads, groups) and tuple(x.shape[2:]) == (Ho, Wo):
-        gw = cp.matmul(_gy_matrix(gy, 1)[0], _gy_matrix(x, 1)[0].T)        # (K, C)
-        return gw.reshape(K, C, 1, 1)
+    if is_pointwise(kernel, stride, pads, groups, tuple(x.shape[2:]), (Ho, Wo)):
+        xs = _gy_matrix(x[:, :, ::stride[0], ::stride[1]], 1)[0]
+        return cp.matmul(_gy_matrix(gy, 1)[0], xs.T).reshape(K, C, 1, 1)
     col = _cols(x, kernel, stride, pads, dilation, (Ho, Wo))
     cols = col.reshape(groups, C // groups * kh * kw, N * Ho * Wo)
     gw = cp.matmul(_gy_matrix(gy, groups), cols.transpose(0, 2, 1))

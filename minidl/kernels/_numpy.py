@@ -286,15 +286,27 @@ def _offset_major(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
 
 
 # ---------------------------------------------------------------------------------------------
-# 1x1 convolutions (stride 1, no padding, one group): on channels-last data the image is
-# already the (N*H*W, C) matrix im2col would build, so each kernel is one GEMM per batch
-# block on the arrays themselves (docs/convolution.md, "1x1 convolutions").
+# 1x1 convolutions (no padding, one group): on channels-last data the image is already the
+# (N*H*W, C) matrix im2col would build, so each kernel is one GEMM per batch block on the
+# arrays themselves; a stride s reads (and the input gradient writes) every s-th pixel
+# (docs/convolution.md, "1x1 convolutions").
 
-def is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
-                 groups: int) -> bool:
-    """Whether a conv is a plain GEMM over pixels: 1x1, stride 1, no padding, one group
-    (dilation does not matter for a 1x1 kernel)."""
-    return kernel == (1, 1) and stride == (1, 1) and not any(pads) and groups == 1
+def is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], pads: Pads, groups: int,
+                 in_hw: tuple[int, int] | None = None,
+                 out_hw: tuple[int, int] | None = None) -> bool:
+    """Whether a conv is a plain GEMM over (every stride-th) pixel: 1x1, no padding, one
+    group (dilation does not matter for a 1x1 kernel); with both sizes given, also that the
+    output has one pixel per stride-th input pixel (an input gradient for a transposed
+    conv's output_padding may be larger)."""
+    if kernel != (1, 1) or any(pads) or groups != 1:
+        return False
+    return in_hw is None or out_hw is None or all(
+        out_size(i, 1, s, 0, 0, 1) == o for i, s, o in zip(in_hw, stride, out_hw))
+
+
+def _subsample(x: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """Every stride-th pixel of x (N, C, H, W), a view (x itself at stride 1)."""
+    return x if stride == (1, 1) else x[:, :, ::stride[0], ::stride[1]]
 
 
 def _pixel_rows(a: np.ndarray, dtype: np.dtype, nb: int
@@ -377,7 +389,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     if is_pointwise((kh, kw), stride, pads, groups):
-        return _pointwise_forward(x, w, b)
+        return _pointwise_forward(_subsample(x, stride), w, b)
     Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
     out = _nhwc(_new((N, K, Ho, Wo), np.result_type(x, w)))
@@ -415,10 +427,14 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     N, K, Ho, Wo = gy.shape
     _, Cg, kh, kw = w.shape
     H, W = in_hw
-    if is_pointwise((kh, kw), stride, pads, groups) and (H, W) == (Ho, Wo):
-        return _pointwise_grad_input(gy, w)
     C = Cg * groups
     dtype = np.result_type(gy, w)
+    if is_pointwise((kh, kw), stride, pads, groups, (H, W), (Ho, Wo)):
+        if (H, W) == (Ho, Wo):
+            return _pointwise_grad_input(gy, w)
+        dx = _new((N, C, H, W), dtype, fill=0)   # pixels no output reads get no gradient
+        _subsample(dx, stride)[...] = _pointwise_grad_input(gy, w)
+        return dx
     (sh, sw), (dh, dw) = stride, dilation
     if sh == 1 and sw == 1 and groups == 1 and OFFSET_MAJOR_DX_RATIO * C <= K:
         return _grad_input_offset_major(gy, w, in_hw, pads, dilation)
@@ -521,8 +537,8 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
     kh, kw = kernel
     G, Cg, Kg, kk = groups, C // groups, K // groups, kh * kw
     dtype = np.result_type(x, gy)
-    if is_pointwise(kernel, stride, pads, groups) and (H, W) == (Ho, Wo):
-        return _pointwise_grad_weight(x, gy)
+    if is_pointwise(kernel, stride, pads, groups, (H, W), (Ho, Wo)):
+        return _pointwise_grad_weight(_subsample(x, stride), gy)
     if groups == 1 and C <= FEW_CHANNELS:
         return _grad_weight_few_channels(x.astype(dtype, copy=False), gy, kernel, stride, pads,
                                          dilation)
