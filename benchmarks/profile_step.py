@@ -9,7 +9,9 @@ times ``--steps`` steps and prints one table per case, sorted by total time:
 * backward: the time of each node's ``backward`` including the minidl ops it runs (those
   ops are not counted again as forward);
 * "(engine)" is the backward pass minus its nodes (heap, delivery, accumulation, leaf
-  ``.grad``), "(other)" the rest of the step (modules' Python, optimizer, zero_grad).
+  ``.grad``), "(other)" the rest of the step (modules' Python, optimizer, zero_grad);
+* a second table breaks the backward rows down into the Functions they run (a Conv2d's
+  backward is a Conv2dGradInput and a Conv2dGradWeight), as "inside <node>.backward".
 
 With ``--cpu-time`` the clock is the process CPU time (use it with ``--threads 1`` on a
 shared machine: other jobs barely change it).
@@ -44,6 +46,7 @@ class Timers:
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
         self.depth = 0        # > 0 while inside a node's backward
+        self.node = ""        # the node whose backward is running
         self.backward_total = 0.0
 
     def reset(self) -> None:
@@ -63,17 +66,18 @@ def install(timers: Timers) -> Callable[[], None]:
     clock = timers.clock
 
     def call(self: Any, *inputs: Any) -> Any:
-        if timers.depth:          # an op inside a backward: counted in that backward
-            return orig_call(self, *inputs)
+        # an op inside a backward is counted in that backward, and broken down apart
+        phase = f"inside {timers.node}.backward" if timers.depth else "forward"
         t = clock()
         out = orig_call(self, *inputs)
-        key = (type(self).__name__, "forward")
+        key = (type(self).__name__, phase)
         timers.seconds[key] += clock() - t
         timers.calls[key] += 1
         return out
 
     def node(fn: Any, gys: Any, anomaly: bool) -> Any:
         timers.depth += 1
+        outer, timers.node = timers.node, type(fn).__name__
         t = clock()
         try:
             return orig_node(fn, gys, anomaly)
@@ -82,6 +86,7 @@ def install(timers: Timers) -> Callable[[], None]:
             timers.seconds[key] += clock() - t
             timers.calls[key] += 1
             timers.depth -= 1
+            timers.node = outer
 
     def run(*args: Any, **kw: Any) -> Any:
         t = clock()
@@ -141,7 +146,10 @@ def profile(case: str, steps: int, warmup: int, clock: Callable[[], float]) -> s
     finally:
         uninstall()
     rows = [(s, name, phase, timers.calls[(name, phase)])
-            for (name, phase), s in timers.seconds.items()]
+            for (name, phase), s in timers.seconds.items() if not phase.startswith("inside")]
+    inner = sorted(((s, name, phase, timers.calls[(name, phase)])
+                    for (name, phase), s in timers.seconds.items()
+                    if phase.startswith("inside")), reverse=True)
     nodes_bwd = sum(s for s, _, phase, _ in rows if phase == "backward")
     engine = timers.backward_total - nodes_bwd
     other = total - sum(s for s, *_ in rows) - engine
@@ -153,6 +161,12 @@ def profile(case: str, steps: int, warmup: int, clock: Callable[[], float]) -> s
     for s, name, phase, calls in rows:
         lines.append(f"| {name} | {phase} | {s * ms:.2f} | {100 * s / total:.1f} | "
                      f"{calls / steps:g} |")
+    lines += ["", "Functions run inside the backward rows above (ops above 1 % of the step):",
+              "", "| Function | phase | ms/step | % | calls/step |", "|---|---|---|---|---|"]
+    for s, name, phase, calls in inner:
+        if s >= 0.01 * total:
+            lines.append(f"| {name} | {phase} | {s * ms:.2f} | {100 * s / total:.1f} | "
+                         f"{calls / steps:g} |")
     return "\n".join(lines)
 
 
