@@ -88,6 +88,43 @@ def test_batch_norm_relu_gradcheck(device):
     assert md.gradgradcheck(fn, x, g, b)
 
 
+def test_batch_norm_relu_second_derivative_in_every_input(device):
+    """The backward's backward (BatchNormGrad with the ReLU mask), also in the incoming
+    gradient v, which a gradgradcheck with fixed weights does not reach."""
+    rng = np.random.default_rng(5)
+    x = md.tensor(_data((3, 2, 2, 3), 4), device=device, requires_grad=True)
+    g = md.tensor(_data(2, 1), device=device, requires_grad=True)
+    b = md.tensor(_data(2, 2), device=device, requires_grad=True)
+    v = md.tensor(_data((3, 2, 2, 3), 6), device=device, requires_grad=True)
+    u = [md.tensor(rng.standard_normal(t.shape), device=device) for t in (x, g, b)]
+    assert np.abs(F.batch_norm(x, None, None, g, b, training=True).numpy()).min() > 1e-3
+
+    def second(op):
+        def fn(x, g, b, v):
+            with md.enable_grad():      # gradcheck's numeric side runs under no_grad
+                y = op(x, g, b)
+                grads = md.grad(y, (x, g, b), grad_outputs=v, create_graph=True)
+                return sum((d * w).sum() for d, w in zip(grads, u))
+        return fn
+
+    fn = second(lambda x, g, b: batch_norm_relu(x, None, None, g, b, training=True))
+    composed = second(lambda x, g, b: F.relu(F.batch_norm(x, None, None, g, b, training=True)))
+
+    assert md.gradcheck(fn, x, g, b, v)
+    for t in (x, g, b, v):
+        t.grad = None
+    fn(x, g, b, v).backward()
+    # beta enters the gradients only through the (piecewise constant) mask: no gradient
+    fused = [None if t.grad is None else t.grad.numpy() for t in (x, g, b, v)]
+    for t in (x, g, b, v):
+        t.grad = None
+    composed(x, g, b, v).backward()
+    assert fused[2] is None and b.grad is None
+    for a, t in zip(fused, (x, g, b, v)):
+        if a is not None:
+            np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_add_relu_forward_and_bitwise(device):
     a, b, gy = _data((4, 5, 3), 0, np.float32), _data((4, 5, 3), 1, np.float32), \
         _data((4, 5, 3), 2, np.float32)

@@ -2,10 +2,11 @@
 
 Each is an ordinary Function (forward on raw arrays, backward with minidl ops, so
 ``create_graph=True`` works) that computes exactly what its unfused composition computes,
-bit for bit: the same array operations in the same order, only with the ReLU applied in
-place on the first op's output and one graph node instead of two. What that saves is one
-activation-sized array and one node per use; the ResNet blocks of minidl.models use them
-in training mode (benchmarks/profile_step.py shows where a step's time goes).
+bit for bit: the same elementwise operations on the same numbers, with the ReLU applied in
+place on the first op's output (batch norm: block by block while it is in the cache) and
+one graph node instead of two. What that saves is an activation-sized array and a pass
+over memory or two per use (benchmarks/bench_fused.py); the ResNet blocks of
+minidl.models use them (benchmarks/profile_step.py shows where a step's time goes).
 """
 from __future__ import annotations
 
@@ -26,16 +27,23 @@ def _relu_in_place(fn: Function, y: Any) -> Any:
 
 
 class BatchNormReLU(BatchNorm):
-    """relu(batch_norm(x)) in training mode: x (N, C, ...), gamma, beta (C,) -> shape of x."""
+    """relu(batch_norm(x)) in training mode: x (N, C, ...), gamma, beta (C,) -> shape of x.
+
+    The ReLU runs on each block of batch norm's output while it is in the cache, and its
+    backward (the mask) inside BatchNormGrad's first pass.
+    """
+
+    relu = True
 
     def forward(self, x, gamma, beta):
-        return _relu_in_place(self, super().forward(x, gamma, beta))
+        y = super().forward(x, gamma, beta)
+        if any(self.needs_input_grad):
+            self.mask = y > 0
+        return y
 
     def backward(self, gy):
-        # the ReLU's backward, then batch norm's fused one, as the two unfused nodes do
-        g = gy * Tensor(self.mask.astype(gy.dtype))
         x, gamma = self.inputs[0], self.inputs[1]
-        return BatchNormGrad(self.mean, self.inv_std, self.eps)(x, gamma, g)
+        return BatchNormGrad(self.mean, self.inv_std, self.eps, self.mask)(x, gamma, gy)
 
 
 class AddReLU(Function):
