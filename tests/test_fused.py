@@ -229,3 +229,43 @@ def test_zoo_uses_the_fused_nodes_in_training_only():
     model.eval()        # eval mode: batch norm with running statistics, unfused
     kinds = _node_kinds(model(x))
     assert BatchNormReLU not in kinds and AddReLU in kinds
+
+
+@pytest.mark.parametrize("variant", ["momentum_none", "no_running_stats", "plain"])
+def test_block_variants_fused_equal_unfused(variant):
+    """BatchNorm2d options the fused path mirrors (cumulative averages, no running stats)
+    and the plain (shortcut-free) blocks."""
+    from minidl import models
+    from minidl.functional.fused import BatchNormReLU
+    from minidl.nn import BatchNorm2d
+    md.manual_seed(0)
+    blocks = [models.resnet.BasicBlock(4, 8, stride=2, shortcut=variant != "plain"),
+              models.resnet.cifar_basic_block(4, 8, stride=2, plain=variant == "plain")]
+    x = md.tensor(_data((3, 4, 6, 6), 0, np.float32))
+    for block in blocks:
+        for m in block.modules():
+            if isinstance(m, BatchNorm2d):
+                if variant == "momentum_none":
+                    m.momentum = None
+                if variant == "no_running_stats":
+                    m.track_running_stats = False
+                    m.running_mean = m.running_var = m.num_batches_tracked = None
+        state = {k: v.numpy().copy() for k, v in block.state_dict().items()}
+        results = []
+        for fused in (True, False):
+            block.load_state_dict({k: md.tensor(v) for k, v in state.items()})
+            handles = [] if fused else _unfuse(block)
+            out = []
+            for _ in range(2):      # two steps: the cumulative average changes its weight
+                block.zero_grad()
+                y = block(x)
+                assert (BatchNormReLU in _node_kinds(y)) == fused
+                (y * y).sum().backward()
+                out += [y.numpy()] + [p.grad.numpy() for p in block.parameters()]
+            out += [b.numpy() for b in block.buffers()]
+            results.append(out)
+            for h in handles:
+                h.remove()
+        assert len(results[0]) == len(results[1])
+        for a, b in zip(*results):
+            np.testing.assert_array_equal(a, b)
