@@ -420,6 +420,16 @@ def _conv_few_channels(x: np.ndarray, wmat: np.ndarray, kernel: tuple[int, int],
     _run_blocks(N, nb, threads, workspace, block)
 
 
+def _gy_rows(gy_t: np.ndarray, gbuf: np.ndarray, n0: int, n: int) -> np.ndarray:
+    """Images [n0, n0 + n) of the channels-last gy_t (N, Ho, Wo, K) in gbuf's dtype, as a
+    C-contiguous array: gy_t itself when it already is one (conv and batch norm gradients
+    are channels-last), else copied into the workspace gbuf."""
+    if gy_t.dtype == gbuf.dtype and gy_t.flags.c_contiguous:
+        return gy_t[n0:n0 + n]
+    _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+    return gbuf[:n]
+
+
 def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
                       stride: tuple[int, int], pads: Pads, dilation: tuple[int, int],
                       groups: int) -> np.ndarray:
@@ -462,8 +472,7 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
 
     def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
         dcols, dxpad, gbuf = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        g = gbuf[:n].reshape(n * Ho * Wo, G, K // G)
+        g = _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, G, K // G)
         _gemm(g, wmat_t, dcols[:n].reshape(n * Ho * Wo, G, kk * Cg), G)
         dxpad[:n] = 0
         _col2im_block(dcols[:n], dxpad[:n], stride, dilation)
@@ -499,9 +508,9 @@ def _grad_input_offset_major(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, in
 
     def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
         gbuf, flat, dxpad = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        g = _gy_rows(gy_t, gbuf, n0, n)
         cols = flat[:kh * kw * C * n * Ho * Wo].reshape(kh * kw * C, n * Ho * Wo)
-        np.matmul(wmat, gbuf[:n].reshape(n * Ho * Wo, K).T, out=cols)
+        np.matmul(wmat, g.reshape(n * Ho * Wo, K).T, out=cols)
         taps = cols.reshape(kh, kw, C, n, Ho, Wo)
         pad = dxpad[:n]
         pad[...] = 0
@@ -555,8 +564,7 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
         _fill_padded(xpad[:n], x_t[n0:n0 + n], pads)
         np.copyto(cols[:n], _windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo, G))
         a = cols[:n].reshape(n * Ho * Wo, G, kk * Cg).transpose(1, 2, 0)      # (G, kkCg, M)
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        g = gbuf[:n].reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
+        g = _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
         return np.matmul(a, g)
 
     acc = np.zeros((G, kk * Cg, Kg), dtype)
@@ -585,8 +593,7 @@ def _grad_weight_few_channels(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, 
 
     def block(ws: tuple[Any, np.ndarray], n0: int, n: int) -> np.ndarray:
         col_ws, gbuf = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        return columns(col_ws, n0, n) @ gbuf[:n].reshape(n * Ho * Wo, K)
+        return columns(col_ws, n0, n) @ _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, K)
 
     acc = np.zeros((kh * kw * C, K), x.dtype)
     for part in _run_blocks(N, nb, threads, workspace, block):
