@@ -166,6 +166,7 @@ def _step_results(model, x, y):
     """Output, loss and every parameter gradient and buffer of one training forward/backward."""
     model.train()
     model.zero_grad()
+    md.manual_seed(1)       # the same dropout masks (GoogLeNet) on both paths
     out = model(x)
     F.cross_entropy(out, y).backward()
     return [out.numpy()] + [p.grad.numpy() for p in model.parameters()] + \
@@ -178,16 +179,21 @@ def _unfuse(model):
     return handles
 
 
-@pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18", "resnet50", "googlenet",
+                                  "densenet121"])
 def test_zoo_fused_path_is_bitwise_equal(name):
     from minidl import models
+    from minidl.functional.fused import BatchNormReLU
     md.manual_seed(0)
-    if name == "cifar_resnet20":
-        model, size = models.cifar_resnet(20), 16
-    elif name == "resnet18":
-        model, size = models.resnet18(num_classes=10), 32
-    else:
-        model, size = models.resnet50(num_classes=10), 32
+    model, size = {
+        "cifar_resnet20": lambda: (models.cifar_resnet(20), 16),
+        "resnet18": lambda: (models.resnet18(num_classes=10), 32),
+        "resnet50": lambda: (models.resnet50(num_classes=10), 32),
+        "googlenet": lambda: (models.googlenet(num_classes=10, aux_logits=False), 32),
+        "densenet121": lambda: (models.densenet121(num_classes=10, small_inputs=True), 8),
+    }[name]()
+    model.train()
+    assert BatchNormReLU in _node_kinds(model(md.tensor(_data((2, 3, size, size)))))
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     x = md.tensor(_data((2, 3, size, size), 0, np.float32))
     y = md.tensor(np.array([1, 3]))

@@ -13,9 +13,10 @@ The ImageNet blocks write their sum inline (``relu(bn2(...) + shortcut)``) becau
 torchvision's key names (``conv1``, ``bn1``, ``downsample``) live directly on the block.
 
 Every block runs batch norm + ReLU and the residual add + ReLU as one fused node each
-(minidl.functional.fused), which gives the same bits as the two modules would; it does so
-only while no hook observes the modules it skips (summary, flow recorders and user hooks
-see every module called as before), and batch norm + ReLU only in training mode.
+(minidl.functional.fused, through models/_fusing.py; GoogLeNet and DenseNet do the same),
+which gives the same bits as the two modules would; it does so only while no hook observes
+the modules it skips (summary, flow recorders and user hooks see every module called as
+before), and batch norm + ReLU only in training mode.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from typing import Any
 
 from .. import functional as F
 from ..autograd import Tensor
-from ..functional.fused import add_relu, batch_norm_relu
 from ..nn import (
     AdaptiveAvgPool2d,
     BatchNorm2d,
@@ -37,39 +37,11 @@ from ..nn import (
     Sequential,
     init,
 )
+from ._fusing import add_relu, bn_relu, unobserved
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
            "resnet101", "resnet152", "plain18", "plain34", "CifarResNet", "cifar_resnet",
            "ShortcutA", "CifarBasicBlock", "cifar_basic_block"]
-
-
-def _unobserved(*modules: Module) -> bool:
-    """Whether a fused call may stand in for these modules: no hook of theirs would be
-    skipped."""
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in modules)
-
-
-def _bn_relu(bn: Module, relu: Module, x: Tensor) -> Tensor:
-    """``relu(bn(x))``: one fused node for a BatchNorm2d and a ReLU in training mode."""
-    if not (type(bn) is BatchNorm2d and type(relu) is ReLU and bn.training
-            and x.ndim == 4 and x.shape[1] == bn.num_features and _unobserved(bn, relu)):
-        return relu(bn(x))
-    # what BatchNorm2d.forward does in training mode, with the ReLU fused in
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.track_running_stats:
-        bn.num_batches_tracked.data = bn.num_batches_tracked.data + 1
-        if bn.momentum is None:  # cumulative moving average, as torch
-            momentum = 1.0 / float(bn.num_batches_tracked.data)
-        return batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                               True, momentum, bn.eps)
-    return batch_norm_relu(x, None, None, bn.weight, bn.bias, True, momentum, bn.eps)
-
-
-def _add_relu(relu: Module, y: Tensor, shortcut: Tensor) -> Tensor:
-    """``relu(y + shortcut)``: one fused node when ``relu`` is a plain ReLU."""
-    if type(relu) is ReLU and _unobserved(relu):
-        return add_relu(y, shortcut)
-    return relu(y + shortcut)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> Conv2d:
@@ -108,11 +80,11 @@ class BasicBlock(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = _bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
         out = self.conv2(out)
         if not self.use_shortcut:
-            return _bn_relu(self.bn2, self.relu, out)
-        return _add_relu(self.relu, self.bn2(out),
+            return bn_relu(self.bn2, self.relu, out)
+        return add_relu(self.relu, self.bn2(out),
                          x if self.downsample is None else self.downsample(x))
 
 
@@ -143,12 +115,12 @@ class Bottleneck(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = _bn_relu(self.bn1, self.relu, self.conv1(x))
-        out = _bn_relu(self.bn2, self.relu, self.conv2(out))
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = bn_relu(self.bn2, self.relu, self.conv2(out))
         out = self.conv3(out)
         if not self.use_shortcut:
-            return _bn_relu(self.bn3, self.relu, out)
-        return _add_relu(self.relu, self.bn3(out),
+            return bn_relu(self.bn3, self.relu, out)
+        return add_relu(self.relu, self.bn3(out),
                          x if self.downsample is None else self.downsample(x))
 
 
@@ -197,7 +169,7 @@ class ResNet(Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The CNN codes: (N, 3, H, W) -> (N, 512 * expansion), the input of ``fc``."""
-        x = self.maxpool(_bn_relu(self.bn1, self.relu, self.conv1(x)))
+        x = self.maxpool(bn_relu(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return F.flatten(self.avgpool(x), 1)
 
@@ -285,17 +257,17 @@ class CifarBasicBlock(Sequential):
         first, relu = self[0], self[1]
         res = first if type(first) is Residual else None
         body = first.block if res is not None else first
-        if type(body) is not Sequential or len(body) != 5 or not _unobserved(first, body):
+        if type(body) is not Sequential or len(body) != 5 or not unobserved(first, body):
             return super().forward(x)
         conv1, bn1, relu1, conv2, bn2 = body
-        out = conv2(_bn_relu(bn1, relu1, conv1(x)))
+        out = conv2(bn_relu(bn1, relu1, conv1(x)))
         if res is None:
-            return _bn_relu(bn2, relu, out)
+            return bn_relu(bn2, relu, out)
         out = bn2(out)
         s = x if res.shortcut is None else res.shortcut(x)
         if out.shape != s.shape:  # raises Residual's own error
             return relu(res.forward(x))
-        return _add_relu(relu, out, s)
+        return add_relu(relu, out, s)
 
 
 def cifar_basic_block(cin: int, cout: int, stride: int = 1,
