@@ -318,7 +318,12 @@ class CifarResNet(Module):
 
     def features(self, x: Tensor) -> Tensor:
         """(N, 3, 32, 32) -> (N, 64) pooled codes."""
-        return self.pool(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        stem = self.stem
+        if type(stem) is Sequential and len(stem) == 3 and unobserved(stem):
+            x = bn_relu(stem[1], stem[2], stem[0](x))      # conv, then bn + relu fused
+        else:
+            x = stem(x)
+        return self.pool(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
