@@ -128,6 +128,8 @@ class BatchNorm(Function):
     """Training-mode batch norm over all axes but 1: x (N, C, ...), gamma, beta (C,)."""
 
     keep_inputs = (0, 1)
+    #: apply a ReLU to each block of the output while it is in the cache (BatchNormReLU)
+    relu = False
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -150,6 +152,8 @@ class BatchNorm(Function):
         def affine(rows: slice) -> None:
             yv[rows] *= scale
             yv[rows] += shift
+            if self.relu:
+                ch.xp.maximum(yv[rows], 0, out=yv[rows])
 
         ch.each(affine)
         return y
@@ -160,20 +164,29 @@ class BatchNorm(Function):
 
 
 class BatchNormGrad(Function):
-    """(x, gamma, gy) -> (dx, dgamma, dbeta) of training-mode batch norm, fused."""
+    """(x, gamma, gy) -> (dx, dgamma, dbeta) of training-mode batch norm, fused.
+
+    With a boolean ``mask`` (shape of x) the incoming gradient is ``gy * mask`` (a ReLU
+    after the batch norm: BatchNormReLU), multiplied in block by block.
+    """
 
     keep_inputs = (0, 1, 2)
 
-    def __init__(self, mean: Any, inv_std: Any, eps: float) -> None:
-        self.mean, self.inv_std, self.eps = mean, inv_std, eps
+    def __init__(self, mean: Any, inv_std: Any, eps: float, mask: Any = None) -> None:
+        self.mean, self.inv_std, self.eps, self.mask = mean, inv_std, eps, mask
 
     def forward(self, x, gamma, gy):
         ch = _Channels(x)
         xv, g = ch.view(x), ch.view(gy)
         dx, xc = ch.empty(x)
         mean = ch.vector(self.mean)
+        if self.mask is not None:
+            mask, (_, g) = ch.view(self.mask), ch.empty(x)
+            gy_view = ch.view(gy)
 
         def center(rows: slice) -> tuple[Any, Any]:
+            if self.mask is not None:
+                ch.xp.multiply(gy_view[rows], mask[rows], out=g[rows])
             ch.xp.subtract(xv[rows], mean, out=xc[rows])
             return ch.part_sum(g[rows]), ch.part_dot(g[rows], xc[rows])
 
@@ -201,6 +214,9 @@ class BatchNormGrad(Function):
         #   d x     = -gamma s^2 <A Q> xh + s P(R),  R = -gamma s(<gy xh> A + <A xh> gy) + Bg gy
         # Written with Tensor ops (x re-normalised here), so third derivatives work too.
         x, gamma, gy = self.inputs
+        if self.mask is not None:
+            mask = Tensor(self.mask.astype(gy.dtype))
+            gy = gy * mask
         nd, axes = x.ndim, _stat_axes(x.ndim)
 
         def avg(v: Tensor) -> Tensor:
@@ -225,6 +241,8 @@ class BatchNormGrad(Function):
             d_g = reshape(_sum(a * q * s, axis=axes), (-1,))
         if need[2]:
             d_gy = g * s * proj(a) + bg * xh + bb
+            if self.mask is not None:
+                d_gy = d_gy * mask
         return d_x, d_g, d_gy
 
 

@@ -18,7 +18,7 @@ import functools
 from typing import Any, NamedTuple
 
 from ..backend import xp_for
-from ._numpy import Pads, out_size
+from ._numpy import Pads, is_pointwise, out_size
 
 _INDEX = """
     const int wo = i % Wo;
@@ -235,6 +235,13 @@ def conv2d_forward(x: Any, w: Any, b: Any, stride: tuple[int, int], pads: Pads,
     cp = xp_for("cuda")
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
+    if is_pointwise((kh, kw), stride, pads, groups):
+        # a 1x1 conv is one GEMM on the (C, N*Ho*Wo) pixel matrix: no im2col
+        xs = x[:, :, ::stride[0], ::stride[1]]
+        y = cp.matmul(w.reshape(K, C), _gy_matrix(xs, 1)[0]).reshape(K, N, *xs.shape[2:])
+        if b is not None:
+            y += b.reshape(K, 1, 1, 1)
+        return y.transpose(1, 0, 2, 3)
     Ho, Wo = _out_hw((H, W), (kh, kw), stride, pads, dilation)
     col = _cols(x, (kh, kw), stride, pads, dilation, (Ho, Wo))
     cols = col.reshape(groups, Cg * kh * kw, N * Ho * Wo)
@@ -246,7 +253,8 @@ def conv2d_forward(x: Any, w: Any, b: Any, stride: tuple[int, int], pads: Pads,
 
 
 def _gy_matrix(gy: Any, groups: int) -> Any:
-    """gy (N, K, Ho, Wo) -> (G, K/G, N*Ho*Wo); free when gy came from conv2d_forward."""
+    """gy (N, K, Ho, Wo) -> (G, K/G, N*Ho*Wo); free when gy came from conv2d_forward (or
+    any array stored (K, N, Ho, Wo), as every conv kernel here returns them)."""
     cp = xp_for("cuda")
     N, K, Ho, Wo = gy.shape
     return cp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(groups, K // groups,
@@ -259,6 +267,14 @@ def conv2d_grad_input(gy: Any, w: Any, in_hw: tuple[int, int], stride: tuple[int
     cp = xp_for("cuda")
     N, K, Ho, Wo = gy.shape
     _, Cg, kh, kw = w.shape
+    if is_pointwise((kh, kw), stride, pads, groups, tuple(in_hw), (Ho, Wo)):
+        dx = cp.matmul(w.reshape(K, Cg).T, _gy_matrix(gy, 1)[0])      # (C, N*Ho*Wo)
+        dx = dx.reshape(Cg, N, Ho, Wo).transpose(1, 0, 2, 3)
+        if stride == (1, 1) and tuple(in_hw) == (Ho, Wo):
+            return dx
+        full = cp.zeros((Cg, N, *in_hw), dx.dtype).transpose(1, 0, 2, 3)
+        full[:, :, ::stride[0], ::stride[1]] = dx
+        return full
     wm = w.reshape(groups, K // groups, Cg * kh * kw)
     dcol = cp.matmul(wm.transpose(0, 2, 1), _gy_matrix(gy, groups))
     dcol = dcol.reshape(Cg * groups, kh, kw, N, Ho, Wo)
@@ -272,6 +288,9 @@ def conv2d_grad_weight(x: Any, gy: Any, kernel: tuple[int, int], stride: tuple[i
     N, K, Ho, Wo = gy.shape
     C = x.shape[1]
     kh, kw = kernel
+    if is_pointwise(kernel, stride, pads, groups, tuple(x.shape[2:]), (Ho, Wo)):
+        xs = _gy_matrix(x[:, :, ::stride[0], ::stride[1]], 1)[0]
+        return cp.matmul(_gy_matrix(gy, 1)[0], xs.T).reshape(K, C, 1, 1)
     col = _cols(x, kernel, stride, pads, dilation, (Ho, Wo))
     cols = col.reshape(groups, C // groups * kh * kw, N * Ho * Wo)
     gw = cp.matmul(_gy_matrix(gy, groups), cols.transpose(0, 2, 1))

@@ -290,6 +290,101 @@ def _offset_major(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
 
 
 # ---------------------------------------------------------------------------------------------
+# 1x1 convolutions (no padding, one group): on channels-last data the image is already the
+# (N*H*W, C) matrix im2col would build, so each kernel is one GEMM per batch block on the
+# arrays themselves; a stride s reads (and the input gradient writes) every s-th pixel
+# (docs/convolution.md, "1x1 convolutions").
+
+def is_pointwise(kernel: tuple[int, int], stride: tuple[int, int], pads: Pads, groups: int,
+                 in_hw: tuple[int, int] | None = None,
+                 out_hw: tuple[int, int] | None = None) -> bool:
+    """Whether a conv is a plain GEMM over (every stride-th) pixel: 1x1, no padding, one
+    group (dilation does not matter for a 1x1 kernel); with both sizes given, also that the
+    output has one pixel per stride-th input pixel (an input gradient for a transposed
+    conv's output_padding may be larger)."""
+    if kernel != (1, 1) or any(pads) or groups != 1:
+        return False
+    return in_hw is None or out_hw is None or all(
+        out_size(i, 1, s, 0, 0, 1) == o for i, s, o in zip(in_hw, stride, out_hw))
+
+
+def _subsample(x: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """Every stride-th pixel of x (N, C, H, W), a view (x itself at stride 1)."""
+    return x if stride == (1, 1) else x[:, :, ::stride[0], ::stride[1]]
+
+
+def _pixel_rows(a: np.ndarray, dtype: np.dtype, nb: int
+                ) -> tuple[Callable[[], Any], Callable[[Any, int, int], np.ndarray]]:
+    """(workspace, rows) giving images [n0, n0 + n) of a (N, C, H, W) as an (n*H*W, C)
+    matrix: a view of a channels-last array, else a copy into the block's workspace."""
+    N, C, H, W = a.shape
+    t = _nhwc(a)
+    if t.dtype == dtype and t.flags.c_contiguous:
+        return (lambda: None), (lambda ws, n0, n: t[n0:n0 + n].reshape(n * H * W, C))
+
+    def workspace() -> np.ndarray:
+        return np.empty((nb, H, W, C), dtype)
+
+    def rows(ws: np.ndarray, n0: int, n: int) -> np.ndarray:
+        _copy_nhwc(ws[:n], t[n0:n0 + n])
+        return ws[:n].reshape(n * H * W, C)
+
+    return workspace, rows
+
+
+def _pointwise(src: np.ndarray, wmat: np.ndarray, out: np.ndarray) -> None:
+    """out (N, H, W, K) = src's pixel rows (N*H*W, C) @ wmat (C, K), in batch blocks."""
+    N, C, H, W = src.shape
+    K = wmat.shape[1]
+    nb, threads = _plan(N, H * W * C * wmat.itemsize)
+    workspace, rows = _pixel_rows(src, wmat.dtype, nb)
+
+    def block(ws: Any, n0: int, n: int) -> None:
+        np.matmul(rows(ws, n0, n), wmat, out=out[n0:n0 + n].reshape(n * H * W, K))
+
+    _run_blocks(N, nb, threads, workspace, block)
+
+
+def _pointwise_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """1x1 conv: y (N, K, H, W) = x's pixels (N*H*W, C) @ w (K, C)^T (+ b)."""
+    N, _, H, W = x.shape
+    K = w.shape[0]
+    out = _nhwc(_new((N, K, H, W), np.result_type(x, w)))
+    _pointwise(x, w.reshape(K, -1).T.astype(out.dtype), out)
+    if b is not None:
+        out += b
+    return _nchw(out)
+
+
+def _pointwise_grad_input(gy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """dx of a 1x1 conv: dx's pixels (N*H*W, C) = gy's pixels (N*H*W, K) @ w (K, C)."""
+    N, K, H, W = gy.shape
+    C = w.shape[1]
+    dx = _nhwc(_new((N, C, H, W), np.result_type(gy, w)))
+    _pointwise(gy, np.ascontiguousarray(w.reshape(K, C), dtype=dx.dtype), dx)
+    return _nchw(dx)
+
+
+def _pointwise_grad_weight(x: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """dw of a 1x1 conv: (K, C, 1, 1) = sum over batch blocks of gy's pixels^T @ x's pixels,
+    added in block order."""
+    N, C, H, W = x.shape
+    K = gy.shape[1]
+    dtype = np.result_type(x, gy)
+    nb, threads = _plan(N, H * W * (C + K) * np.dtype(dtype).itemsize)
+    x_ws, x_rows = _pixel_rows(x, dtype, nb)
+    g_ws, g_rows = _pixel_rows(gy, dtype, nb)
+
+    def block(ws: tuple[Any, Any], n0: int, n: int) -> np.ndarray:
+        return np.matmul(g_rows(ws[1], n0, n).T, x_rows(ws[0], n0, n))
+
+    acc = np.zeros((K, C), dtype)
+    for part in _run_blocks(N, nb, threads, lambda: (x_ws(), g_ws()), block):
+        acc += part                 # in block order: the same sum whichever thread ran what
+    return acc.reshape(K, C, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # public kernels (NCHW shapes in, any memory layout; NCHW shapes out, stored channels-last)
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
@@ -297,6 +392,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     """y = conv(x, w) + b; x (N, C, H, W), w (K, C/G, kh, kw) -> y (N, K, Ho, Wo)."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
+    if is_pointwise((kh, kw), stride, pads, groups):
+        return _pointwise_forward(_subsample(x, stride), w, b)
     Ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     Wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
     out = _nhwc(_new((N, K, Ho, Wo), np.result_type(x, w)))
@@ -327,6 +424,16 @@ def _conv_few_channels(x: np.ndarray, wmat: np.ndarray, kernel: tuple[int, int],
     _run_blocks(N, nb, threads, workspace, block)
 
 
+def _gy_rows(gy_t: np.ndarray, gbuf: np.ndarray, n0: int, n: int) -> np.ndarray:
+    """Images [n0, n0 + n) of the channels-last gy_t (N, Ho, Wo, K) in gbuf's dtype, as a
+    C-contiguous array: gy_t itself when it already is one (conv and batch norm gradients
+    are channels-last), else copied into the workspace gbuf."""
+    if gy_t.dtype == gbuf.dtype and gy_t.flags.c_contiguous:
+        return gy_t[n0:n0 + n]
+    _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+    return gbuf[:n]
+
+
 def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
                       stride: tuple[int, int], pads: Pads, dilation: tuple[int, int],
                       groups: int) -> np.ndarray:
@@ -336,6 +443,12 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
     H, W = in_hw
     C = Cg * groups
     dtype = np.result_type(gy, w)
+    if is_pointwise((kh, kw), stride, pads, groups, (H, W), (Ho, Wo)):
+        if (H, W) == (Ho, Wo):
+            return _pointwise_grad_input(gy, w)
+        dx = _new((N, C, H, W), dtype, fill=0)   # pixels no output reads get no gradient
+        _subsample(dx, stride)[...] = _pointwise_grad_input(gy, w)
+        return dx
     (sh, sw), (dh, dw) = stride, dilation
     if sh == 1 and sw == 1 and groups == 1 and OFFSET_MAJOR_DX_RATIO * C <= K:
         return _grad_input_offset_major(gy, w, in_hw, pads, dilation)
@@ -363,8 +476,7 @@ def conv2d_grad_input(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, int],
 
     def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
         dcols, dxpad, gbuf = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        g = gbuf[:n].reshape(n * Ho * Wo, G, K // G)
+        g = _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, G, K // G)
         _gemm(g, wmat_t, dcols[:n].reshape(n * Ho * Wo, G, kk * Cg), G)
         dxpad[:n] = 0
         _col2im_block(dcols[:n], dxpad[:n], stride, dilation)
@@ -400,9 +512,9 @@ def _grad_input_offset_major(gy: np.ndarray, w: np.ndarray, in_hw: tuple[int, in
 
     def block(ws: tuple[np.ndarray, np.ndarray, np.ndarray], n0: int, n: int) -> None:
         gbuf, flat, dxpad = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
+        g = _gy_rows(gy_t, gbuf, n0, n)
         cols = flat[:kh * kw * C * n * Ho * Wo].reshape(kh * kw * C, n * Ho * Wo)
-        np.matmul(wmat, gbuf[:n].reshape(n * Ho * Wo, K).T, out=cols)
+        np.matmul(wmat, g.reshape(n * Ho * Wo, K).T, out=cols)
         taps = cols.reshape(kh, kw, C, n, Ho, Wo)
         pad = dxpad[:n]
         pad[...] = 0
@@ -438,6 +550,8 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
     kh, kw = kernel
     G, Cg, Kg, kk = groups, C // groups, K // groups, kh * kw
     dtype = np.result_type(x, gy)
+    if is_pointwise(kernel, stride, pads, groups, (H, W), (Ho, Wo)):
+        return _pointwise_grad_weight(_subsample(x, stride), gy)
     if groups == 1 and C <= FEW_CHANNELS:
         return _grad_weight_few_channels(x.astype(dtype, copy=False), gy, kernel, stride, pads,
                                          dilation)
@@ -454,8 +568,7 @@ def conv2d_grad_weight(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, int],
         _fill_padded(xpad[:n], x_t[n0:n0 + n], pads)
         np.copyto(cols[:n], _windows(xpad[:n], kh, kw, stride, dilation, Ho, Wo, G))
         a = cols[:n].reshape(n * Ho * Wo, G, kk * Cg).transpose(1, 2, 0)      # (G, kkCg, M)
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        g = gbuf[:n].reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
+        g = _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, G, Kg).transpose(1, 0, 2)
         return np.matmul(a, g)
 
     acc = np.zeros((G, kk * Cg, Kg), dtype)
@@ -484,8 +597,7 @@ def _grad_weight_few_channels(x: np.ndarray, gy: np.ndarray, kernel: tuple[int, 
 
     def block(ws: tuple[Any, np.ndarray], n0: int, n: int) -> np.ndarray:
         col_ws, gbuf = ws
-        _copy_nhwc(gbuf[:n], gy_t[n0:n0 + n])
-        return columns(col_ws, n0, n) @ gbuf[:n].reshape(n * Ho * Wo, K)
+        return columns(col_ws, n0, n) @ _gy_rows(gy_t, gbuf, n0, n).reshape(n * Ho * Wo, K)
 
     acc = np.zeros((kh * kw * C, K), x.dtype)
     for part in _run_blocks(N, nb, threads, workspace, block):

@@ -17,6 +17,7 @@ from typing import Any
 from .. import functional as F
 from ..autograd import Tensor
 from ..nn import AvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
+from ._fusing import bn_relu
 
 __all__ = ["DenseLayer", "DenseBlock", "Transition", "DenseNet", "densenet121", "densenet169",
            "densenet201", "densenet_cifar"]
@@ -40,8 +41,8 @@ class DenseLayer(Module):
         self.drop_rate = drop_rate
 
     def forward(self, x: Tensor) -> Tensor:
-        new = self.conv1(self.relu1(self.norm1(x)))
-        new = self.conv2(self.relu2(self.norm2(new)))
+        new = self.conv1(bn_relu(self.norm1, self.relu1, x))
+        new = self.conv2(bn_relu(self.norm2, self.relu2, new))
         if self.drop_rate > 0:
             new = F.dropout(new, self.drop_rate, self.training)
         return F.cat([x, new], axis=1)

@@ -32,6 +32,7 @@ from ..nn import (
     Sequential,
     init,
 )
+from ._fusing import bn_relu
 
 __all__ = ["GoogLeNet", "googlenet", "Inception", "InceptionNaive", "InceptionAux",
            "BasicConv2d", "GoogLeNetOutputs", "googlenet_loss"]
@@ -53,7 +54,7 @@ class BasicConv2d(Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
         if self.bn is not None:
-            x = self.bn(x)
+            return bn_relu(self.bn, self.relu, x)
         return self.relu(x)
 
 

@@ -11,6 +11,12 @@
 
 The ImageNet blocks write their sum inline (``relu(bn2(...) + shortcut)``) because
 torchvision's key names (``conv1``, ``bn1``, ``downsample``) live directly on the block.
+
+Every block runs batch norm + ReLU and the residual add + ReLU as one fused node each
+(minidl.functional.fused, through models/_fusing.py; GoogLeNet and DenseNet do the same),
+which gives the same bits as the two modules would; it does so only while no hook observes
+the modules it skips (summary, flow recorders and user hooks see every module called as
+before), and batch norm + ReLU only in training mode.
 """
 from __future__ import annotations
 
@@ -31,10 +37,11 @@ from ..nn import (
     Sequential,
     init,
 )
+from ._fusing import add_relu, bn_relu, unobserved
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
            "resnet101", "resnet152", "plain18", "plain34", "CifarResNet", "cifar_resnet",
-           "ShortcutA", "cifar_basic_block"]
+           "ShortcutA", "CifarBasicBlock", "cifar_basic_block"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> Conv2d:
@@ -73,11 +80,12 @@ class BasicBlock(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.use_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = self.conv2(out)
+        if not self.use_shortcut:
+            return bn_relu(self.bn2, self.relu, out)
+        return add_relu(self.relu, self.bn2(out),
+                         x if self.downsample is None else self.downsample(x))
 
 
 class Bottleneck(Module):
@@ -107,12 +115,13 @@ class Bottleneck(Module):
             self.downsample = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.use_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))
+        out = bn_relu(self.bn2, self.relu, self.conv2(out))
+        out = self.conv3(out)
+        if not self.use_shortcut:
+            return bn_relu(self.bn3, self.relu, out)
+        return add_relu(self.relu, self.bn3(out),
+                         x if self.downsample is None else self.downsample(x))
 
 
 class ResNet(Module):
@@ -160,7 +169,7 @@ class ResNet(Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The CNN codes: (N, 3, H, W) -> (N, 512 * expansion), the input of ``fc``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(bn_relu(self.bn1, self.relu, self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return F.flatten(self.avgpool(x), 1)
 
@@ -234,7 +243,35 @@ class ShortcutA(Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-def cifar_basic_block(cin: int, cout: int, stride: int = 1, plain: bool = False) -> Sequential:
+class CifarBasicBlock(Sequential):
+    """``Sequential(Residual(body, shortcut), ReLU())``, or ``Sequential(body, ReLU())``
+    plain, with body ``conv-bn-relu-conv-bn``: a Sequential in every respect (children,
+    state-dict keys, hooks), whose forward runs bn + relu and add + relu fused while the
+    modules it skips have no hooks (see the module docstring); any other content runs as
+    a plain Sequential.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self) != 2:
+            return super().forward(x)
+        first, relu = self[0], self[1]
+        res = first if type(first) is Residual else None
+        body = first.block if res is not None else first
+        if type(body) is not Sequential or len(body) != 5 or not unobserved(first, body):
+            return super().forward(x)
+        conv1, bn1, relu1, conv2, bn2 = body
+        out = conv2(bn_relu(bn1, relu1, conv1(x)))
+        if res is None:
+            return bn_relu(bn2, relu, out)
+        out = bn2(out)
+        s = x if res.shortcut is None else res.shortcut(x)
+        if out.shape != s.shape:  # raises Residual's own error
+            return relu(res.forward(x))
+        return add_relu(relu, out, s)
+
+
+def cifar_basic_block(cin: int, cout: int, stride: int = 1,
+                      plain: bool = False) -> CifarBasicBlock:
     """One block of the CIFAR ResNet: ``relu(Residual(conv-bn-relu-conv-bn, shortcut))``.
 
     (N, cin, H, W) -> (N, cout, H/stride, W/stride); the plain form drops the shortcut.
@@ -242,9 +279,9 @@ def cifar_basic_block(cin: int, cout: int, stride: int = 1, plain: bool = False)
     body = Sequential(conv3x3(cin, cout, stride), BatchNorm2d(cout), ReLU(),
                       conv3x3(cout, cout), BatchNorm2d(cout))
     if plain:
-        return Sequential(body, ReLU())
+        return CifarBasicBlock(body, ReLU())
     shortcut = None if stride == 1 and cin == cout else ShortcutA(cin, cout, stride)
-    return Sequential(Residual(body, shortcut), ReLU())
+    return CifarBasicBlock(Residual(body, shortcut), ReLU())
 
 
 class CifarResNet(Module):
@@ -281,7 +318,12 @@ class CifarResNet(Module):
 
     def features(self, x: Tensor) -> Tensor:
         """(N, 3, 32, 32) -> (N, 64) pooled codes."""
-        return self.pool(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        stem = self.stem
+        if type(stem) is Sequential and len(stem) == 3 and unobserved(stem):
+            x = bn_relu(stem[1], stem[2], stem[0](x))      # conv, then bn + relu fused
+        else:
+            x = stem(x)
+        return self.pool(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
