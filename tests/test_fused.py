@@ -193,7 +193,7 @@ def test_zoo_fused_path_is_bitwise_equal(name):
         "densenet121": lambda: (models.densenet121(num_classes=10, small_inputs=True), 8),
     }[name]()
     model.train()
-    assert BatchNormReLU in _node_kinds(model(md.tensor(_data((2, 3, size, size)))))
+    assert BatchNormReLU in _node_kinds(model(md.tensor(_data((2, 3, size, size), dtype=np.float32))))
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     x = md.tensor(_data((2, 3, size, size), 0, np.float32))
     y = md.tensor(np.array([1, 3]))
