@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,19 @@ def device_or_none(name: str | None, command: str) -> str | None:
 def fmt_time(seconds: float) -> str:
     """``12.3 s``, or ``2.5 min`` from two minutes on."""
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def show_result(result: Any, csv: str | None, png: str | Path | None, name: str,
+                start: float) -> int:
+    """Print an experiment's table (a ``FlowResult``), write its CSV and its PNG (``png``
+    None: no figure), then the seconds since ``start``; exit code 0."""
+    print(result.table())
+    if csv:
+        print(f"wrote {result.to_csv(csv)}")
+    if png is not None:
+        try:
+            print(f"wrote {result.plot(png)}")
+        except ImportError as e:
+            print(f"no figure: {e}")
+    print(f"{name}: {time.perf_counter() - start:.1f} s")
+    return 0

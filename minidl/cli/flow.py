@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..parallel import blas_threads
+from .common import show_result
 from .options import positive_int
 
 __all__ = ["add_parser", "run"]
@@ -159,13 +160,5 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with blas_threads(1):  # the lab's small MLP GEMMs run faster on one BLAS thread
         result = _run_experiment(args)
-    print(result.table())
-    if args.csv:
-        print(f"wrote {result.to_csv(args.csv)}")
-    if not args.no_plot:
-        try:
-            print(f"wrote {result.plot(args.out)}")
-        except ImportError as e:
-            print(f"no figure: {e}")
-    print(f"{args.experiment}: {time.perf_counter() - start:.1f} s")
-    return 0
+    return show_result(result, args.csv, None if args.no_plot else args.out, args.experiment,
+                       start)

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .common import show_result
+
 __all__ = ["add_parser", "run", "HELP"]
 
 #: every lab of ``minidl.flow.labs.LABS`` with its line of help, in the order --help lists
@@ -66,13 +68,4 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     result = get_lab(args.lab)(quick=args.quick, seed=args.seed, cache_dir=out.parent)
-    print(result.table())
-    if args.csv:
-        print(f"wrote {result.to_csv(args.csv)}")
-    if not args.no_plot:
-        try:
-            print(f"wrote {result.plot(out)}")
-        except ImportError as e:
-            print(f"no figure: {e}")
-    print(f"{args.lab}: {time.perf_counter() - start:.1f} s")
-    return 0
+    return show_result(result, args.csv, None if args.no_plot else out, args.lab, start)
