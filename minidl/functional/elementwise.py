@@ -17,7 +17,7 @@ import numpy as np
 
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
-from .reduction import sum_to
+from .reduction import SumTo, sum_to
 from .validation import keywords
 
 
@@ -52,6 +52,18 @@ def promote(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
+def _sum_to_data(g: Any, shape: tuple[int, ...]) -> Any:
+    """:func:`sum_to` on a raw array, by the same kernel (for the ``fast_backward`` paths)."""
+    return g if g.shape == shape else SumTo(shape).forward(g)
+
+
+def _same_dtypes(fn: Function, gy: Any) -> bool:
+    """Whether both inputs and the gradient share one dtype: then NumPy's arithmetic on the
+    arrays is exactly what the Tensor ops of ``backward`` compute (no promotion rule)."""
+    da, db = fn.input_dtypes
+    return da == db == gy.dtype
+
+
 class _Binary(Function):
     """Shared forward: torch's dtype promotion and a readable broadcasting error."""
 
@@ -75,6 +87,12 @@ class Add(_Binary):
         sa, sb = self.input_shapes
         return sum_to(gy, sa), sum_to(gy, sb)
 
+    def fast_backward(self, gy):
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy, sa) if need[0] else None,
+                _sum_to_data(gy, sb) if need[1] else None)
+
 
 class Sub(_Binary):
     def compute(self, a, b):
@@ -84,6 +102,12 @@ class Sub(_Binary):
         sa, sb = self.input_shapes
         gb = -sum_to(gy, sb) if self.needs_input_grad[1] else None
         return sum_to(gy, sa), gb
+
+    def fast_backward(self, gy):
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy, sa) if need[0] else None,
+                -_sum_to_data(gy, sb) if need[1] else None)
 
 
 class Mul(_Binary):
@@ -98,6 +122,15 @@ class Mul(_Binary):
         gb = sum_to(gy * a, self.input_shapes[1]) if self.needs_input_grad[1] else None
         return ga, gb
 
+    def fast_backward(self, gy):
+        if not _same_dtypes(self, gy):
+            return NotImplemented
+        a, b = self.inputs
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy * b.data, sa) if need[0] else None,
+                _sum_to_data(gy * a.data, sb) if need[1] else None)
+
 
 class Div(_Binary):
     keep_inputs = (0, 1)
@@ -110,6 +143,15 @@ class Div(_Binary):
         ga = sum_to(gy / b, self.input_shapes[0]) if self.needs_input_grad[0] else None
         gb = sum_to(-gy * a / (b * b), self.input_shapes[1]) if self.needs_input_grad[1] else None
         return ga, gb
+
+    def fast_backward(self, gy):
+        if not _same_dtypes(self, gy):
+            return NotImplemented
+        a, b = self.inputs[0].data, self.inputs[1].data
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy / b, sa) if need[0] else None,
+                _sum_to_data(-gy * a / (b * b), sb) if need[1] else None)
 
 
 class Pow(_Binary):
@@ -162,6 +204,9 @@ class Neg(Function):
     def backward(self, gy):
         return -gy
 
+    def fast_backward(self, gy):
+        return (-gy,)
+
 
 class Exp(Function):
     keep_output = True
@@ -171,6 +216,9 @@ class Exp(Function):
 
     def backward(self, gy):
         return gy * self.output()
+
+    def fast_backward(self, gy):  # gy and the output have one shape: no promotion rule
+        return (gy * self._outputs[0],)
 
 
 class Log(Function):
