@@ -34,7 +34,6 @@ import contextvars
 import functools
 import heapq
 import itertools
-import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -411,29 +410,33 @@ class Function:
         # It makes one pass over the inputs, and builds only the tuples the graph keeps.
         tensors: Sequence[Tensor] = inputs
         kind = None
+        record = False
         for t in inputs:
             if not isinstance(t, Tensor):  # rare: a scalar or an array among the operands
                 tensors = _as_tensors(inputs, self)
+                record = any([u.requires_grad for u in tensors])
                 break
             if kind is None:
                 kind = type(t.data)
             elif type(t.data) is not kind:
                 _check_devices(inputs, self)
-        record = False
-        if _grad_enabled.get():
-            if _inplace_ops[0]:  # a view can only be stale after some in-place op
+            if t.requires_grad:
+                record = True
+        if record or _inplace_ops[0]:
+            if not _grad_enabled.get():
+                record = False
+            elif _inplace_ops[0]:  # a view can only be stale after some in-place op
                 for t in tensors:
                     view = t._view
                     if view is not None and view[2] != t._vc[0]:
                         _refresh_view(t)  # its base was changed in place since it was taken
-            for t in tensors:
-                if t.requires_grad:
-                    record = True
-                    break
+                        record = record or t.requires_grad
         n = len(tensors)
         if not record:
             self.needs_input_grad = _NO_GRAD[n] if n < len(_NO_GRAD) else (False,) * n
-            if n == 1:
+            if n == 2:
+                outputs = self.forward(tensors[0].data, tensors[1].data)
+            elif n == 1:
                 outputs = self.forward(tensors[0].data)
             else:
                 outputs = self.forward(*[t.data for t in tensors])
@@ -444,30 +447,60 @@ class Function:
                 return tuple([Tensor(y) for y in outputs])
             return Tensor(outputs)
         # an edge per input: the leaf itself, (producing Function, which of its outputs), or
-        # None for an input that needs no gradient; the generation is one past the inputs'
-        generation = 0
-        parents = []
-        for t in tensors:
-            if t.requires_grad:
-                creator = t.creator
-                parents.append(t if creator is None else (creator, t.output_index))
-                if t.generation > generation:
-                    generation = t.generation
+        # None for an input that needs no gradient; the generation is one past the inputs'.
+        # One and two inputs (nearly every op) are spelled out: no lists, no comprehensions.
+        if n == 2:
+            a, b = tensors
+            xa, xb = a.data, b.data
+            if a.requires_grad:
+                ea = a if a.creator is None else (a.creator, a.output_index)
+                generation = a.generation
             else:
-                parents.append(None)
-        self.generation = generation
-        self.parents = parents = tuple(parents)
-        self.needs_input_grad = tuple([p is not None for p in parents])
-        datas = [t.data for t in tensors]
-        self.input_shapes = tuple(map(_SHAPE, datas))
-        self.input_dtypes = tuple(map(_DTYPE, datas))
-        outputs = self.forward(*datas)
+                ea, generation = None, 0
+            if b.requires_grad:
+                eb = b if b.creator is None else (b.creator, b.output_index)
+                if b.generation > generation:
+                    generation = b.generation
+            else:
+                eb = None
+            self.generation, self.parents = generation, (ea, eb)
+            self.needs_input_grad = (ea is not None, eb is not None)
+            self.input_shapes = (xa.shape, xb.shape)
+            self.input_dtypes = (xa.dtype, xb.dtype)
+            outputs = self.forward(xa, xb)
+        elif n == 1:
+            (a,) = tensors
+            xa = a.data
+            self.generation = generation = a.generation
+            self.parents = (a if a.creator is None else (a.creator, a.output_index),)
+            self.needs_input_grad = _ONE_GRAD
+            self.input_shapes, self.input_dtypes = (xa.shape,), (xa.dtype,)
+            outputs = self.forward(xa)
+        else:
+            generation = 0
+            parents = []
+            for t in tensors:
+                if t.requires_grad:
+                    creator = t.creator
+                    parents.append(t if creator is None else (creator, t.output_index))
+                    if t.generation > generation:
+                        generation = t.generation
+                else:
+                    parents.append(None)
+            self.generation = generation
+            self.parents = parents = tuple(parents)
+            self.needs_input_grad = tuple([p is not None for p in parents])
+            datas = [t.data for t in tensors]
+            self.input_shapes = tuple([x.shape for x in datas])
+            self.input_dtypes = tuple([x.dtype for x in datas])
+            outputs = self.forward(*datas)
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
         if _anomaly.get():
             _check_finite(outputs, self, "forward")
-        self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
+        if not single:
+            self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
         keep = self.keep_inputs
         if keep:
             self._saved_at = _inplace_ops[0]
@@ -483,6 +516,7 @@ class Function:
         generation += 1
         if single:
             y = outputs[0]
+            self.output_meta = ((y.shape, y.dtype),)
             result = Tensor(y, y.dtype.kind == "f")
             result.creator, result.generation = self, generation
             results: tuple[Tensor, ...] = (result,)
@@ -783,8 +817,7 @@ def _cast(x: Tensor, dtype: Any) -> Tensor:
 _NO_GRAD = tuple((False,) * n for n in range(8))
 # keep_inputs that name every input, by number of inputs: then ``inputs`` is the input tuple
 _ALL = tuple(tuple(range(n)) for n in range(8))
-_SHAPE = operator.attrgetter("shape")
-_DTYPE = operator.attrgetter("dtype")
+_ONE_GRAD = (True,)
 
 
 def _as_tensors(inputs: Sequence[Any], fn: Function) -> Sequence[Tensor]:
