@@ -661,12 +661,6 @@ class Function:
         hooks = self.__dict__.setdefault("_output_hooks", {})
         return hooks.setdefault(index, [])
 
-    def _release(self) -> None:
-        """Drop everything backward needed; the node can no longer be differentiated."""
-        generation = self.generation
-        self.__dict__.clear()
-        self.generation = generation
-
     def __lt__(self, other: Function) -> bool:  # heap tie-break, never used for logic
         return id(self) < id(other)
 
@@ -917,11 +911,13 @@ def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
 
 # ---- the backward pass --------------------------------------------------------------------
 #
-# _run_backward (at the end) is the whole engine. It seeds the roots' gradients, then, until
-# the heap is empty: takes the newest Function off it (_Backward.pop), gives it one gradient
-# per output (_output_grads), calls its backward (_call_backward), delivers the results to
-# its inputs, summing where a tensor was used twice (_Backward.deliver_to_inputs), and frees
-# it. Last, it stores the leaves' summed gradients (_store_leaf_grads).
+# _run_backward (at the end) is the whole engine. It seeds the roots' gradients
+# (_Backward.deliver), then runs _Backward.run: until no Function waits, it takes the newest
+# one (from _Backward.next, or the heap once the graph branches), gives it one gradient per
+# output (_output_grads, for hooks, several outputs or an unused one), calls its backward
+# (_call_backward: its fast_backward on arrays, else backward on Tensors), delivers the
+# results to its inputs, summing where a tensor was used twice, and frees it. Last, it
+# stores the leaves' summed gradients (_store_leaf_grads).
 
 class _Backward:
     """The state of one backward pass.
@@ -949,6 +945,12 @@ class _Backward:
         self.order = itertools.count()  # among equal generations: first reached, first run
         self.leaf_grads: dict[int, list] = {}
 
+    #: whether a leaf's use is reported to :meth:`used` (post-accumulate-grad hooks)
+    hooked = False
+
+    def used(self, leaf: Tensor) -> None:
+        """One of the edges to ``leaf`` has delivered its gradient (or None)."""
+
     def add(self, old: Any, new: Any) -> Any:
         """The sum of two gradients of one tensor (arrays, or Tensors when recorded)."""
         if old is None:
@@ -963,6 +965,8 @@ class _Backward:
                 self.leaf_grads[id(edge)] = [edge, g]
             else:
                 entry[1] = self.add(entry[1], g)
+            if self.hooked:
+                self.used(edge)
             return
         fn, index = edge
         slots = self.pending.get(fn)
@@ -982,54 +986,76 @@ class _Backward:
             heapq.heappush(self.heap, (-waiting.generation, next(self.order), waiting))
         heapq.heappush(self.heap, (-fn.generation, next(self.order), fn))
 
-    def pop(self) -> tuple[Function, list]:
-        """The newest waiting Function and its gradients: every consumer of its outputs has a
-        larger generation, so all of them have run and delivered."""
-        fn = self.next
-        if fn is None:
-            fn = heapq.heappop(self.heap)[2]
-        else:
-            self.next = None
-        gys = self.pending.pop(fn)
-        d = fn.__dict__
-        if "parents" not in d:
-            raise RuntimeError(_release_message(fn))
-        saved_at = d.get("_saved_at")
-        if saved_at is not None and saved_at != _inplace_ops[0]:
-            _check_saved_versions(fn, d)
-        return fn, gys
-
-    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
-        """Send each input gradient ``fn``'s backward returned to that input's producer."""
-        arrays = self.arrays
-        for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
-            if edge is None or gx is None:
-                continue
-            if arrays:
-                if type(gx) is not np.ndarray:
-                    gx = gx.data if isinstance(gx, Tensor) else Tensor(gx).data
-            elif not isinstance(gx, Tensor):
-                gx = Tensor(gx)
-            if gx.shape != shape:
-                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
-                                   f"shape {tuple(gx.shape)} for an input of shape {shape}")
-            if gx.dtype != dtype:
-                gx = gx.astype(dtype) if arrays else \
-                    Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
-            self.deliver(edge, gx)
-
     def run(self, retain_graph: bool, anomaly: bool) -> None:
-        """Until no Function waits: run the newest one's backward and pass its gradients on."""
-        fast = self.arrays and not anomaly
+        """Until no Function waits: take the newest one (every consumer of its outputs has a
+        larger generation, so all of them have run and delivered), run its backward, send
+        each input's gradient on to that input's producer (summing where a tensor was used
+        twice) and free the Function. One loop with the steps written out: it runs once per
+        node of the graph."""
+        arrays, hooked = self.arrays, self.hooked
+        fast = arrays and not anomaly
         simple = not self.captured_edges
-        while self.next is not None or self.heap:
-            fn, gys = self.pop()
-            if len(gys) != 1 or gys[0] is None or not simple or "_output_hooks" in fn.__dict__:
+        pending, heap, add = self.pending, self.heap, self.add
+        while True:
+            fn = self.next
+            if fn is not None:
+                self.next = None
+            elif heap:
+                fn = heapq.heappop(heap)[2]
+            else:
+                return
+            gys = pending.pop(fn)
+            d = fn.__dict__
+            if "parents" not in d:
+                raise RuntimeError(_release_message(fn))
+            saved_at = d.get("_saved_at")
+            if saved_at is not None and saved_at != _inplace_ops[0]:
+                _check_saved_versions(fn, d)
+            if len(gys) != 1 or gys[0] is None or not simple or "_output_hooks" in d:
                 gys = _output_grads(fn, gys, self)
-            gxs = _call_backward(fn, gys, self.arrays, fast, anomaly)
-            self.deliver_to_inputs(fn, gxs)
-            if not retain_graph:
-                fn._release()
+            gxs = _call_backward(fn, gys, arrays, fast, anomaly)
+            unused = None
+            for edge, gx, shape, dtype in zip(d["parents"], gxs, d["input_shapes"],
+                                              d["input_dtypes"]):
+                if edge is None:
+                    continue
+                if gx is None:
+                    if hooked and type(edge) is not tuple:  # one edge fewer to wait for
+                        unused = [edge] if unused is None else unused + [edge]
+                    continue
+                if arrays:
+                    if type(gx) is not np.ndarray:
+                        gx = gx.data if isinstance(gx, Tensor) else Tensor(gx).data
+                elif not isinstance(gx, Tensor):
+                    gx = Tensor(gx)
+                if gx.shape != shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                       f"shape {tuple(gx.shape)} for an input of shape {shape}")
+                if gx.dtype != dtype:
+                    gx = gx.astype(dtype) if arrays else \
+                        Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
+                if type(edge) is not tuple:
+                    self.deliver(edge, gx)  # a leaf
+                    continue
+                producer, index = edge
+                slots = pending.get(producer)
+                if slots is None:
+                    slots = pending[producer] = [None] * len(producer.output_meta) \
+                        if hasattr(producer, "output_meta") else [None] * (index + 1)
+                    if self.next is None and not heap:
+                        self.next = producer
+                    else:
+                        self.push(producer)
+                    slots[index] = gx
+                else:
+                    slots[index] = gx if slots[index] is None else add(slots[index], gx)
+            if unused is not None:
+                for edge in unused:
+                    self.used(edge)
+            if not retain_graph:  # drop all it saved: it can no longer be differentiated
+                generation = d["generation"]
+                d.clear()
+                d["generation"] = generation
 
 
 def _output_grads(fn: Function, gys: list, walk: _Backward) -> list:
@@ -1136,6 +1162,8 @@ class _HookedBackward(_Backward):
     count never reaches zero (a branch that delivered no gradient) is finished at the end.
     """
 
+    hooked = True
+
     def __init__(self, create_graph: bool, captured_edges: dict, roots: Sequence[Tensor],
                  handed_out: set[int]) -> None:
         super().__init__(create_graph, captured_edges)
@@ -1153,17 +1181,6 @@ class _HookedBackward(_Backward):
             if id(fn) not in seen:
                 seen.add(id(fn))
                 stack.extend([p for p in fn.__dict__.get("parents", ()) if p is not None])
-
-    def deliver(self, edge: Any, g: Tensor) -> None:
-        super().deliver(edge, g)
-        if isinstance(edge, Tensor):
-            self.used(edge)
-
-    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
-        super().deliver_to_inputs(fn, gxs)
-        for edge, gx in zip(fn.parents, gxs):
-            if gx is None and isinstance(edge, Tensor):
-                self.used(edge)  # no contribution, but one edge fewer to wait for
 
     def used(self, leaf: Tensor) -> None:
         left = self.uses.get(id(leaf))
