@@ -12,6 +12,7 @@ import minidl as md
 import minidl.functional as F
 from minidl.functional.activation import ReLU, Sigmoid, Tanh
 from minidl.functional.elementwise import Add, Div, Exp, Mul, Neg, Sub
+from minidl.functional.linalg import MatMul
 
 BINARY = {"add": (Add, lambda a, b: a + b), "sub": (Sub, lambda a, b: a - b),
           "mul": (Mul, lambda a, b: a * b), "div": (Div, lambda a, b: a / b)}
@@ -82,6 +83,21 @@ def test_unary_fast_backward_is_bit_identical(name, shape, dtype, device, monkey
         slow = _grads(op, [x], device, root, create_graph=True)
         _check_same(fast, slow)
     assert calls and all(calls)
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((1, 4), (4, 1)), ((2, 3, 4), (4, 2)),
+                                    ((4,), (4, 3)), ((3, 4), (4,))])
+@pytest.mark.parametrize("dtypes", DTYPES)
+def test_matmul_fast_backward_is_bit_identical(shapes, dtypes, device, monkeypatch):
+    gen = np.random.default_rng(0)
+    arrays = [gen.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+    calls = _spy(monkeypatch, MatMul)
+    for root in ("float32", "float64"):
+        fast = _grads(lambda a, b: a @ b, arrays, device, root, create_graph=False)
+        slow = _grads(lambda a, b: a @ b, arrays, device, root, create_graph=True)
+        _check_same(fast, slow)
+    # the 2-D case takes the fast path; batched and 1-D operands fall back to backward
+    assert calls and all(calls) == (len(shapes[0]) == len(shapes[1]) == 2)
 
 
 def test_chain_with_branches_matches_recorded_backward():
