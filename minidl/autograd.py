@@ -495,12 +495,8 @@ class Function:
             self.input_dtypes = tuple([x.dtype for x in datas])
             outputs = self.forward(*datas)
         single = not isinstance(outputs, tuple)
-        if single:
-            outputs = (outputs,)
         if _anomaly.get():
-            _check_finite(outputs, self, "forward")
-        if not single:
-            self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
+            _check_finite((outputs,) if single else outputs, self, "forward")
         keep = self.keep_inputs
         if keep:
             self._saved_at = _inplace_ops[0]
@@ -514,24 +510,29 @@ class Function:
                                                   for u in tensors])
                     break
         generation += 1
-        if single:
-            y = outputs[0]
+        if single:  # nearly every op: no tuples but the graph's
+            y = outputs
             self.output_meta = ((y.shape, y.dtype),)
             result = Tensor(y, y.dtype.kind == "f")
             result.creator, result.generation = self, generation
-            results: tuple[Tensor, ...] = (result,)
-        else:
-            results = tuple([Tensor(y, y.dtype.kind == "f") for y in outputs])
-            for i, t in enumerate(results):
-                t.creator, t.output_index, t.generation = self, i, generation
+            if self.keep_output:
+                self._saved_at = _inplace_ops[0]
+                self._outputs = (y,)
+                # the output's counter: an in-place op on it changes what was saved
+                vc = result._vc = [0]
+                self._output_vcs = (vc,)
+            return result
+        self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
+        results = tuple([Tensor(y, y.dtype.kind == "f") for y in outputs])
+        for i, t in enumerate(results):
+            t.creator, t.output_index, t.generation = self, i, generation
         if self.keep_output:
             self._saved_at = _inplace_ops[0]
             self._outputs = outputs
-            # the outputs' counters: an in-place op on an output changes what was saved
             vcs = self._output_vcs = tuple([[0] for _ in results])
             for t, vc in zip(results, vcs):
                 t._vc = vc
-        return results[0] if single else results
+        return results
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError

@@ -11,6 +11,7 @@ dimensioned float tensor.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -76,12 +77,13 @@ class _Binary(Function):
             raise _broadcast_error(self, a, b) from None
 
     def compute(self, a: Any, b: Any) -> Any:
+        """The op on two arrays of one dtype (a subclass may set it to ``operator.add`` and
+        the like: a builtin is no method, so ``self.compute(a, b)`` calls it on a, b)."""
         raise NotImplementedError
 
 
 class Add(_Binary):
-    def compute(self, a, b):
-        return a + b
+    compute = operator.add  # in C, not one more Python call per op
 
     def backward(self, gy):
         sa, sb = self.input_shapes
@@ -95,8 +97,7 @@ class Add(_Binary):
 
 
 class Sub(_Binary):
-    def compute(self, a, b):
-        return a - b
+    compute = operator.sub  # in C, not one more Python call per op
 
     def backward(self, gy):
         sa, sb = self.input_shapes
@@ -113,8 +114,7 @@ class Sub(_Binary):
 class Mul(_Binary):
     keep_inputs = (0, 1)
 
-    def compute(self, a, b):
-        return a * b
+    compute = operator.mul  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
@@ -135,8 +135,7 @@ class Mul(_Binary):
 class Div(_Binary):
     keep_inputs = (0, 1)
 
-    def compute(self, a, b):
-        return a / b
+    compute = operator.truediv  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
@@ -158,8 +157,7 @@ class Pow(_Binary):
     keep_inputs = (0, 1)
     keep_output = True
 
-    def compute(self, a, b):
-        return a ** b
+    compute = operator.pow  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
