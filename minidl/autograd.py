@@ -815,7 +815,7 @@ _ALL = tuple(tuple(range(n)) for n in range(8))
 _ONE_GRAD = (True,)
 
 
-def _as_tensors(inputs: Sequence[Any], fn: Function) -> Sequence[Tensor]:
+def _as_tensors(inputs: Sequence[Any], fn: Function) -> tuple[Tensor, ...]:
     """Wrap scalars and arrays as constant Tensors and check that all share one device."""
     out = list(inputs)
     like = None
@@ -827,7 +827,7 @@ def _as_tensors(inputs: Sequence[Any], fn: Function) -> Sequence[Tensor]:
         if not isinstance(t, Tensor):
             out[i] = as_tensor(t, like=like)
     _check_devices(out, fn)
-    return out
+    return tuple(out)
 
 
 def _check_devices(tensors: Sequence[Tensor], fn: Function) -> None:
