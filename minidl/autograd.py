@@ -395,55 +395,113 @@ class Function:
     keep_inputs: tuple[int, ...] = ()
     #: whether backward needs the outputs (available as ``self.output(i)``)
     keep_output: bool = False
+    #: optional ``fast_backward(*gy_arrays) -> tuple``: the same gradients as ``backward``,
+    #: bit for bit, computed on raw arrays (one array or None per input), which the engine
+    #: uses when the backward is not recorded; it returns NotImplemented for a case it does
+    #: not cover (mixed dtypes, say), and then ``backward`` runs
+    fast_backward: Callable[..., Any] | None = None
 
     needs_input_grad: tuple[bool, ...]
     input_shapes: tuple[tuple[int, ...], ...]
     input_dtypes: tuple[np.dtype, ...]
 
     def __call__(self, *inputs: Any) -> Any:
-        # This runs for every op, forward and (without create_graph) inside every backward,
-        # so it makes one pass over the inputs and no more tuples than the graph needs.
-        tensors = _as_tensors(inputs, self)
+        # This runs for every op, forward and (without create_graph) inside every backward.
+        # It makes one pass over the inputs, and builds only the tuples the graph keeps.
+        tensors: Sequence[Tensor] = inputs
+        kind = None
         record = False
-        if _grad_enabled.get():
-            for t in tensors:
-                view = t._view
-                if view is not None and view[2] != t._vc[0]:
-                    _refresh_view(t)  # its base was changed in place since it was taken
-                if t.requires_grad:
-                    record = True
-        self.needs_input_grad = tuple([t.requires_grad for t in tensors]) if record \
-            else _NO_GRAD[len(tensors)] if len(tensors) < len(_NO_GRAD) \
-            else (False,) * len(tensors)
-        outputs = self.forward(*[t.data for t in tensors])
-        single = not isinstance(outputs, tuple)
-        if single:
-            outputs = (outputs,)
-        if _anomaly.get():
-            _check_finite(outputs, self, "forward")
-        if not record:
-            if single:
-                return Tensor(outputs[0])
-            return tuple([Tensor(y) for y in outputs])
-        generation = 0
-        parents = []
-        for t in tensors:
+        for t in inputs:
+            if not isinstance(t, Tensor):  # rare: a scalar or an array among the operands
+                tensors = _as_tensors(inputs, self)
+                record = any([u.requires_grad for u in tensors])
+                break
+            if kind is None:
+                kind = type(t.data)
+            elif type(t.data) is not kind:
+                _check_devices(inputs, self)
             if t.requires_grad:
-                # an edge: the leaf itself, or (producing Function, which of its outputs)
-                parents.append(t if t.creator is None else (t.creator, t.output_index))
-                if t.generation > generation:
-                    generation = t.generation
+                record = True
+        if record or _inplace_ops[0]:
+            if not _grad_enabled.get():
+                record = False
+            elif _inplace_ops[0]:  # a view can only be stale after some in-place op
+                for t in tensors:
+                    view = t._view
+                    if view is not None and view[2] != t._vc[0]:
+                        _refresh_view(t)  # its base was changed in place since it was taken
+                        record = record or t.requires_grad
+        n = len(tensors)
+        if not record:
+            self.needs_input_grad = _NO_GRAD[n] if n < len(_NO_GRAD) else (False,) * n
+            if n == 2:
+                outputs = self.forward(tensors[0].data, tensors[1].data)
+            elif n == 1:
+                outputs = self.forward(tensors[0].data)
             else:
-                parents.append(None)
-        self.generation = generation
-        self.parents = tuple(parents)
-        self.input_shapes = tuple([t.data.shape for t in tensors])
-        self.input_dtypes = tuple([t.data.dtype for t in tensors])
-        self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
-        if self.keep_inputs:
+                outputs = self.forward(*[t.data for t in tensors])
+            if _anomaly.get():
+                _check_finite(outputs if isinstance(outputs, tuple) else (outputs,), self,
+                              "forward")
+            if isinstance(outputs, tuple):
+                return tuple([Tensor(y) for y in outputs])
+            return Tensor(outputs)
+        # an edge per input: the leaf itself, (producing Function, which of its outputs), or
+        # None for an input that needs no gradient; the generation is one past the inputs'.
+        # One and two inputs (nearly every op) are spelled out: no lists, no comprehensions.
+        if n == 2:
+            a, b = tensors
+            xa, xb = a.data, b.data
+            if a.requires_grad:
+                ea = a if a.creator is None else (a.creator, a.output_index)
+                generation = a.generation
+            else:
+                ea, generation = None, 0
+            if b.requires_grad:
+                eb = b if b.creator is None else (b.creator, b.output_index)
+                if b.generation > generation:
+                    generation = b.generation
+            else:
+                eb = None
+            self.generation, self.parents = generation, (ea, eb)
+            self.needs_input_grad = (ea is not None, eb is not None)
+            self.input_shapes = (xa.shape, xb.shape)
+            self.input_dtypes = (xa.dtype, xb.dtype)
+            outputs = self.forward(xa, xb)
+        elif n == 1:
+            (a,) = tensors
+            xa = a.data
+            self.generation = generation = a.generation
+            self.parents = (a if a.creator is None else (a.creator, a.output_index),)
+            self.needs_input_grad = _ONE_GRAD
+            self.input_shapes, self.input_dtypes = (xa.shape,), (xa.dtype,)
+            outputs = self.forward(xa)
+        else:
+            generation = 0
+            parents = []
+            for t in tensors:
+                if t.requires_grad:
+                    creator = t.creator
+                    parents.append(t if creator is None else (creator, t.output_index))
+                    if t.generation > generation:
+                        generation = t.generation
+                else:
+                    parents.append(None)
+            self.generation = generation
+            self.parents = parents = tuple(parents)
+            self.needs_input_grad = tuple([p is not None for p in parents])
+            datas = [t.data for t in tensors]
+            self.input_shapes = tuple([x.shape for x in datas])
+            self.input_dtypes = tuple([x.dtype for x in datas])
+            outputs = self.forward(*datas)
+        single = not isinstance(outputs, tuple)
+        if _anomaly.get():
+            _check_finite((outputs,) if single else outputs, self, "forward")
+        keep = self.keep_inputs
+        if keep:
             self._saved_at = _inplace_ops[0]
-            self.inputs = tuple([t if i in self.keep_inputs else None
-                                 for i, t in enumerate(tensors)])
+            self.inputs = tensors if keep == _ALL[n] else \
+                tuple([t if i in keep else None for i, t in enumerate(tensors)])
             # The versions at save time, which the engine checks before backward. A tensor
             # without a counter is at version 0, so nothing is stored unless one has one.
             for t in tensors:
@@ -451,19 +509,30 @@ class Function:
                     self._input_versions = tuple([0 if u._vc is None else u._vc[0]
                                                   for u in tensors])
                     break
-        results = []
-        for i, y in enumerate(outputs):
-            t = Tensor(y, requires_grad=y.dtype.kind == "f")
-            t.creator, t.output_index, t.generation = self, i, generation + 1
-            results.append(t)
+        generation += 1
+        if single:  # nearly every op: no tuples but the graph's
+            y = outputs
+            self.output_meta = ((y.shape, y.dtype),)
+            result = Tensor(y, y.dtype.kind == "f")
+            result.creator, result.generation = self, generation
+            if self.keep_output:
+                self._saved_at = _inplace_ops[0]
+                self._outputs = (y,)
+                # the output's counter: an in-place op on it changes what was saved
+                vc = result._vc = [0]
+                self._output_vcs = (vc,)
+            return result
+        self.output_meta = tuple([(y.shape, y.dtype) for y in outputs])
+        results = tuple([Tensor(y, y.dtype.kind == "f") for y in outputs])
+        for i, t in enumerate(results):
+            t.creator, t.output_index, t.generation = self, i, generation
         if self.keep_output:
             self._saved_at = _inplace_ops[0]
             self._outputs = outputs
-            # the outputs' counters: an in-place op on an output changes what was saved
             vcs = self._output_vcs = tuple([[0] for _ in results])
             for t, vc in zip(results, vcs):
                 t._vc = vc
-        return results[0] if single else tuple(results)
+        return results
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -592,12 +661,6 @@ class Function:
     def _hooks_for(self, index: int) -> list:
         hooks = self.__dict__.setdefault("_output_hooks", {})
         return hooks.setdefault(index, [])
-
-    def _release(self) -> None:
-        """Drop everything backward needed; the node can no longer be differentiated."""
-        generation = self.generation
-        self.__dict__.clear()
-        self.generation = generation
 
     def __lt__(self, other: Function) -> bool:  # heap tie-break, never used for logic
         return id(self) < id(other)
@@ -747,33 +810,37 @@ def _cast(x: Tensor, dtype: Any) -> Tensor:
 
 # needs_input_grad of an op that records nothing, by number of inputs (shared, immutable)
 _NO_GRAD = tuple((False,) * n for n in range(8))
+# keep_inputs that name every input, by number of inputs: then ``inputs`` is the input tuple
+_ALL = tuple(tuple(range(n)) for n in range(8))
+_ONE_GRAD = (True,)
 
 
-def _as_tensors(inputs: Sequence[Any], fn: Function) -> Sequence[Tensor]:
+def _as_tensors(inputs: Sequence[Any], fn: Function) -> tuple[Tensor, ...]:
     """Wrap scalars and arrays as constant Tensors and check that all share one device."""
-    out: Sequence[Any] = inputs
-    for x in inputs:
-        if not isinstance(x, Tensor):  # rare: a scalar or an array among the operands
-            out = list(inputs)
-            like = None
-            for t in out:
-                if isinstance(t, Tensor):
-                    if like is None or (like.data.dtype.kind != "f" and t.data.dtype.kind == "f"):
-                        like = t
-            for i, t in enumerate(out):
-                if not isinstance(t, Tensor):
-                    out[i] = as_tensor(t, like=like)
-            break
-    kind = type(out[0].data)
+    out = list(inputs)
+    like = None
     for t in out:
+        if isinstance(t, Tensor):
+            if like is None or (like.data.dtype.kind != "f" and t.data.dtype.kind == "f"):
+                like = t
+    for i, t in enumerate(out):
+        if not isinstance(t, Tensor):
+            out[i] = as_tensor(t, like=like)
+    _check_devices(out, fn)
+    return tuple(out)
+
+
+def _check_devices(tensors: Sequence[Tensor], fn: Function) -> None:
+    """Raise if the tensors' arrays are not all on one device."""
+    kind = type(tensors[0].data)
+    for t in tensors:
         if type(t.data) is not kind:
-            a, b = out[0], t
+            a, b = tensors[0], t
             if a.device != b.device:
                 raise ValueError(
                     f"{type(fn).__name__}: operands are on different devices: "
                     f"{a.shape} on '{a.device}' and {b.shape} on '{b.device}'; "
                     "move one with .to(device)")
-    return out
 
 
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
@@ -845,105 +912,195 @@ def _apply_hooks(hooks: list | None, g: Tensor) -> Tensor:
 
 # ---- the backward pass --------------------------------------------------------------------
 #
-# _run_backward (at the end) is the whole engine. It seeds the roots' gradients, then, until
-# the heap is empty: takes the newest Function off it (_Backward.pop), gives it one gradient
-# per output (_output_grads), calls its backward (_call_backward), delivers the results to
-# its inputs, summing where a tensor was used twice (_Backward.deliver_to_inputs), and frees
-# it. Last, it stores the leaves' summed gradients (_store_leaf_grads).
+# _run_backward (at the end) is the whole engine. It seeds the roots' gradients
+# (_Backward.deliver), then runs _Backward.run: until no Function waits, it takes the newest
+# one (from _Backward.next, or the heap once the graph branches), gives it one gradient per
+# output (_output_grads, for hooks, several outputs or an unused one), calls its backward
+# (_call_backward: its fast_backward on arrays, else backward on Tensors), delivers the
+# results to its inputs, summing where a tensor was used twice, and frees it. Last, it
+# stores the leaves' summed gradients (_store_leaf_grads).
 
 class _Backward:
     """The state of one backward pass.
 
     ``heap`` holds the Functions that have received a gradient, newest generation first, and
     ``pending`` their output gradients so far (one slot per output, summed as they arrive).
-    A leaf's gradient is summed in ``leaf_grads`` over all its uses and stored after the
-    walk, so that the leaf's hooks run once on the total (as for non-leaves, and in PyTorch).
+    While only one Function waits (a chain: the graph has not branched), it is kept in
+    ``next`` instead of the heap, which is the same order at less cost. A leaf's gradient is
+    summed in ``leaf_grads`` over all its uses and stored after the walk, so that the leaf's
+    hooks run once on the total (as for non-leaves, and in PyTorch).
+
+    Unless the backward is recorded (``create_graph``), gradients travel between Functions
+    as raw arrays, not Tensors (``arrays``): they are wrapped only for a backward written
+    with Tensor ops, a hook, or a result, and a Function with a ``fast_backward`` never
+    makes a Tensor at all.
     """
 
     def __init__(self, create_graph: bool, captured_edges: dict) -> None:
         self.create_graph = create_graph
+        self.arrays = not create_graph
         self.captured_edges = captured_edges
         self.pending: dict[Function, list] = {}
         self.heap: list[tuple[int, int, Function]] = []
+        self.next: Function | None = None
         self.order = itertools.count()  # among equal generations: first reached, first run
         self.leaf_grads: dict[int, list] = {}
 
-    def deliver(self, edge: Any, g: Tensor) -> None:
+    #: whether a leaf's use is reported to :meth:`used` (post-accumulate-grad hooks)
+    hooked = False
+
+    def used(self, leaf: Tensor) -> None:
+        """One of the edges to ``leaf`` has delivered its gradient (or None)."""
+
+    def add(self, old: Any, new: Any) -> Any:
+        """The sum of two gradients of one tensor (arrays, or Tensors when recorded)."""
+        if old is None:
+            return new
+        return old + new if self.arrays else _accumulate(old, new, self.create_graph)
+
+    def deliver(self, edge: Any, g: Any) -> None:
         """Add ``g`` to the gradient of ``edge``: a leaf, or (Function, output index)."""
-        if isinstance(edge, Tensor):
+        if type(edge) is not tuple:
             entry = self.leaf_grads.get(id(edge))
             if entry is None:
                 self.leaf_grads[id(edge)] = [edge, g]
             else:
-                entry[1] = _accumulate(entry[1], g, self.create_graph)
+                entry[1] = self.add(entry[1], g)
+            if self.hooked:
+                self.used(edge)
             return
         fn, index = edge
         slots = self.pending.get(fn)
         if slots is None:
             slots = self.pending[fn] = [None] * len(fn.output_meta) \
                 if hasattr(fn, "output_meta") else [None] * (index + 1)
-            heapq.heappush(self.heap, (-fn.generation, next(self.order), fn))
-        slots[index] = _accumulate(slots[index], g, self.create_graph)
+            self.push(fn)
+        slots[index] = g if slots[index] is None else self.add(slots[index], g)
 
-    def pop(self) -> tuple[Function, list]:
-        """The newest waiting Function and its gradients: every consumer of its outputs has a
-        larger generation, so all of them have run and delivered."""
-        fn = heapq.heappop(self.heap)[2]
-        gys = self.pending.pop(fn)
-        d = fn.__dict__
-        if "parents" not in d:
-            raise RuntimeError(_release_message(fn))
-        saved_at = d.get("_saved_at")
-        if saved_at is not None and saved_at != _inplace_ops[0]:
-            _check_saved_versions(fn, d)
-        return fn, gys
+    def push(self, fn: Function) -> None:
+        """``fn`` has got its first gradient: it waits for its turn."""
+        if self.next is None and not self.heap:
+            self.next = fn
+            return
+        if self.next is not None:  # the graph branches: from now on the heap orders them
+            waiting, self.next = self.next, None
+            heapq.heappush(self.heap, (-waiting.generation, next(self.order), waiting))
+        heapq.heappush(self.heap, (-fn.generation, next(self.order), fn))
 
-    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
-        """Send each input gradient ``fn.backward`` returned to that input's producer."""
-        for edge, gx, shape, dtype in zip(fn.parents, gxs, fn.input_shapes, fn.input_dtypes):
-            if edge is None or gx is None:
-                continue
-            if not isinstance(gx, Tensor):
-                gx = Tensor(gx)
-            if gx.shape != shape:
-                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
-                                   f"shape {gx.shape} for an input of shape {shape}")
-            if gx.dtype != dtype:
-                gx = Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
-            self.deliver(edge, gx)
+    def run(self, retain_graph: bool, anomaly: bool) -> None:
+        """Until no Function waits: take the newest one (every consumer of its outputs has a
+        larger generation, so all of them have run and delivered), run its backward, send
+        each input's gradient on to that input's producer (summing where a tensor was used
+        twice) and free the Function. One loop with the steps written out: it runs once per
+        node of the graph."""
+        arrays, hooked = self.arrays, self.hooked
+        fast = arrays and not anomaly
+        simple = not self.captured_edges
+        pending, heap, add = self.pending, self.heap, self.add
+        while True:
+            fn = self.next
+            if fn is not None:
+                self.next = None
+            elif heap:
+                fn = heapq.heappop(heap)[2]
+            else:
+                return
+            gys = pending.pop(fn)
+            d = fn.__dict__
+            if "parents" not in d:
+                raise RuntimeError(_release_message(fn))
+            saved_at = d.get("_saved_at")
+            if saved_at is not None and saved_at != _inplace_ops[0]:
+                _check_saved_versions(fn, d)
+            if len(gys) != 1 or gys[0] is None or not simple or "_output_hooks" in d:
+                gys = _output_grads(fn, gys, self)
+            gxs = _call_backward(fn, gys, arrays, fast, anomaly)
+            unused = None
+            for edge, gx, shape, dtype in zip(d["parents"], gxs, d["input_shapes"],
+                                              d["input_dtypes"]):
+                if edge is None:
+                    continue
+                if gx is None:
+                    if hooked and type(edge) is not tuple:  # one edge fewer to wait for
+                        unused = [edge] if unused is None else unused + [edge]
+                    continue
+                if arrays:
+                    if type(gx) is not np.ndarray:
+                        gx = gx.data if isinstance(gx, Tensor) else Tensor(gx).data
+                elif not isinstance(gx, Tensor):
+                    gx = Tensor(gx)
+                if gx.shape != shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of "
+                                       f"shape {tuple(gx.shape)} for an input of shape {shape}")
+                if gx.dtype != dtype:
+                    gx = gx.astype(dtype) if arrays else \
+                        Cast(dtype)(gx) if self.create_graph else Tensor(gx.data.astype(dtype))
+                if type(edge) is not tuple:
+                    self.deliver(edge, gx)  # a leaf
+                    continue
+                producer, index = edge
+                slots = pending.get(producer)
+                if slots is None:
+                    slots = pending[producer] = [None] * len(producer.output_meta) \
+                        if hasattr(producer, "output_meta") else [None] * (index + 1)
+                    if self.next is None and not heap:
+                        self.next = producer
+                    else:
+                        self.push(producer)
+                    slots[index] = gx
+                else:
+                    slots[index] = gx if slots[index] is None else add(slots[index], gx)
+            if unused is not None:
+                for edge in unused:
+                    self.used(edge)
+            if not retain_graph:  # drop all it saved: it can no longer be differentiated
+                generation = d["generation"]
+                d.clear()
+                d["generation"] = generation
 
 
-def _output_grads(fn: Function, gys: list, walk: _Backward) -> list[Tensor]:
+def _output_grads(fn: Function, gys: list, walk: _Backward) -> list:
     """One gradient per output of ``fn``, as its backward expects: each after that output's
     hooks (and captured, for :func:`grad` of a non-leaf), zeros for an output nobody used."""
     output_hooks = fn.__dict__.get("_output_hooks")
+    arrays = walk.arrays
     for i, (shape, dtype) in enumerate(fn.output_meta):
         g = gys[i]
-        if g is not None and output_hooks:
-            g = _apply_hooks(output_hooks.get(i), g)
+        if g is not None and output_hooks and output_hooks.get(i):
+            g = _apply_hooks(output_hooks[i], Tensor(g) if arrays else g)
+            if arrays:
+                g = g.data
         if g is not None and (fn, i) in walk.captured_edges:
             slot = walk.captured_edges[(fn, i)]
-            slot[0] = _accumulate(slot[0], g, walk.create_graph)
+            slot[0] = _accumulate(slot[0], Tensor(g) if arrays else g, walk.create_graph)
         if g is None:
-            xp = get_array_module(*[y.data for y in gys if y is not None])
-            g = Tensor(xp.zeros(shape, dtype))
+            xp = get_array_module(*[y if arrays else y.data for y in gys if y is not None])
+            g = xp.zeros(shape, dtype) if arrays else Tensor(xp.zeros(shape, dtype))
         gys[i] = g
     return gys
 
 
-def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
-    """``fn.backward(*gys)`` as a tuple of one gradient (or None) per input, checked."""
-    if anomaly:
-        # the ops inside a backward are not checked one by one: a NaN they make is
-        # reported below as this Function's backward, which is where it appeared
-        inner = _anomaly.set(False)
-        try:
+def _call_backward(fn: Function, gys: list, arrays: bool, fast: bool, anomaly: bool) -> tuple:
+    """``fn``'s backward on the output gradients ``gys`` (arrays if ``arrays``, else
+    Tensors) as a tuple of one gradient (or None) per input, checked. ``fast``: its
+    ``fast_backward`` may be used."""
+    gxs: Any = NotImplemented
+    if fast and fn.fast_backward is not None:
+        gxs = fn.fast_backward(*gys)
+    if gxs is NotImplemented:
+        if arrays:
+            gys = [Tensor(g) for g in gys]
+        if anomaly:
+            # the ops inside a backward are not checked one by one: a NaN they make is
+            # reported below as this Function's backward, which is where it appeared
+            inner = _anomaly.set(False)
+            try:
+                gxs = fn.backward(*gys)
+            finally:
+                _anomaly.reset(inner)
+        else:
             gxs = fn.backward(*gys)
-        finally:
-            _anomaly.reset(inner)
-    else:
-        gxs = fn.backward(*gys)
-    if not isinstance(gxs, tuple):
+    if type(gxs) is not tuple:
         gxs = (gxs,)
     if len(gxs) != len(fn.parents):
         raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
@@ -955,10 +1112,13 @@ def _call_backward(fn: Function, gys: list[Tensor], anomaly: bool) -> tuple:
 
 def _store_leaf_grads(leaf_grads: dict[int, list], create_graph: bool,
                       capture: dict[str, Any] | None, handed_out: set[int]) -> None:
-    """Run each leaf's hooks on its total gradient, then add it to ``.grad`` (or to the
-    capture slot of :func:`grad`). ``handed_out`` holds the ids of the arrays the caller
-    passed in as gradients, which a ``.grad`` must not share memory with."""
+    """Run each leaf's hooks on its total gradient (an array unless ``create_graph``), then
+    add it to ``.grad`` (or to the capture slot of :func:`grad`). ``handed_out`` holds the
+    ids of the arrays the caller passed in as gradients, which a ``.grad`` must not share
+    memory with."""
     for leaf, g in leaf_grads.values():
+        if not create_graph:
+            g = Tensor(g)
         g = _apply_hooks(leaf._hooks, g)
         if capture is not None:
             slot = capture["leaves"].get(id(leaf))
@@ -1003,6 +1163,8 @@ class _HookedBackward(_Backward):
     count never reaches zero (a branch that delivered no gradient) is finished at the end.
     """
 
+    hooked = True
+
     def __init__(self, create_graph: bool, captured_edges: dict, roots: Sequence[Tensor],
                  handed_out: set[int]) -> None:
         super().__init__(create_graph, captured_edges)
@@ -1020,17 +1182,6 @@ class _HookedBackward(_Backward):
             if id(fn) not in seen:
                 seen.add(id(fn))
                 stack.extend([p for p in fn.__dict__.get("parents", ()) if p is not None])
-
-    def deliver(self, edge: Any, g: Tensor) -> None:
-        super().deliver(edge, g)
-        if isinstance(edge, Tensor):
-            self.used(edge)
-
-    def deliver_to_inputs(self, fn: Function, gxs: tuple) -> None:
-        super().deliver_to_inputs(fn, gxs)
-        for edge, gx in zip(fn.parents, gxs):
-            if gx is None and isinstance(edge, Tensor):
-                self.used(edge)  # no contribution, but one edge fewer to wait for
 
     def used(self, leaf: Tensor) -> None:
         left = self.uses.get(id(leaf))
@@ -1058,13 +1209,8 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
         if _post_hooked and capture is None else _Backward(create_graph, edges)
     try:
         for root, g in zip(roots, root_grads):
-            walk.deliver(root._edge(), g)
-        while walk.heap:
-            fn, gys = walk.pop()
-            gxs = _call_backward(fn, _output_grads(fn, gys, walk), anomaly)
-            walk.deliver_to_inputs(fn, gxs)
-            if not retain_graph:
-                fn._release()
+            walk.deliver(root._edge(), g.data if walk.arrays else g)
+        walk.run(retain_graph, anomaly)
         _store_leaf_grads(walk.leaf_grads, create_graph, capture, handed_out)
     finally:
         _grad_enabled.reset(token)

@@ -11,13 +11,14 @@ dimensioned float tensor.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
 
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
-from .reduction import sum_to
+from .reduction import SumTo, sum_to
 from .validation import keywords
 
 
@@ -52,6 +53,18 @@ def promote(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
+def _sum_to_data(g: Any, shape: tuple[int, ...]) -> Any:
+    """:func:`sum_to` on a raw array, by the same kernel (for the ``fast_backward`` paths)."""
+    return g if g.shape == shape else SumTo(shape).forward(g)
+
+
+def _same_dtypes(fn: Function, gy: Any) -> bool:
+    """Whether both inputs and the gradient share one dtype: then NumPy's arithmetic on the
+    arrays is exactly what the Tensor ops of ``backward`` compute (no promotion rule)."""
+    da, db = fn.input_dtypes
+    return da == db == gy.dtype
+
+
 class _Binary(Function):
     """Shared forward: torch's dtype promotion and a readable broadcasting error."""
 
@@ -64,33 +77,44 @@ class _Binary(Function):
             raise _broadcast_error(self, a, b) from None
 
     def compute(self, a: Any, b: Any) -> Any:
+        """The op on two arrays of one dtype (a subclass may set it to ``operator.add`` and
+        the like: a builtin is no method, so ``self.compute(a, b)`` calls it on a, b)."""
         raise NotImplementedError
 
 
 class Add(_Binary):
-    def compute(self, a, b):
-        return a + b
+    compute = operator.add  # in C, not one more Python call per op
 
     def backward(self, gy):
         sa, sb = self.input_shapes
         return sum_to(gy, sa), sum_to(gy, sb)
 
+    def fast_backward(self, gy):
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy, sa) if need[0] else None,
+                _sum_to_data(gy, sb) if need[1] else None)
+
 
 class Sub(_Binary):
-    def compute(self, a, b):
-        return a - b
+    compute = operator.sub  # in C, not one more Python call per op
 
     def backward(self, gy):
         sa, sb = self.input_shapes
         gb = -sum_to(gy, sb) if self.needs_input_grad[1] else None
         return sum_to(gy, sa), gb
 
+    def fast_backward(self, gy):
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy, sa) if need[0] else None,
+                -_sum_to_data(gy, sb) if need[1] else None)
+
 
 class Mul(_Binary):
     keep_inputs = (0, 1)
 
-    def compute(self, a, b):
-        return a * b
+    compute = operator.mul  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
@@ -98,12 +122,20 @@ class Mul(_Binary):
         gb = sum_to(gy * a, self.input_shapes[1]) if self.needs_input_grad[1] else None
         return ga, gb
 
+    def fast_backward(self, gy):
+        if not _same_dtypes(self, gy):
+            return NotImplemented
+        a, b = self.inputs
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy * b.data, sa) if need[0] else None,
+                _sum_to_data(gy * a.data, sb) if need[1] else None)
+
 
 class Div(_Binary):
     keep_inputs = (0, 1)
 
-    def compute(self, a, b):
-        return a / b
+    compute = operator.truediv  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
@@ -111,13 +143,21 @@ class Div(_Binary):
         gb = sum_to(-gy * a / (b * b), self.input_shapes[1]) if self.needs_input_grad[1] else None
         return ga, gb
 
+    def fast_backward(self, gy):
+        if not _same_dtypes(self, gy):
+            return NotImplemented
+        a, b = self.inputs[0].data, self.inputs[1].data
+        sa, sb = self.input_shapes
+        need = self.needs_input_grad
+        return (_sum_to_data(gy / b, sa) if need[0] else None,
+                _sum_to_data(-gy * a / (b * b), sb) if need[1] else None)
+
 
 class Pow(_Binary):
     keep_inputs = (0, 1)
     keep_output = True
 
-    def compute(self, a, b):
-        return a ** b
+    compute = operator.pow  # in C, not one more Python call per op
 
     def backward(self, gy):
         a, b = self.inputs
@@ -162,6 +202,9 @@ class Neg(Function):
     def backward(self, gy):
         return -gy
 
+    def fast_backward(self, gy):
+        return (-gy,)
+
 
 class Exp(Function):
     keep_output = True
@@ -171,6 +214,9 @@ class Exp(Function):
 
     def backward(self, gy):
         return gy * self.output()
+
+    def fast_backward(self, gy):  # gy and the output have one shape: no promotion rule
+        return (gy * self._outputs[0],)
 
 
 class Log(Function):

@@ -223,13 +223,14 @@ def install_tensor_methods() -> None:
     """
     T = Tensor
     install_inplace_methods()  # x[i] = v, += -= *= /= @= and the _ methods
-    T.__add__ = lambda a, b: add(a, b)
+    # the ops themselves, not lambdas around them: one Python call fewer per operator
+    T.__add__ = add
     T.__radd__ = lambda a, b: add(b, a)
-    T.__sub__ = lambda a, b: sub(a, b)
+    T.__sub__ = sub
     T.__rsub__ = lambda a, b: sub(b, a)
-    T.__mul__ = lambda a, b: mul(a, b)
+    T.__mul__ = mul
     T.__rmul__ = lambda a, b: mul(b, a)
-    T.__truediv__ = lambda a, b: div(a, b)
+    T.__truediv__ = div
     T.__rtruediv__ = lambda a, b: div(b, a)
     T.__pow__ = lambda a, b: pow(a, b)
     T.__rpow__ = lambda a, b: pow(b, a)
