@@ -28,6 +28,7 @@ REDUCE_OPS = ("sum", "max", "min")
 _PROBE, _REPLY = 7301, 7302        # tags on the control channel
 _POLL_MAX_SLEEP = 1e-3             # seconds between polls once a wait is long
 _ANSWER_GRACE = 2.0                # seconds the ranks get to say where they are
+ABORT_GRACE_S = 1.0                # seconds the launcher gets to forward output before an abort
 
 
 class CollectiveTimeout(RuntimeError):
@@ -189,6 +190,9 @@ class MPICommunicator(Communicator):
     def abort(self, code: int = 1) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # MPI_Abort makes the launcher kill every rank at once, and on a busy machine it may
+        # not have forwarded what this rank just wrote: give it a moment to read the pipes
+        time.sleep(ABORT_GRACE_S)
         self.MPI.COMM_WORLD.Abort(code)
         os._exit(code)   # MPI_Abort may return before the launcher ends this process
 
