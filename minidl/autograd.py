@@ -275,6 +275,10 @@ class Tensor:
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if flag and self.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad; got dtype {self.dtype}")
+        if not flag and self.creator is not None:
+            raise RuntimeError(f"requires_grad_(False): this tensor (shape {self.shape}) is the "
+                               "output of an op, and only leaves' flags can change, as in "
+                               "torch; use .detach() for a copy outside the graph")
         self.requires_grad = flag
         return self
 

@@ -501,3 +501,23 @@ def test_pow_in_place(device):
                         t64([1.5, 0.5], device, True))
     with pytest.raises(TypeError, match=r"exp_: this int64 tensor cannot hold"):
         md.tensor(np.arange(3), device=device).exp_()
+
+
+def test_an_optimizer_step_is_an_in_place_change():
+    """As in torch: a graph built before opt.step() refuses to backward through the old
+    weights (the classic GAN mistake), and a non-leaf's requires_grad cannot be switched off."""
+    from minidl import optim
+
+    w = md.tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    (w * w).sum().backward()
+    y = (w * w).sum()
+    v = w._version
+    opt.step()
+    assert w._version == v + 1
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+    b = w * 2
+    with pytest.raises(RuntimeError, match=r"only leaves' flags can change.*\.detach\(\)"):
+        b.requires_grad_(False)
+    assert b.requires_grad

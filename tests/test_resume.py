@@ -286,3 +286,35 @@ def test_save_every_steps_lets_a_crash_lose_only_the_steps_since(tmp_path):
     state = load_checkpoint(tmp_path / "b" / "ck.last.npz")
     assert (state["global_step"], state["progress"]["step"]) == (12, 2)   # epoch 2, step 2
     _assert_identical(run(tmp_path / "b", resume=tmp_path / "b" / "ck.last.npz"), straight)
+
+
+def test_a_step_save_never_replaces_the_last_file_with_non_finite_weights(tmp_path):
+    """ModelCheckpoint(save_every_steps=1): a step whose update makes a weight infinite is not
+    saved, so the last file still holds the last finite state."""
+    import minidl as md
+    from minidl import nn, optim
+    from minidl.data import DataLoader
+    from minidl.train import ModelCheckpoint, NonFiniteLossError, Trainer
+
+    class Root(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 3)
+            self.s = nn.Parameter(md.tensor(np.ones(1, np.float32)))
+
+        def forward(self, x):
+            return self.lin(x) * self.s.sqrt()
+
+    x = np.random.default_rng(0).standard_normal((32, 2)).astype(np.float32)
+    y = np.zeros(32, np.int64)
+    m = Root()
+    ck = ModelCheckpoint(tmp_path / "ck.npz", monitor="loss", save_best_only=False,
+                         save_every_steps=1)
+    t = Trainer(m, optim.SGD(m.parameters(), lr=1.0), metrics=[], verbose=0, callbacks=[ck])
+    t.fit(DataLoader((x, y), batch_size=8), epochs=1)
+    with md.no_grad():
+        m.s.data[...] = 0.0       # sqrt's gradient at 0 is inf: a finite loss, an inf step
+    with np.errstate(all="ignore"), pytest.raises(NonFiniteLossError):
+        t.fit(DataLoader((x, y), batch_size=8), epochs=2)
+    saved = md.load(str(tmp_path / "ck.last.npz"))["model"]
+    assert all(np.isfinite(np.asarray(v)).all() for v in saved.values())

@@ -139,6 +139,9 @@ class Optimizer:
                 constraint = getattr(p, "constraint", None)
                 if constraint is not None:
                     p.data = constraint(p.data)
+                # an in-place change, as in torch: a graph that saved p before the step
+                # refuses to backward through the old value
+                p._bump_version()
         return loss
 
     def _update(self, p: Tensor, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:

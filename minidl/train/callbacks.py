@@ -154,7 +154,10 @@ class ModelCheckpoint(Callback):
         # replays at most save_every_steps steps instead of the whole epoch.
         every = self.save_every_steps
         if every and trainer.global_step % every == 0 and self.last_path is not None:
+            if not trainer.weights_finite():  # never replace a good file with a broken state
+                return
             trainer.save_checkpoint(self.last_path)
+            self.last_saved = (self.last_path, trainer.epoch + 1)  # saved within this epoch
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         if not trainer.weights_finite():
