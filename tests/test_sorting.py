@@ -58,3 +58,19 @@ def test_sorting_errors(device):
         F.take_along_dim(x, md.zeros(2, 1, device=device), 1)
     with pytest.raises(TypeError, match="topk: unknown keyword largest_first="):
         x.topk(1, largest_first=True)
+
+
+def test_nan_integer_extremes_and_ties_sort_as_in_torch():
+    """NaN is the largest value (last ascending, first descending), integers at their extreme
+    do not overflow, and ties keep their order in both directions (torch's stable sort)."""
+    x = md.tensor(np.array([3.0, np.nan, 1.0, 5.0, 3.0]))
+    up, down = md.sort(x), md.sort(x, descending=True)
+    np.testing.assert_array_equal(up.values.numpy(), [1, 3, 3, 5, np.nan])
+    np.testing.assert_array_equal(up.indices.numpy(), [2, 0, 4, 3, 1])
+    np.testing.assert_array_equal(down.values.numpy(), [np.nan, 5, 3, 3, 1])
+    np.testing.assert_array_equal(down.indices.numpy(), [1, 3, 0, 4, 2])
+    np.testing.assert_array_equal(md.topk(x, 2).values.numpy(), [np.nan, 5])
+    big = md.tensor(np.array([5, -2**63, 0, 5], dtype=np.int64))
+    np.testing.assert_array_equal(md.sort(big, descending=True).values.numpy(),
+                                  [5, 5, 0, -2**63])
+    np.testing.assert_array_equal(md.sort(big, descending=True).indices.numpy(), [0, 3, 2, 1])

@@ -374,3 +374,15 @@ def test_torch_keywords_of_backward_dropout_and_concat():
     np.testing.assert_array_equal(F.dropout(a, 0.5, False, inplace=True).numpy(), a.numpy())
     joined = nn.Concat(dim=0)(a, a)
     assert joined.shape == (4, 3)
+
+
+def test_integer_true_division_gives_the_default_float():
+    """torch's true division: uint8 / 255, int / int and bool / int are float32, so the result
+    feeds a float32 layer (float64 here would be refused by the layer)."""
+    img = md.tensor(np.array([[0, 51, 255]], dtype=np.uint8))
+    scaled = img / 255
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled.numpy(), [[0.0, 0.2, 1.0]], rtol=1e-6)
+    assert (2 / md.tensor(np.array([4, 8]))).dtype == np.float32
+    assert (md.tensor(np.array([True, False])) / md.tensor(np.array([2, 4]))).dtype == np.float32
+    assert nn.Linear(3, 1)(scaled).dtype == np.float32

@@ -329,8 +329,19 @@ def mul(a: Any, b: Any) -> Tensor:
     return Mul()(a, b)
 
 
+def _integral(v: Any) -> bool:
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    return kind in ("b", "i", "u") if kind is not None else isinstance(v, int)
+
+
 def div(a: Any, b: Any) -> Tensor:
-    """Elementwise ``a / b`` with broadcasting."""
+    """Elementwise ``a / b`` with broadcasting. True division, as torch's: integer or bool
+    operands divide as floats of the default dtype (float32), ``uint8_image / 255`` too."""
+    if _integral(a) and _integral(b):
+        a = astype(a, np.float32) if isinstance(a, Tensor) else a
+        b = astype(b, np.float32) if isinstance(b, Tensor) else b
+        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+            a = np.asarray(a, dtype=np.float32)
     return Div()(a, b)
 
 

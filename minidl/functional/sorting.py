@@ -64,20 +64,23 @@ def take_along_dim(x: Tensor, indices: Any, dim: int) -> Tensor:
 
 
 def _order(x: Tensor, d: int, descending: bool, stable: bool) -> Any:
-    data = x.data
-    if descending:  # a stable descending order: sort the negated keys
-        kind = data.dtype.kind
-        data = ~data if kind == "b" else -(data.astype(np.int64) if kind == "u" else data)
-    if get_array_module(data) is np:
-        return data.argsort(axis=d, kind="stable" if stable else None)
-    return data.argsort(axis=d)  # CuPy's sort is stable
+    """Indices sorting ``x`` along ``d``, always stable (ties keep their order), NaN last
+    ascending and first descending, as torch. Descending sorts the reversed keys ascending
+    and reverses back: no negation, so no overflow at an integer's extreme."""
+    xp = get_array_module(x.data)
+    if not descending:
+        return x.data.argsort(axis=d, kind="stable") if xp is np else x.data.argsort(axis=d)
+    n = x.shape[d]
+    rev = xp.flip(x.data, axis=d)
+    up = rev.argsort(axis=d, kind="stable") if xp is np else rev.argsort(axis=d)
+    return (n - 1) - xp.flip(up, axis=d)
 
 
 @keywords
 def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
     """The values along ``dim`` in order and where they came from: ``(values, indices)``.
-    Ties keep their original order when ``stable=True`` (always, for ``descending=False``
-    on the CPU, where NumPy's default sort is used)."""
+    Ties always keep their original order (so ``stable=True`` changes nothing); NaN sorts as
+    the largest value (last ascending, first descending), as in torch."""
     x = as_tensor(x)
     d = _dim(x, dim, "sort")
     if x.ndim == 0:
