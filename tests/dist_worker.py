@@ -252,6 +252,31 @@ def trainer_run(out: Path, epochs: int, tag: str, resume: str | None = None,
              val_loss=np.array(history["val_loss"]))
 
 
+def run_signal(out: Path, who: int) -> None:
+    """Trainer.fit under DDP; rank ``who`` alone gets SIGINT after step 3: every rank must
+    stop at the same step, rank 0 save, and the job print one line (exit 130)."""
+    import signal  # noqa: PLC0415
+
+    from minidl.train import LambdaCallback, ModelCheckpoint, Trainer  # noqa: PLC0415
+
+    k = dist.get_world_size()
+    md.manual_seed(0)
+    model = dist.DistributedDataParallel(cnn())
+    x, y = data(48)
+    loader = DataLoader((x, y), batch_size=12 // k,
+                        sampler=dist.DistributedSampler(range(48), seed=4))
+
+    def maybe_signal(trainer, step):
+        if dist.get_rank() == who and trainer.global_step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = Trainer(model, sgd(model.parameters()), "cross_entropy", metrics=[], verbose=0,
+                      callbacks=[ModelCheckpoint(str(out / "ck.npz"), monitor="loss",
+                                                 save_best_only=False),
+                                 LambdaCallback(on_batch_end=maybe_signal)])
+    trainer.fit(loader, epochs=2)
+
+
 def run_fail(out: Path, how: str) -> None:
     """Two steps of DDP; rank 1 then fails ``how``: raise, SIGKILL itself, or exit early."""
     import signal  # noqa: PLC0415
@@ -291,6 +316,8 @@ def main() -> None:
         trainer_run(out, 3, "dresumed", resume=str(out / "dhalf-1.npz"), dropout=True)
     elif scenario == "resume":
         trainer_run(out, 4, f"resumed{dist.get_world_size()}", resume=sys.argv[3])
+    elif scenario == "signal":
+        run_signal(out, int(sys.argv[3]))
     elif scenario == "fail":
         run_fail(out, sys.argv[3])
     else:

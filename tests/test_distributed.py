@@ -23,6 +23,7 @@ import minidl.distributed as dist
 import minidl.functional as F
 from minidl.data import DataLoader
 from minidl.distributed.launcher import find_mpiexec, mpiexec_command
+from minidl.train import load_checkpoint
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'minidl[mpi]')")
 if find_mpiexec() is None:
@@ -282,6 +283,20 @@ def test_a_failing_rank_ends_the_whole_job_quickly(how, mpi4py_abort, tmp_path):
     if how == "exit":
         assert "rank 1" in proc.stderr and ("did not arrive" in proc.stderr
                                             or "end of its script" in proc.stderr)
+
+
+@pytest.mark.parametrize("who", [0, 1])
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(who, tmp_path):
+    """SIGINT reaching rank ``who`` alone: all ranks agree at the step boundary, save once
+    (rank 0) and end with the one line and exit 130, instead of hanging in a collective."""
+    start = time.monotonic()
+    proc = mpirun(2, "signal", str(tmp_path), str(who), timeout=60, check=False,
+                  env={"MINIDL_DIST_TIMEOUT": "20"}, mpi4py_abort=False)
+    assert time.monotonic() - start < 30, proc.stderr
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.count("Trainer.fit: stopped by SIGINT at epoch 1, step 3") == 1, proc.stderr
+    state = load_checkpoint(tmp_path / "ck.last.npz")
+    assert int(state["progress"]["step"]) == 3 and int(state["global_step"]) == 3
 
 
 def test_a_script_without_mpi_runs_unchanged(tmp_path):

@@ -25,8 +25,11 @@ from ..backend import get_rng_state
 from ..distributed import world
 from .callbacks import CSVLogger
 
-__all__ = ["prepare", "average_over_ranks", "extra_state", "rng_state_for_rank",
-           "save_on_rank0", "load_from_rank0"]
+__all__ = ["prepare", "average_over_ranks", "agreed_signal", "several_ranks", "extra_state",
+           "rng_state_for_rank", "save_on_rank0", "load_from_rank0"]
+
+#: the stop signals by code: 0 is none (the codes' maximum over the ranks is the agreement)
+_SIGNALS = (None, "SIGINT", "SIGTERM")
 
 
 def prepare(trainer: Any) -> None:
@@ -57,6 +60,24 @@ def average_over_ranks(figures: dict[str, float], count: int) -> dict[str, float
     comm.allreduce(sums)
     total = sums[-1]
     return {k: float(sums[i] / total) if total else float("nan") for i, k in enumerate(names)}
+
+
+def several_ranks() -> bool:
+    """Whether this process is one of several MPI ranks."""
+    return world().size > 1
+
+
+def agreed_signal(received: str | None) -> str | None:
+    """The stop signal as every rank sees it: with several ranks one tiny max over the
+    ranks (a collective: every rank calls it at the same step boundary), so a SIGINT or
+    SIGTERM that reached any rank stops them all at the same step and the save that follows
+    is made by all of them together."""
+    comm = world()
+    if comm.size == 1:
+        return received
+    code = np.array([_SIGNALS.index(received)], dtype=np.int64)
+    comm.allreduce(code, op="max")
+    return _SIGNALS[int(code[0])]
 
 
 def extra_state() -> dict[str, Any]:

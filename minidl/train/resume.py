@@ -8,9 +8,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backend import get_rng_state, set_rng_state
+from ..distributed import is_main_process
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .checkpoint import load_checkpoint, save_checkpoint, state_arrays
-from .distributed_hooks import extra_state, load_from_rank0, rng_state_for_rank, save_on_rank0
+from .distributed_hooks import (
+    extra_state,
+    load_from_rank0,
+    rng_state_for_rank,
+    save_on_rank0,
+    several_ranks,
+)
 from .epoch_state import EpochProgress
 from .history import History
 from .interrupt import StopSignals, TrainingInterrupted, announce
@@ -61,7 +68,8 @@ class TrainerState:
         else:
             msg = (f"Trainer.fit: stopped by {name} at {where}; no checkpoint written (add "
                    f"ModelCheckpoint(path) to the callbacks to make runs resumable)")
-        announce(msg)
+        if not several_ranks() or is_main_process():  # one line for the whole job
+            announce(msg)
         return TrainingInterrupted(msg, name, path, epoch, step)
 
     def interrupt_checkpoint_path(self) -> str | None:

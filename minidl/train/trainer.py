@@ -47,7 +47,7 @@ from ..backend import (
 from ..data import DataLoader
 from .callbacks import Callback, LRSchedulerStep, ModelCheckpoint
 from .diagnose import inputs_finite, memory_error, nonfinite_error, nonfinite_location
-from .distributed_hooks import average_over_ranks, prepare
+from .distributed_hooks import agreed_signal, average_over_ranks, prepare, several_ranks
 from .epoch_state import EpochProgress, RunningLoss
 from .history import History
 from .interrupt import StopSignals
@@ -309,10 +309,22 @@ class Trainer(TrainerState):
     # ---- stopping on a signal ------------------------------------------------------------
     def _poll_signals(self, running: RunningLoss, step: int, total: int | None,
                       train: bool) -> None:
-        """At a step boundary: stop when SIGINT/SIGTERM arrived (sums synced first)."""
-        if self._signals is not None and self._signals.received:
+        """At a step boundary: stop when SIGINT/SIGTERM arrived (sums synced first). With
+        several ranks every training step agrees on it (all ranks take the same steps);
+        validation shards may differ in length, so there the epoch's end decides."""
+        if self._signals is None or (not train and several_ranks()):
+            return
+        if self._stop_agreed():
             self._sync(running, step, total, train)
             raise _Stop
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop signal reached this process (with several ranks: any rank)."""
+        signals = self._signals
+        agreed = agreed_signal(signals.received if signals is not None else None)
+        if agreed and signals is not None and not signals.received:
+            signals.received = agreed  # the line and the exit code name the signal
+        return agreed is not None
 
     # ---- public loop ---------------------------------------------------------------------
     def fit(self, train_loader: Iterable[Any], epochs: int, val_loader: Iterable[Any] | None = None,
@@ -360,7 +372,7 @@ class Trainer(TrainerState):
             cb.on_train_begin(self)
         try:
             while True:
-                if self._signals is not None and self._signals.received:
+                if self._stop_agreed():
                     raise self._interrupted(epochs)
                 if self.epoch >= epochs or self.stop_training:
                     break
