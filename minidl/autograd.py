@@ -1200,6 +1200,24 @@ class _HookedBackward(_Backward):
             _store_leaf_grads({id(leaf): entry}, self.create_graph, None, self.handed_out)
 
 
+#: for each backward pass running (nested ones stack), what runs once it has finished
+_finish_callbacks: list[list[Callable[[], None]]] = []
+
+
+def in_backward() -> bool:
+    """Whether a backward pass is running."""
+    return bool(_finish_callbacks)
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the backward pass now running has finished, after every gradient
+    is stored (torch's ``Variable._execution_engine.queue_callback``; the data-parallel
+    wrapper uses it to finish the sums of parameters that the loss did not reach)."""
+    if not _finish_callbacks:
+        raise RuntimeError("queue_callback: no backward pass is running; call it from a hook")
+    _finish_callbacks[-1].append(fn)
+
+
 def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
                   create_graph: bool, capture: dict[str, Any] | None = None) -> None:
     """The engine. With ``capture`` ({"leaves": {id(leaf): slot}, "edges": {(fn, i): slot}}),
@@ -1211,12 +1229,16 @@ def _run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_
     handed_out = {id(g.data) for g in root_grads}
     walk = _HookedBackward(create_graph, edges, roots, handed_out) \
         if _post_hooked and capture is None else _Backward(create_graph, edges)
+    _finish_callbacks.append([])
     try:
         for root, g in zip(roots, root_grads):
             walk.deliver(root._edge(), g.data if walk.arrays else g)
         walk.run(retain_graph, anomaly)
         _store_leaf_grads(walk.leaf_grads, create_graph, capture, handed_out)
+        for fn in _finish_callbacks[-1]:
+            fn()
     finally:
+        _finish_callbacks.pop()
         _grad_enabled.reset(token)
 
 

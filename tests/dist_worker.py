@@ -252,6 +252,32 @@ def trainer_run(out: Path, epochs: int, tag: str, resume: str | None = None,
              val_loss=np.array(history["val_loss"]))
 
 
+def run_aux(out: Path) -> None:
+    """A model with two outputs and a loss on the first only (the second's layer is reached
+    by the output, not by the loss): two DDP steps must reduce and stay in step."""
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    r, k = dist.get_rank(), dist.get_world_size()
+    md.manual_seed(0)
+    ddp = dist.DistributedDataParallel(Two())
+    x = np.random.default_rng(0).standard_normal((4 * k, 3)).astype(np.float32)
+    grads = []
+    for _ in range(2):
+        main, _aux = ddp(md.tensor(x[r::k]))
+        main.sum().backward()
+        grads.append(ddp.module.a.weight.grad.numpy().copy())
+        assert ddp.module.b.weight.grad is None
+        for p in ddp.parameters():
+            p.grad = None
+    np.savez(out / f"aux-rank{r}.npz", grads=np.stack(grads))
+
+
 def run_signal(out: Path, who: int) -> None:
     """Trainer.fit under DDP; rank ``who`` alone gets SIGINT after step 3: every rank must
     stop at the same step, rank 0 save, and the job print one line (exit 130)."""
@@ -316,6 +342,8 @@ def main() -> None:
         trainer_run(out, 3, "dresumed", resume=str(out / "dhalf-1.npz"), dropout=True)
     elif scenario == "resume":
         trainer_run(out, 4, f"resumed{dist.get_world_size()}", resume=sys.argv[3])
+    elif scenario == "aux":
+        run_aux(out)
     elif scenario == "signal":
         run_signal(out, int(sys.argv[3]))
     elif scenario == "fail":

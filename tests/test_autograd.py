@@ -845,3 +845,21 @@ def test_leaf_grad_never_shares_memory_with_the_callers_gradient(device):
     leaf.backward(seed)                                   # the root is the leaf itself
     leaf.grad.data *= 10
     np.testing.assert_array_equal(seed.numpy(), [2.0])
+
+
+def test_queue_callback_runs_once_backward_has_stored_every_gradient():
+    from minidl.autograd import in_backward, queue_callback
+
+    w1 = md.tensor([1.0, 2.0], requires_grad=True)
+    w2 = md.tensor([3.0, 4.0], requires_grad=True)
+    seen = []
+
+    def hook(p):
+        assert in_backward()
+        queue_callback(lambda: seen.append((w1.grad.numpy().tolist(), w2.grad.numpy().tolist())))
+
+    w2.register_post_accumulate_grad_hook(hook)
+    (w1 * w2).sum().backward()
+    assert seen == [([3.0, 4.0], [1.0, 2.0])] and not in_backward()
+    with pytest.raises(RuntimeError, match="no backward pass is running"):
+        queue_callback(lambda: None)

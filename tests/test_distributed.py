@@ -285,6 +285,18 @@ def test_a_failing_rank_ends_the_whole_job_quickly(how, mpi4py_abort, tmp_path):
                                             or "end of its script" in proc.stderr)
 
 
+def test_an_output_the_loss_leaves_out_does_not_stall_the_reduction(tmp_path):
+    """(main, aux) with the loss on main: the aux layer gets no gradient, a's gradient is
+    the global one on every rank, and the next step runs (no leftover armed reduction)."""
+    mpirun(2, "aux", str(tmp_path), env={"MINIDL_DIST_TIMEOUT": "20"})
+    a, b = results(tmp_path, "aux", 2)
+    assert np.array_equal(a["grads"], b["grads"])
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    # the gradient of main.sum() w.r.t. a.weight is the column sums of x, averaged over ranks
+    expected = np.tile(x.sum(0) / 2, (2, 1))
+    np.testing.assert_allclose(a["grads"][0], expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("who", [0, 1])
 def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(who, tmp_path):
     """SIGINT reaching rank ``who`` alone: all ranks agree at the step boundary, save once

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor, is_grad_enabled
+from ..autograd import Tensor, in_backward, is_grad_enabled, queue_callback
 from ..backend import get_array_module, to_numpy
 from ..nn.module import Module
 from .buckets import Bucket, plan_buckets
@@ -120,6 +120,8 @@ class DistributedDataParallel(Module):
         self._count: Any = None    # all ranks' samples (being summed)
         self._count_handle: Handle | None = None
         self._done: set[int] = set()
+        self._reached: list[Tensor] = []  # parameters the current output depends on
+        self._finish_queued = False         # the end-of-backward check is queued
         for p in params:
             p.register_post_accumulate_grad_hook(self._grad_ready)
 
@@ -154,7 +156,9 @@ class DistributedDataParallel(Module):
         self._count_handle = self.comm.iallreduce(self._count, "sample count")
         self._samples = 0
         reached = _leaves_reached(out)
+        self._reached = [p for b in self.buckets for p in b.params if id(p) in reached]
         self._done = set()
+        self._finish_queued = False
         for bucket in self.buckets:
             bucket.pending = sum(1 for p in bucket.params if id(p) in reached)
         self._next = 0
@@ -169,6 +173,9 @@ class DistributedDataParallel(Module):
         """``p.grad`` is final for this backward."""
         if not self._armed or id(p) in self._done:
             return
+        if not self._finish_queued and in_backward():  # once per backward: see below
+            queue_callback(self._loss_did_not_reach)
+            self._finish_queued = True
         self._done.add(id(p))
         bucket = self.buckets[self._slot[id(p)]]
         bucket.pending -= 1
@@ -180,6 +187,16 @@ class DistributedDataParallel(Module):
                     b.handle.test()
         elif all(b.pending == 0 for b in self.buckets):
             self._reduce_all()
+
+    def _loss_did_not_reach(self) -> None:
+        """At the end of a backward: parameters the output depends on but the loss did not
+        (an auxiliary output left out of the loss) got no gradient; report them done, with
+        no gradient, so the sums start and end on every rank alike instead of waiting."""
+        if not self._armed:
+            return
+        for p in self._reached:
+            if id(p) not in self._done:
+                self._grad_ready(p)
 
     def _weight(self) -> float:
         self._count_handle.wait()                     # type: ignore[union-attr]
