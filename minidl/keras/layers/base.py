@@ -86,6 +86,17 @@ class Layer(nn.Module):
     def _param(self, array: Any, device: str) -> nn.Parameter:
         return nn.Parameter(to_device(np.ascontiguousarray(array), device))
 
+    def _build_bias(self, size: int, dtype: Any, device: str) -> None:
+        """The (size,) bias from ``bias_initializer`` with its regularizer and constraint, or
+        no bias when ``use_bias`` is False (Dense and Conv2D alike)."""
+        if not self.use_bias:
+            self.register_parameter("bias", None)
+            return
+        self.bias = self._param(np.asarray(self.bias_initializer((size,), dtype), dtype=dtype),
+                                device)
+        self.bias.regularizer = self.bias_regularizer
+        self.bias.constraint = self.bias_constraint
+
     # ---- Keras's view of the weights ---------------------------------------------------------
     def _slots(self) -> list[Slot]:
         """This layer's weights, in Keras's order (trainable ones first, as created), with

@@ -127,13 +127,7 @@ class Conv2D(Layer):
                                                     lambda w: F.permute(w, 2, 3, 1, 0))
         self.weight.constraint = keras_constraint(self.kernel_constraint, _kernel_to_keras,
                                                   _kernel_from_keras)
-        if self.use_bias:
-            self.bias = self._param(np.asarray(self.bias_initializer((self.filters,), dtype),
-                                               dtype=dtype), device)
-            self.bias.regularizer = self.bias_regularizer
-            self.bias.constraint = self.bias_constraint
-        else:
-            self.register_parameter("bias", None)
+        self._build_bias(self.filters, dtype, device)
 
     def _slots(self) -> list:
         if not self.built:

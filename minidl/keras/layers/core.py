@@ -59,13 +59,7 @@ class Dense(Layer):
         self.weight = self._param(np.asarray(kernel, dtype=dtype).T, device)
         self.weight.regularizer = keras_regularizer(self.kernel_regularizer, F.transpose)
         self.weight.constraint = keras_constraint(self.kernel_constraint, _t, _t)
-        if self.use_bias:
-            self.bias = self._param(np.asarray(self.bias_initializer((self.units,), dtype),
-                                               dtype=dtype), device)
-            self.bias.regularizer = self.bias_regularizer
-            self.bias.constraint = self.bias_constraint
-        else:
-            self.register_parameter("bias", None)
+        self._build_bias(self.units, dtype, device)
 
     def _slots(self) -> list:
         if not self.built:
