@@ -14,6 +14,11 @@ Repeats of minidl and torch are interleaved, so that both see the same machine l
     python benchmarks/bench_conv.py --threads 1 --cpu-time   # one thread, CPU time
     python benchmarks/bench_conv.py --device cuda   # the same on the GPU (TF32 off)
     python benchmarks/bench_conv.py --quick         # small shapes, a smoke run
+    python benchmarks/bench_conv.py --lecture --threads 1 --cpu-time   # LeNet-5, ResNet-20
+
+The "GEMMs alone" column is what the conv's two or three GEMMs (forward, weight gradient,
+input gradient: one multiply-add count each) take at the rate ``numpy.matmul`` reaches on the
+forward GEMM's own shape: the floor of any im2col convolution built on that BLAS.
 
 ``--cpu-time`` times with the process CPU clock instead of the wall clock; with one thread it
 measures the work itself, unaffected by other processes competing for the cores (wall times
@@ -66,6 +71,16 @@ SHAPES = [
     (32, 64, 32, 32, 64, 3, 1, 1, True, (2, 2, 0)),
     (64, 3, 224, 224, 64, 7, 2, 3, False, (3, 2, 1)),     # a first layer: no input gradient
     (128, 256, 14, 14, 256, 3, 1, 1, True, (2, 2, 0)),
+]
+# The convolutions of the lecture networks at batch 64 (benchmarks/bench_models.py's steps):
+# LeNet-5's two 5x5 convs, then CIFAR ResNet-20's 3x3 convs at 16, 32 and 64 channels. No
+# pool row where the network has no max pool.
+LECTURE = [
+    (64, 1, 32, 32, 6, 5, 1, 0, False, None),
+    (64, 6, 14, 14, 16, 5, 1, 0, True, None),
+    (64, 16, 32, 32, 16, 3, 1, 1, True, None),
+    (64, 32, 16, 16, 32, 3, 1, 1, True, None),
+    (64, 64, 8, 8, 64, 3, 1, 1, True, None),
 ]
 QUICK = [
     (8, 16, 16, 16, 16, 3, 1, 1, True, (2, 2, 0)),
@@ -124,7 +139,8 @@ def best_times(fns: dict[str, Callable[[], Any]], repeat: int, device: str) -> d
 
 
 def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict]:
-    N, C, H, W, K, k, s, p, needs_dx, (pk, ps, pp) = shape
+    N, C, H, W, K, k, s, p, needs_dx, pool = shape
+    pk, ps, pp = pool or (2, 2, 0)
     xp = xp_for(device)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((N, C, H, W), dtype=np.float32)
@@ -211,10 +227,12 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     label = f"{N}x{C}x{H}x{W} K={K} k={k} s={s} p={p}"
     rows = [dict(op="conv2d" + ("" if needs_dx else " (no dx)"), shape=label, ms=t["conv"] * 1e3,
                  gflops=conv_flops / t["conv"] / 1e9, gemm=gemm_rate,
+                 gemm_ms=t["gemm"] * (3 if needs_dx else 2) * 1e3,
                  torch_ms=t.get("t_conv", float("nan")) * 1e3)]
-    pl = f"{N}x{K}x{Ho}x{Ho} k={pk} s={ps} p={pp}"
-    rows.append(dict(op="max_pool2d", shape=pl, ms=t["pool"] * 1e3, gflops=None, gemm=None,
-                     torch_ms=t.get("t_pool", float("nan")) * 1e3, conv_ms=t["conv"] * 1e3))
+    if pool is not None:
+        pl = f"{N}x{K}x{Ho}x{Ho} k={pk} s={ps} p={pp}"
+        rows.append(dict(op="max_pool2d", shape=pl, ms=t["pool"] * 1e3, gflops=None, gemm=None,
+                         torch_ms=t.get("t_pool", float("nan")) * 1e3, conv_ms=t["conv"] * 1e3))
     rows.append(dict(op="batch_norm (train)", shape=f"{N}x{K}x{Ho}x{Ho}", ms=t["bn"] * 1e3,
                      gflops=None, gemm=None, torch_ms=t.get("t_bn", float("nan")) * 1e3,
                      conv_ms=t["conv"] * 1e3))
@@ -248,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    ap.add_argument("--lecture", action="store_true",
+                    help="the conv layers of LeNet-5 and CIFAR ResNet-20 at batch 64")
     ap.add_argument("--shape", type=int, action="append", default=None,
                     help="run only this row of SHAPES (1-based; may be repeated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -265,11 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: python benchmarks/bench_conv.py {' '.join(argv or sys.argv[1:])}".rstrip())
     clock = "CPU time" if args.cpu_time else "wall time"
     print(f"times: best of {args.repeat} ({clock}), forward + backward, float32\n")
-    head = ("| op | shape | minidl ms | GFLOP/s | GEMM GFLOP/s | of GEMM | torch ms "
-            "| minidl/torch |")
+    head = ("| op | shape | minidl ms | GFLOP/s | GEMM GFLOP/s | of GEMM | GEMMs alone ms "
+            "| torch ms | minidl/torch |")
     print(head)
-    print("|" + "---|" * 8)
-    shapes = QUICK if args.quick else SHAPES
+    print("|" + "---|" * 9)
+    shapes = QUICK if args.quick else LECTURE if args.lecture else SHAPES
     if args.shape:
         shapes = [shapes[i - 1] for i in args.shape]
     for shape in shapes:
@@ -280,8 +300,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['ms'] / r['conv_ms']:.0%} of conv"
             tm = r["torch_ms"]
             ratio = f"{r['ms'] / tm:.2f}" if tm == tm else "n/a"
-            print(f"| {r['op']} | {r['shape']} | {r['ms']:.1f} | {gf} | {gm} | {of} | "
-                  f"{'n/a' if tm != tm else f'{tm:.1f}'} | {ratio} |", flush=True)
+            alone = f"{r['gemm_ms']:.2f}" if "gemm_ms" in r else ""
+            print(f"| {r['op']} | {r['shape']} | {r['ms']:.2f} | {gf} | {gm} | {of} | {alone} | "
+                  f"{'n/a' if tm != tm else f'{tm:.2f}'} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

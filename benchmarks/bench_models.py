@@ -22,6 +22,12 @@ printed with the GEMM-rate context.
     python benchmarks/bench_models.py --device cpu --cases lenet5-b64,cifar_resnet20-b64
     python benchmarks/bench_models.py --device cpu --threads 1 --cpu-time
     python benchmarks/bench_models.py --device cuda --cases resnet18-cifar-b128
+
+``--cases lecture`` is the set the CPU parity target names (LeNet-5 b64 and b256, CIFAR
+ResNet-20 b64 and b128, the MLP 784-512-512-10 b128), measured in both modes:
+
+    python benchmarks/bench_models.py --cases lecture --threads 1 --cpu-time --rounds 3
+    python benchmarks/bench_models.py --cases lecture --threads 2 --rounds 3
 """
 from __future__ import annotations
 
@@ -46,7 +52,17 @@ CASES = {
     "cifar_resnet20-b128": ("cifar_resnet20", 128, 3, 32),
     "resnet18-cifar-b128": ("resnet18_cifar", 128, 3, 32),
     "vgg11-cifar-b64": ("vgg11", 64, 3, 32),
+    # the MLP reads flat vectors: channels 784, no image size
+    "mlp-b128": ("mlp", 128, 784, 0),
 }
+
+
+LECTURE = ("lenet5-b64", "lenet5-b256", "cifar_resnet20-b64", "cifar_resnet20-b128", "mlp-b128")
+
+
+def input_shape(batch: int, c: int, size: int) -> tuple[int, ...]:
+    """(N, C, H, W) for the image cases, (N, features) for the MLP (size 0)."""
+    return (batch, c, size, size) if size else (batch, c)
 
 
 def _status_mb(field: str) -> float | None:
@@ -88,6 +104,9 @@ def minidl_model(key: str) -> Any:
         return m
     if key == "vgg11":
         return models.vgg11(num_classes=10)
+    if key == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10))
     raise KeyError(key)
 
 
@@ -100,7 +119,8 @@ def minidl_step(key: str, batch: int, c: int, size: int, device: str) -> tuple[C
     model.train()
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = md.tensor(rng.standard_normal((batch, c, size, size)).astype(np.float32), device=device)
+    data = rng.standard_normal(input_shape(batch, c, size)).astype(np.float32)
+    x = md.tensor(data, device=device)
     y = md.tensor(rng.integers(0, 10, batch), device=device)
 
     def step() -> None:
@@ -155,6 +175,9 @@ def torch_model(key: str) -> Any:
         return _torch_resnet18_cifar(nn)
     if key == "vgg11":
         return _torch_vgg11(nn)
+    if key == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10))
     raise KeyError(key)
 
 
@@ -217,7 +240,8 @@ def torch_step(key: str, batch: int, c: int, size: int, device: str) -> tuple[Ca
     model = torch_model(key).to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = torch.tensor(rng.standard_normal((batch, c, size, size)).astype(np.float32), device=dev)
+    data = rng.standard_normal(input_shape(batch, c, size)).astype(np.float32)
+    x = torch.tensor(data, device=dev)
     y = torch.tensor(rng.integers(0, 10, batch), device=dev)
 
     def step() -> None:
@@ -377,7 +401,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of "
-                    + ", ".join(CASES))
+                    + ", ".join(CASES) + "; 'lecture' = " + ",".join(LECTURE))
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2,
@@ -389,7 +413,8 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--child", choices=["minidl", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    cases = [c for c in args.cases.split(",") if c]
+    cases = [c for name in args.cases.split(",") if name
+             for c in (LECTURE if name == "lecture" else (name,))]
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")

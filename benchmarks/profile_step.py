@@ -29,13 +29,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-CASES = {
-    # name: (model key, batch, channels, size), as in bench_models.py
-    "lenet5-b64": ("lenet5", 64, 1, 32),
-    "lenet5-b256": ("lenet5", 256, 1, 32),
-    "cifar_resnet20-b64": ("cifar_resnet20", 64, 3, 32),
-    "cifar_resnet20-b128": ("cifar_resnet20", 128, 3, 32),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_models import CASES, input_shape, minidl_model  # noqa: E402 - the same steps
 
 
 class Timers:
@@ -112,13 +107,13 @@ def make_step(key: str, batch: int, c: int, size: int) -> Callable[[], None]:
 
     import minidl as md
     import minidl.functional as F
-    from minidl import models, optim
+    from minidl import optim
     md.manual_seed(0)
-    model = models.lenet5() if key == "lenet5" else models.cifar_resnet(20)
+    model = minidl_model(key)
     model.train()
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = md.tensor(rng.standard_normal((batch, c, size, size)).astype(np.float32))
+    x = md.tensor(rng.standard_normal(input_shape(batch, c, size)).astype(np.float32))
     y = md.tensor(rng.integers(0, 10, batch))
 
     def step() -> None:
