@@ -41,7 +41,8 @@ import numpy as np
 T = TypeVar("T")
 
 __all__ = ["KERNEL_BLAS_THREADS", "blas_controlled", "blas_threads", "fixed_blas",
-           "get_num_threads", "map_blocks", "matmul", "run_workers", "set_num_threads"]
+           "get_num_threads", "map_blocks", "matmul", "matmul_blocks", "run_workers",
+           "set_num_threads"]
 
 
 def _cgroup_cpus(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
@@ -151,30 +152,54 @@ def _as_worker(work: Callable[[], T]) -> T:
 
 # Products below this many multiply-adds run whole, in one BLAS call.
 MATMUL_MIN_WORK = 2**23
-# Larger ones are cut into this many row (or column) blocks, whatever the thread count, so
-# that every thread count computes each output element by the same BLAS call on the same
-# block. Eight blocks keep two to eight cores busy; block widths are rounded up to
-# MATMUL_ALIGN rows or columns, so that BLAS's kernels work on whole register tiles.
+# Larger ones are cut into row (or column) blocks of at least this many multiply-adds each,
+# 2, 4 or at most MATMUL_BLOCKS of them: the cut depends on the shapes only, so that every
+# thread count computes each output element by the same BLAS call on the same block. Each
+# block packs the shared operand again, so more blocks than the work needs cost time:
+# (128, 784) @ (784, 512) takes 0.91 ms in eight blocks and 0.75 ms whole on one core
+# (docs/benchmarks.md); eight blocks are kept for products large enough to feed eight cores.
+# Block widths are rounded up to MATMUL_ALIGN rows or columns, so that BLAS's kernels work on
+# whole register tiles.
+MATMUL_BLOCK_WORK = 2**24
 MATMUL_BLOCKS = 8
 MATMUL_ALIGN = 16
 
 
+def matmul_blocks(m: int, k: int, n: int) -> int:
+    """How many blocks :func:`matmul` cuts an (m, k) @ (k, n) product into: 1 below
+    :data:`MATMUL_MIN_WORK`, else the largest power of two up to :data:`MATMUL_BLOCKS` that
+    leaves each block :data:`MATMUL_BLOCK_WORK` multiply-adds.
+
+    >>> matmul_blocks(128, 784, 512), matmul_blocks(1024, 1024, 1024), matmul_blocks(64, 400, 120)
+    (2, 8, 1)
+    """
+    work = m * k * n
+    if work < MATMUL_MIN_WORK:
+        return 1
+    blocks = 1
+    while blocks < MATMUL_BLOCKS and work >= 2 * blocks * MATMUL_BLOCK_WORK:
+        blocks *= 2
+    return blocks
+
+
 def matmul(a: Any, b: Any) -> Any:
     """``a @ b`` inside :func:`fixed_blas`. A large 2-D NumPy product (m, k) @ (k, n) is cut
-    into :data:`MATMUL_BLOCKS` row (or, when n > m, column) blocks shared out among the worker
+    into :func:`matmul_blocks` row (or, when n > m, column) blocks shared out among the worker
     threads; the cut depends on the shapes only, so the bits do not depend on the thread
     count. Anything else (N-D, 1-D, CuPy arrays): ``a @ b``."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b                  # CuPy (or anything without NumPy's BLAS)
     with fixed_blas():
-        if (a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]
-                or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_MIN_WORK):
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            return a @ b
+        blocks = matmul_blocks(a.shape[0], a.shape[1], b.shape[1])
+        if blocks == 1:
             return a @ b
         m, n = a.shape[0], b.shape[1]
         out = np.empty((m, n), np.result_type(a, b))
         by_rows = m >= n
         size = m if by_rows else n
-        step = -(-size // MATMUL_BLOCKS)
+        step = -(-size // blocks)
         step = -(-step // MATMUL_ALIGN) * MATMUL_ALIGN
 
         def block(_: None, i: int) -> None:

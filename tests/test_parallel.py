@@ -110,7 +110,9 @@ def test_threaded_conv_kernels_match_single_thread(threads, monkeypatch, cfg):
 @pytest.mark.parametrize("shape", [(37, 19, 5), (5, 19, 37), (64, 64, 64), (300, 7, 40)])
 def test_parallel_matmul_matches_numpy_by_rows_and_columns(threads, monkeypatch, shape):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    monkeypatch.setattr(parallel, "MATMUL_BLOCK_WORK", 1)
     monkeypatch.setattr(parallel, "MATMUL_ALIGN", 1)           # several blocks even here
+    assert parallel.matmul_blocks(*shape) == parallel.MATMUL_BLOCKS
     m, k, n = shape
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T   # b: a strided view
@@ -137,8 +139,19 @@ def test_block_boundaries_do_not_depend_on_the_thread_count(threads):
     assert len(next(iter(blocks))) >= 8                # ... and still enough for 8 threads
 
 
+def test_matmul_blocks_grow_with_the_work_only():
+    w = parallel.MATMUL_BLOCK_WORK
+    assert parallel.matmul_blocks(1, 1, parallel.MATMUL_MIN_WORK - 1) == 1
+    assert parallel.matmul_blocks(1, 1, 2 * w - 1) == 1      # two blocks need 2x the work
+    assert parallel.matmul_blocks(1, 2, w) == 2
+    assert parallel.matmul_blocks(1, 2, 2 * w) == 4
+    assert parallel.matmul_blocks(4, 2, w) == 8
+    assert parallel.matmul_blocks(1024, 1024, 1024) == parallel.MATMUL_BLOCKS   # capped
+
+
 def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    monkeypatch.setattr(parallel, "MATMUL_BLOCK_WORK", 1)
     threads(2)
     rng = np.random.default_rng(2)
     x = md.tensor(rng.standard_normal((6, 4)), requires_grad=True)
