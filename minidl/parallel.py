@@ -5,7 +5,10 @@ convolution kernels therefore split the batch into blocks and hand the blocks to
 :func:`get_num_threads` worker threads, each running single-threaded BLAS on its block (NumPy
 releases the GIL in copies, ufuncs and matrix products), and :func:`matmul` splits large
 matrix products by rows the same way. That uses every core for im2col and col2im too, and
-small GEMMs run faster whole on one core than split by BLAS across several.
+small GEMMs run faster whole on one core than split by BLAS across several. Element-wise
+computations (activations and their gradients, same-shape arithmetic) run through
+:func:`elementwise`, which cuts large arrays into blocks that fit the cache and shares them
+out too; :func:`map_blocks` is the hand-out all of these use.
 
 Reproducibility (docs/reproducibility.md): the numbers must not depend on the thread count
 or on what ran before. So the blocks' boundaries depend on the shapes only, never on the
@@ -31,7 +34,7 @@ import ctypes
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +43,8 @@ import numpy as np
 
 T = TypeVar("T")
 
-__all__ = ["KERNEL_BLAS_THREADS", "blas_controlled", "blas_threads", "fixed_blas",
+__all__ = ["ELEMENTWISE_BLOCK_BYTES", "ELEMENTWISE_MIN_BYTES", "KERNEL_BLAS_THREADS",
+           "blas_controlled", "blas_threads", "blocked", "elementwise", "fixed_blas",
            "get_num_threads", "map_blocks", "matmul", "matmul_blocks", "run_workers",
            "set_num_threads"]
 
@@ -249,6 +253,90 @@ def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
 
     run_workers(work, max(1, min(threads, count)))
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# element-wise ops in blocks
+
+# Arrays of at least this many bytes (the largest dtype's) are cut into blocks and shared out
+# among the worker threads; smaller ones run in one call on the calling thread, since handing
+# out blocks costs tens of microseconds.
+ELEMENTWISE_MIN_BYTES = 2**20
+# Bytes (of the largest dtype) per block: small enough that a block's temporaries stay in
+# the L2 cache, large enough that the Python calls per block are few.
+ELEMENTWISE_BLOCK_BYTES = 2**19
+
+
+def blocked(a: Any) -> bool:
+    """Whether :func:`elementwise` would cut ``a`` into blocks: a NumPy array of at least
+    :data:`ELEMENTWISE_MIN_BYTES`. An op can test it first and run its plain whole-array
+    expression otherwise, which saves the helper's microsecond on small arrays."""
+    return type(a) is np.ndarray and a.nbytes >= ELEMENTWISE_MIN_BYTES
+
+
+def _memory_order(a: np.ndarray) -> tuple[int, ...] | None:
+    """The axis order in which ``a``'s elements lie contiguously in memory (C order for a
+    C-contiguous array, (0, 2, 3, 1) for an (N, C, H, W) array stored NHWC), or None when
+    they do not (a view with gaps, a broadcast, negative strides)."""
+    if a.flags.c_contiguous:
+        return tuple(range(a.ndim))
+    order = tuple(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def _flat(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` as a 1-D view in the memory order ``order``, or None if it is not laid out so."""
+    t = a.transpose(order)
+    return t.reshape(-1) if t.flags.c_contiguous else None
+
+
+def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
+                *arrays: Any) -> tuple[Any, ...]:
+    """The outputs of ``fn(*ins, *outs)``, an element-wise computation over arrays of one
+    shape, computed block by block on the worker threads.
+
+    ``fn`` reads the input arrays and writes its results into the output arrays it is given,
+    one per dtype of ``out_dtypes``, as a ufunc does (a ufunc is such an ``fn``:
+    ``np.tanh(x, y)``). The outputs, of the inputs' shape and memory layout (C-contiguous, or
+    channels-last as the conv kernels make them), are returned as a tuple. Every array is
+    viewed flat in its memory order and the range is cut into blocks of
+    :data:`ELEMENTWISE_BLOCK_BYTES` (so that temporaries inside ``fn`` stay in the cache),
+    shared out among :func:`get_num_threads` threads; ``fn`` runs once per block, on 1-D
+    views. The blocks' boundaries depend on the shape and dtypes only, and an element-wise
+    ``fn`` computes each element by the same ufuncs whatever block it falls in, so the bits
+    equal those of one whole-array call, for every thread count.
+
+    One whole-array call (the outputs allocated like the first input) is made instead for
+    arrays below :data:`ELEMENTWISE_MIN_BYTES`, for inputs that do not share one dense
+    layout, and for arrays that are not NumPy's (CuPy: ``np.empty_like`` dispatches to the
+    array's own library, NEP 18).
+
+        >>> import numpy as np
+        >>> x = np.linspace(-1, 1, 5)
+        >>> y, mask = elementwise(lambda x, y, m: (np.maximum(x, 0, out=y),
+        ...                                        np.greater(x, 0, out=m)), [x.dtype, bool], x)
+        >>> y.tolist(), mask.tolist()
+        ([0.0, 0.0, 0.0, 0.5, 1.0], [False, False, False, True, True])
+    """
+    first = arrays[0]
+    outs = tuple(np.empty_like(first, dtype=dt, order="K") for dt in out_dtypes)
+    itemsize = max(np.dtype(a.dtype).itemsize for a in (*arrays, *outs))
+    if type(first) is not np.ndarray or first.size * itemsize < ELEMENTWISE_MIN_BYTES:
+        fn(*arrays, *outs)
+        return outs
+    order = _memory_order(first)
+    flats = None if order is None else [_flat(a, order) for a in (*arrays, *outs)]
+    if flats is None or any(f is None for f in flats):    # mixed layouts: one call
+        fn(*arrays, *outs)
+        return outs
+    step = max(1, ELEMENTWISE_BLOCK_BYTES // itemsize)
+
+    def block(_: None, i: int) -> None:
+        lo = i * step
+        fn(*(f[lo:lo + step] for f in flats))
+
+    map_blocks(-(-first.size // step), block, get_num_threads())
+    return outs
 
 
 # ---------------------------------------------------------------------------------------------
