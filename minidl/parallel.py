@@ -290,6 +290,12 @@ def _flat(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray | None:
     return t.reshape(-1) if t.flags.c_contiguous else None
 
 
+def _outer_first(a: np.ndarray) -> bool:
+    """Whether axis 0 of ``a`` is its outermost in memory (or broadcast): then a block of
+    rows along it is one stretch of memory (or none)."""
+    return a.strides[0] == 0 or all(abs(s) <= abs(a.strides[0]) for s in a.strides[1:])
+
+
 def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
                 *arrays: Any) -> tuple[Any, ...]:
     """The outputs of ``fn(*ins, *outs)``, an element-wise computation over arrays of one
@@ -297,19 +303,22 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
 
     ``fn`` reads the input arrays and writes its results into the output arrays it is given,
     one per dtype of ``out_dtypes``, as a ufunc does (a ufunc is such an ``fn``:
-    ``np.tanh(x, y)``). The outputs, of the inputs' shape and memory layout (C-contiguous, or
-    channels-last as the conv kernels make them), are returned as a tuple. Every array is
-    viewed flat in its memory order and the range is cut into blocks of
-    :data:`ELEMENTWISE_BLOCK_BYTES` (so that temporaries inside ``fn`` stay in the cache),
-    shared out among :func:`get_num_threads` threads; ``fn`` runs once per block, on 1-D
-    views. The blocks' boundaries depend on the shape and dtypes only, and an element-wise
-    ``fn`` computes each element by the same ufuncs whatever block it falls in, so the bits
-    equal those of one whole-array call, for every thread count.
+    ``np.tanh(x, y)``). The outputs have the inputs' shape and the first input's memory
+    layout (C-contiguous, or channels-last as the conv kernels make them); they are returned
+    as a tuple. When every array has one dense layout, each is viewed flat in its memory
+    order and the range is cut into blocks of :data:`ELEMENTWISE_BLOCK_BYTES`, so that
+    temporaries inside ``fn`` stay in the cache; ``fn`` runs once per block, on 1-D views.
+    Arrays of mixed layouts (an NCHW gradient for a channels-last output, a broadcast) are
+    cut into blocks of rows along axis 0 of about that size instead, when axis 0 is
+    outermost in each. The blocks are shared out among :func:`get_num_threads` threads.
+    Their boundaries depend on the shapes and dtypes only, and an element-wise ``fn``
+    computes each element by the same ufuncs whatever block it falls in, so the bits equal
+    those of one whole-array call, for every thread count.
 
-    One whole-array call (the outputs allocated like the first input) is made instead for
-    arrays below :data:`ELEMENTWISE_MIN_BYTES`, for inputs that do not share one dense
-    layout, and for arrays that are not NumPy's (CuPy: ``np.empty_like`` dispatches to the
-    array's own library, NEP 18).
+    One whole-array call (outputs allocated like the first input) is made instead for
+    arrays below :data:`ELEMENTWISE_MIN_BYTES`, 0-d ones, arrays that fit neither cut, and
+    arrays that are not NumPy's (CuPy: ``np.empty_like`` dispatches to the array's own
+    library, NEP 18).
 
         >>> import numpy as np
         >>> x = np.linspace(-1, 1, 5)
@@ -324,18 +333,23 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
     if type(first) is not np.ndarray or first.size * itemsize < ELEMENTWISE_MIN_BYTES:
         fn(*arrays, *outs)
         return outs
+    every = (*arrays, *outs)
     order = _memory_order(first)
-    flats = None if order is None else [_flat(a, order) for a in (*arrays, *outs)]
-    if flats is None or any(f is None for f in flats):    # mixed layouts: one call
+    flats = [_flat(a, order) for a in every] if order is not None else [None]
+    if all(f is not None for f in flats):
+        views, size, step = flats, first.size, max(1, ELEMENTWISE_BLOCK_BYTES // itemsize)
+    elif first.ndim and all(_outer_first(a) for a in every):
+        row = first.size // first.shape[0] * itemsize
+        views, size, step = every, first.shape[0], max(1, ELEMENTWISE_BLOCK_BYTES // row)
+    else:
         fn(*arrays, *outs)
         return outs
-    step = max(1, ELEMENTWISE_BLOCK_BYTES // itemsize)
 
     def block(_: None, i: int) -> None:
         lo = i * step
-        fn(*(f[lo:lo + step] for f in flats))
+        fn(*(v[lo:lo + step] for v in views))
 
-    map_blocks(-(-first.size // step), block, get_num_threads())
+    map_blocks(-(-size // step), block, get_num_threads())
     return outs
 
 

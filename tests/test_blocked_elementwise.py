@@ -3,7 +3,7 @@ ReLU, Tanh, Sigmoid, AddReLU, Add/Sub/Mul/Div, and the avg-pool kernels): with b
 small, so that arrays of a few hundred numbers are cut into several blocks whose boundaries
 are no multiple of the SIMD width, every result has the bits of the whole-array NumPy
 expression, for C-contiguous and channels-last inputs, float32 and float64, and 1, 2 and 3
-threads; inputs of mixed layouts fall back to one whole-array call.
+threads; inputs of mixed layouts are cut along axis 0 instead, or run in one whole-array call.
 """
 from __future__ import annotations
 
@@ -110,12 +110,39 @@ def test_elementwise_blocks_depend_on_the_shape_only(threads, monkeypatch):
         assert sorted(seen) == sorted([37] * 17 + [630 - 17 * 37])
 
 
-@pytest.mark.parametrize("second", ["c", "sliced", "broadcast"])
-def test_elementwise_mixed_or_gapped_layouts_fall_back_to_one_call(spy, second):
+def _fortran(a: np.ndarray) -> np.ndarray:
+    """``a`` stored with axis 0 fastest (no cut along axis 0 or in memory order fits it)."""
+    return np.asfortranarray(a)
+
+
+MIXED = {"c": lambda: _data(1, np.float64, "c"),
+         "sliced": lambda: _data(1, np.float64, "c", (3, 5, 7, 12))[..., ::2],
+         "broadcast": lambda: np.broadcast_to(_data(1, np.float64, "c", (1, 5, 7, 6)), SHAPE)}
+
+
+@pytest.mark.parametrize("second", list(MIXED))
+def test_elementwise_mixed_layouts_run_in_blocks_of_rows(threads, spy, second):
+    """A channels-last array with an NCHW one, a gapped view or a broadcast: blocks along
+    axis 0 (one 1680-byte row each here), the same bits for every thread count."""
+    x, z = _data(0, np.float64, "channels_last"), MIXED[second]()
+    seen = []
+
+    def fn(x, z, y):
+        seen.append(x.shape)
+        np.multiply(x, z, out=y)
+        np.subtract(y, x, out=y)
+
+    def compute():
+        seen.clear()
+        return parallel.elementwise(fn, (np.float64,), x, z)
+    y, = _run(threads, spy, compute)
+    assert sorted(seen) == [(1, 5, 7, 6)] * 3
+    assert _bits(y) == _bits(x * z - x) and _channels_last(y)
+
+
+def test_elementwise_layouts_without_a_cut_fall_back_to_one_call(spy):
     x = _data(0, np.float64, "channels_last")
-    z = {"c": _data(1, np.float64, "c"),
-         "sliced": _data(1, np.float64, "c", (3, 5, 7, 12))[..., ::2],
-         "broadcast": np.broadcast_to(_data(1, np.float64, "c", (1, 5, 7, 6)), SHAPE)}[second]
+    z = _fortran(_data(1, np.float64, "c"))
     seen = []
 
     def fn(x, z, y):
@@ -210,18 +237,24 @@ def test_binary_forward_blocked_equals_whole_array(threads, spy, name, dtype, la
     assert _bits(y) == _bits(ufunc(a, b))
 
 
-@pytest.mark.parametrize("name", ["tanh", "relu"])
-def test_unary_backward_with_a_gradient_of_another_layout(threads, spy, name):
-    """gy C-contiguous against a channels-last output: one whole-array call, right bits."""
+@pytest.mark.parametrize("gy_layout", ["c", "fortran"])
+@pytest.mark.parametrize("name", list(UNARY))
+def test_unary_backward_with_a_gradient_of_another_layout(threads, spy, name, gy_layout):
+    """gy NCHW against a channels-last output (LeNet's conv gradients): blocks of rows;
+    gy with axis 0 fastest: one whole-array call. The bits of the plain expression."""
     op, ref = UNARY[name]
-    threads(2)
-    x, gy = _data(0, np.float32, "channels_last"), _data(1, np.float32, "c")
-    xt = md.tensor(x, requires_grad=True)
-    y = op(xt)
-    spy.clear()
-    y.backward(md.tensor(gy))
-    assert not spy                   # the forward used blocks, the backward could not
-    assert _bits(xt.grad.data) == _bits(ref(x, gy)[1])
+    x = _data(0, np.float32, "channels_last")
+    gy = _data(1, np.float32, "c")
+    if gy_layout == "fortran":
+        gy = _fortran(gy)
+    for n in (1, 2, 3):
+        threads(n)
+        xt = md.tensor(x, requires_grad=True)
+        y = op(xt)
+        spy.clear()
+        y.backward(md.tensor(gy))
+        assert spy == ([(3, n)] if gy_layout == "c" else [])
+        assert _bits(xt.grad.data) == _bits(ref(x, gy)[1])
 
 
 def test_binary_of_mixed_dtypes_or_shapes_is_not_blocked(spy):
