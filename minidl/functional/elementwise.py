@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
-from ..parallel import blocked, elementwise
 from .reduction import SumTo, sum_to
 from .validation import keywords
 
@@ -77,9 +77,11 @@ class _Binary(Function):
     def forward(self, a: Any, b: Any) -> Any:
         if a.dtype != b.dtype:
             a, b = promote(a, b)
-        elif self.ufunc is not None and blocked(a) and a.shape == b.shape \
-                and a.dtype.kind == "f" and type(b) is np.ndarray:
-            return elementwise(self.ufunc, (a.dtype,), a, b)[0]
+        elif a.nbytes >= parallel.ELEMENTWISE_MIN_BYTES and self.ufunc is not None \
+                and a.shape == b.shape and a.dtype.kind == "f" \
+                and type(a) is np.ndarray and type(b) is np.ndarray:
+            # (blocked(a) spelled out: the size test first, every small op passes here)
+            return parallel.elementwise(self.ufunc, (a.dtype,), a, b)[0]
         try:
             return self.compute(a, b)
         except ValueError:
