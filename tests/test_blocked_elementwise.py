@@ -54,6 +54,7 @@ def spy(monkeypatch):
     that parallel.elementwise made."""
     monkeypatch.setattr(parallel, "ELEMENTWISE_MIN_BYTES", 64)
     monkeypatch.setattr(parallel, "ELEMENTWISE_BLOCK_BYTES", 148)   # 37 float32, 18 float64
+    monkeypatch.setattr(parallel, "ELEMENTWISE_ROW_BYTES", 148)     # one row per block
     calls = []
     original = parallel.map_blocks
 
@@ -64,14 +65,19 @@ def spy(monkeypatch):
     return calls
 
 
-def _run(threads, spy, compute):
-    """``compute()`` at 1, 2 and 3 threads: the results (one value, as they must agree)."""
+def _run(threads, spy, compute, blocks_on_one_thread=True):
+    """``compute()`` at 1, 2 and 3 threads, checking that it ran in several blocks (on one
+    thread too, unless told otherwise: one ufunc runs whole there); the results (one
+    value, as they must agree)."""
     results = []
     for n in (1, 2, 3):
         threads(n)
         spy.clear()
         results.append(compute())
-        assert spy and all(count > 1 and t == n for count, t in spy), spy
+        if n == 1 and not blocks_on_one_thread:
+            assert not spy
+        else:
+            assert spy and all(count > 1 and t == n for count, t in spy), spy
     for other in results[1:]:
         assert [_bits(a) for a in other] == [_bits(a) for a in results[0]]
     return results[0]
@@ -156,10 +162,23 @@ def test_elementwise_layouts_without_a_cut_fall_back_to_one_call(spy):
 def test_elementwise_small_arrays_run_in_one_call(monkeypatch):
     calls = []
     monkeypatch.setattr(parallel, "map_blocks", lambda *a: calls.append(a))
-    x = _data(0, np.float32, "c")            # 2.5 KB, under the 1 MiB threshold
+    x = _data(0, np.float32, "c")            # 2.5 KB, under the 2 MiB threshold
     y, = parallel.elementwise(np.tanh, (np.float32,), x)
     assert not calls and _bits(y) == _bits(np.tanh(x))
-    assert not parallel.blocked(x) and parallel.blocked(np.zeros(2**18, np.float32))
+    large = np.zeros(parallel.ELEMENTWISE_MIN_BYTES // 4, np.float32)
+    assert not parallel.blocked(x) and parallel.blocked(large)
+    assert not parallel.blocked(large[1:])
+
+
+def test_elementwise_one_layout_needs_two_blocks_mixed_layouts_do_not(spy, monkeypatch):
+    """Same-layout arrays of under two blocks run whole (threads would not pay); mixed
+    layouts are cut into rows anyway (their strided reads gain from blocks alone)."""
+    monkeypatch.setattr(parallel, "ELEMENTWISE_BLOCK_BYTES", 2048)    # 2520 bytes: < 2 blocks
+    x, z = _data(0, np.float32, "channels_last"), _data(1, np.float32, "channels_last")
+    y, = parallel.elementwise(np.add, (np.float32,), x, z)
+    assert not spy and _bits(y) == _bits(x + z)
+    y, = parallel.elementwise(np.add, (np.float32,), x, np.ascontiguousarray(z))
+    assert spy == [(3, parallel.get_num_threads())] and _bits(y) == _bits(x + z)
 
 
 # --- the ops -----------------------------------------------------------------------------
@@ -233,7 +252,7 @@ def test_binary_forward_blocked_equals_whole_array(threads, spy, name, dtype, la
         y = op(md.tensor(a), md.tensor(b)).data
         assert _channels_last(y) == (layout == "channels_last")
         return [y]
-    y, = _run(threads, spy, compute)
+    y, = _run(threads, spy, compute, blocks_on_one_thread=False)
     assert _bits(y) == _bits(ufunc(a, b))
 
 

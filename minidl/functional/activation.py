@@ -14,7 +14,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module
-from ..parallel import blocked, elementwise
+from ..parallel import blocked, elementwise, get_num_threads
 from .elementwise import clip, exp, log, where
 from .reduction import Axis, _keepdims_shape, _norm_axis, sum
 from .shape import reshape
@@ -145,7 +145,8 @@ class Tanh(Function):
     keep_output = True
 
     def forward(self, x):
-        if blocked(x) and x.dtype.kind == "f":
+        # one ufunc has no temporaries to keep in the cache: blocks pay only on threads
+        if blocked(x) and x.dtype.kind == "f" and get_num_threads() > 1:
             return elementwise(np.tanh, (x.dtype,), x)[0]
         return get_array_module(x).tanh(x)
 

@@ -79,8 +79,10 @@ class _Binary(Function):
             a, b = promote(a, b)
         elif a.nbytes >= parallel.ELEMENTWISE_MIN_BYTES and self.ufunc is not None \
                 and a.shape == b.shape and a.dtype.kind == "f" \
-                and type(a) is np.ndarray and type(b) is np.ndarray:
-            # (blocked(a) spelled out: the size test first, every small op passes here)
+                and type(a) is np.ndarray and type(b) is np.ndarray \
+                and parallel.get_num_threads() > 1:
+            # (blocked(a) spelled out: the size test first, every small op passes here.) One
+            # ufunc has no temporaries to keep in the cache: blocks pay only on threads.
             return parallel.elementwise(self.ufunc, (a.dtype,), a, b)[0]
         try:
             return self.compute(a, b)
