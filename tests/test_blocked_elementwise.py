@@ -226,6 +226,19 @@ def test_unary_blocked_equals_whole_array(threads, spy, name, dtype, layout):
     assert _channels_last(y) == _channels_last(gx) == (layout == "channels_last")
 
 
+@pytest.mark.parametrize("name", list(UNARY))
+def test_unary_forward_without_grad(threads, spy, name):
+    """No mask to keep: ReLU and Tanh are one ufunc, in blocks only on several threads."""
+    op, ref = UNARY[name]
+    x = _data(0, np.float32, "channels_last")
+
+    def compute():
+        with md.no_grad():
+            return [op(md.tensor(x)).data]
+    y, = _run(threads, spy, compute, blocks_on_one_thread=name == "sigmoid")
+    assert _bits(y) == _bits(ref(x, x)[0]) and _channels_last(y)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_add_relu_blocked_equals_whole_array(threads, spy, dtype, layout):
