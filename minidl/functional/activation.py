@@ -1,19 +1,56 @@
 """Activation functions: ReLU and friends, the squashing sigmoid/tanh, softmax, log_softmax and
-logsumexp."""
+logsumexp.
+
+ReLU, sigmoid and tanh run large NumPy arrays, forward and ``fast_backward``, block by block
+on the worker threads (:func:`minidl.parallel.elementwise`): the same ufuncs in the same
+order as the whole-array expression, so the same bits, with temporaries that stay in the
+cache. The block functions below see NumPy arrays only (``blocked`` is False for CuPy).
+"""
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Function, Tensor, as_tensor
 from ..backend import get_array_module
+from ..parallel import blocked, elementwise, get_num_threads
 from .elementwise import clip, exp, log, where
 from .reduction import Axis, _keepdims_shape, _norm_axis, sum
 from .shape import reshape
 from .validation import keywords, resolve_dim, resolve_keepdim
 
 
+def _relu(x: np.ndarray, y: np.ndarray) -> None:
+    np.maximum(x, 0, out=y)
+
+
+def _relu_mask(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+    np.maximum(x, 0, out=y)
+    np.greater(x, 0, out=mask)
+
+
+def _masked(gy: np.ndarray, mask: np.ndarray, g: np.ndarray) -> None:
+    """g = gy * mask.astype(gy.dtype): ReLU's backward."""
+    np.multiply(gy, mask.astype(gy.dtype), out=g)
+
+
+def masked_grad(gy: Any, mask: Any) -> Any:
+    """``gy * mask.astype(gy.dtype)`` on arrays (the backward of a ReLU with its mask), in
+    blocks when large; gy and mask of one shape."""
+    if blocked(gy):
+        return elementwise(_masked, (gy.dtype,), gy, mask)[0]
+    return gy * mask.astype(gy.dtype)
+
+
 class ReLU(Function):
     def forward(self, x):
+        if blocked(x):
+            if self.needs_input_grad[0]:
+                y, self.mask = elementwise(_relu_mask, (x.dtype, bool), x)
+                return y
+            if get_num_threads() > 1:      # one ufunc: blocks pay only on threads (Tanh)
+                return elementwise(_relu, (x.dtype,), x)[0]
         y = get_array_module(x).maximum(x, 0)
         if self.needs_input_grad[0]:
             self.mask = x > 0
@@ -23,7 +60,7 @@ class ReLU(Function):
         return gy * Tensor(self.mask.astype(gy.dtype))
 
     def fast_backward(self, gy):  # the same arithmetic as backward, on the arrays
-        return (gy * self.mask.astype(gy.dtype),)
+        return (masked_grad(gy, self.mask),)
 
 
 class LeakyReLU(Function):
@@ -57,10 +94,36 @@ class ELU(Function):
         return gy * where(x.data > 0, 1.0, exp(clip(x, max=0.0)) * self.alpha)
 
 
+def _sigmoid(x: np.ndarray, y: np.ndarray) -> None:
+    """Sigmoid.forward's expression on a float block, step by step."""
+    num = np.minimum(x, 0)
+    np.exp(num, out=num)
+    den = np.abs(x)
+    np.negative(den, out=den)
+    np.exp(den, out=den)
+    np.add(1, den, out=den)
+    np.divide(num, den, out=y)
+
+
+def _sigmoid_grad(gy: np.ndarray, y: np.ndarray, g: np.ndarray) -> None:
+    """g = gy * y * (1 - y)."""
+    np.multiply(gy, y, out=g)
+    np.multiply(g, np.subtract(1, y), out=g)
+
+
+def _tanh_grad(gy: np.ndarray, y: np.ndarray, g: np.ndarray) -> None:
+    """g = gy * (1 - y * y)."""
+    t = np.multiply(y, y)
+    np.subtract(1, t, out=t)
+    np.multiply(gy, t, out=g)
+
+
 class Sigmoid(Function):
     keep_output = True
 
     def forward(self, x):
+        if blocked(x) and x.dtype.kind == "f":
+            return elementwise(_sigmoid, (x.dtype,), x)[0]
         xp = get_array_module(x)
         # e^min(x,0) / (1 + e^-|x|) is 1/(1+e^-x) for x >= 0 and e^x/(1+e^x) for x < 0:
         # neither exp overflows, and the negative tail keeps full relative precision, where
@@ -74,6 +137,8 @@ class Sigmoid(Function):
 
     def fast_backward(self, gy):  # gy and y have one shape: no promotion rule applies
         y = self._outputs[0]
+        if blocked(gy):
+            return (elementwise(_sigmoid_grad, (np.result_type(gy, y),), gy, y)[0],)
         return (gy * y * (1 - y),)
 
 
@@ -81,6 +146,9 @@ class Tanh(Function):
     keep_output = True
 
     def forward(self, x):
+        # one ufunc has no temporaries to keep in the cache: blocks pay only on threads
+        if blocked(x) and x.dtype.kind == "f" and get_num_threads() > 1:
+            return elementwise(np.tanh, (x.dtype,), x)[0]
         return get_array_module(x).tanh(x)
 
     def backward(self, gy):
@@ -89,6 +157,8 @@ class Tanh(Function):
 
     def fast_backward(self, gy):  # gy and y have one shape: no promotion rule applies
         y = self._outputs[0]
+        if blocked(gy):
+            return (elementwise(_tanh_grad, (np.result_type(gy, y),), gy, y)[0],)
         return (gy * (1 - y * y),)
 
 

@@ -7,7 +7,9 @@ the gradient back to each input's shape with :func:`~minidl.functional.reduction
 Mixed dtypes promote as in torch (:func:`promote`): a float operand's dtype beats an integer
 or bool one (so a Python float keeps a float32 tensor float32, and an int tensor times 0.5 is
 float32), two float tensors give the wider one, and a 0-d float tensor does not widen a
-dimensioned float tensor.
+dimensioned float tensor. Add, Sub, Mul and Div of two large NumPy float arrays of one shape
+and dtype run block by block on the worker threads (:func:`minidl.parallel.elementwise`:
+the same ufunc on every element, so the same bits).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Cast, Function, Tensor, ToDevice
 from ..backend import get_array_module
 from .reduction import SumTo, sum_to
@@ -68,9 +71,19 @@ def _same_dtypes(fn: Function, gy: Any) -> bool:
 class _Binary(Function):
     """Shared forward: torch's dtype promotion and a readable broadcasting error."""
 
+    #: the NumPy ufunc ``compute`` is, run in blocks on large float operands of one shape
+    ufunc: Any = None
+
     def forward(self, a: Any, b: Any) -> Any:
         if a.dtype != b.dtype:
             a, b = promote(a, b)
+        elif a.nbytes >= parallel.ELEMENTWISE_MIN_BYTES and self.ufunc is not None \
+                and a.shape == b.shape and a.dtype.kind == "f" \
+                and type(a) is np.ndarray and type(b) is np.ndarray \
+                and parallel.get_num_threads() > 1:
+            # (blocked(a) spelled out: the size test first, every small op passes here.) One
+            # ufunc has no temporaries to keep in the cache: blocks pay only on threads.
+            return parallel.elementwise(self.ufunc, (a.dtype,), a, b)[0]
         try:
             return self.compute(a, b)
         except ValueError:
@@ -84,6 +97,7 @@ class _Binary(Function):
 
 class Add(_Binary):
     compute = operator.add  # in C, not one more Python call per op
+    ufunc = np.add
 
     def backward(self, gy):
         sa, sb = self.input_shapes
@@ -98,6 +112,7 @@ class Add(_Binary):
 
 class Sub(_Binary):
     compute = operator.sub  # in C, not one more Python call per op
+    ufunc = np.subtract
 
     def backward(self, gy):
         sa, sb = self.input_shapes
@@ -115,6 +130,7 @@ class Mul(_Binary):
     keep_inputs = (0, 1)
 
     compute = operator.mul  # in C, not one more Python call per op
+    ufunc = np.multiply
 
     def backward(self, gy):
         a, b = self.inputs
@@ -136,6 +152,7 @@ class Div(_Binary):
     keep_inputs = (0, 1)
 
     compute = operator.truediv  # in C, not one more Python call per op
+    ufunc = np.divide
 
     def backward(self, gy):
         a, b = self.inputs

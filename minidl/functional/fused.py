@@ -7,14 +7,19 @@ place on the first op's output (batch norm: block by block while it is in the ca
 one graph node instead of two. What that saves is an activation-sized array and a pass
 over memory or two per use (benchmarks/bench_fused.py); the ResNet blocks of
 minidl.models use them (benchmarks/profile_step.py shows where a step's time goes).
+AddReLU runs large NumPy arrays block by block on the worker threads, forward and
+``fast_backward`` (:func:`minidl.parallel.elementwise`, the same bits).
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .activation import relu
+from ..parallel import blocked, elementwise
+from .activation import masked_grad, relu
 from .normalization import BatchNorm, BatchNormGrad, _update_running, batch_norm
 
 
@@ -46,14 +51,34 @@ class BatchNormReLU(BatchNorm):
         return BatchNormGrad(self.mean, self.inv_std, self.eps, self.mask)(x, gamma, gy)
 
 
+def _add_relu(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> None:
+    np.add(a, b, out=y)
+    np.maximum(y, 0, out=y)
+
+
+def _add_relu_mask(a: np.ndarray, b: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+    _add_relu(a, b, y)
+    np.greater(y, 0, out=mask)
+
+
 class AddReLU(Function):
     """relu(a + b) for a, b of one shape and dtype -> that shape."""
 
     def forward(self, a, b):
+        if blocked(a):
+            if any(self.needs_input_grad):
+                y, self.mask = elementwise(_add_relu_mask, (a.dtype, bool), a, b)
+                return y
+            return elementwise(_add_relu, (a.dtype,), a, b)[0]
         return _relu_in_place(self, a + b)
 
     def backward(self, gy):
         g = gy * Tensor(self.mask.astype(gy.dtype))
+        need = self.needs_input_grad
+        return (g if need[0] else None), (g if need[1] else None)
+
+    def fast_backward(self, gy):  # the same arithmetic as backward, on the arrays
+        g = masked_grad(gy, self.mask)
         need = self.needs_input_grad
         return (g if need[0] else None), (g if need[1] else None)
 

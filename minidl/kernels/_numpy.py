@@ -791,22 +791,39 @@ def max_pool2d_indices(idx: np.ndarray, in_hw: tuple[int, int], kernel: tuple[in
 
 def avg_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                        pads: Pads, out_hw: tuple[int, int], inv_div: np.ndarray) -> np.ndarray:
-    """Window sums times ``inv_div`` (Ho, Wo); x (N, C, H, W) -> (N, C, Ho, Wo)."""
+    """Window sums times ``inv_div`` (Ho, Wo); x (N, C, H, W) -> (N, C, Ho, Wo).
+
+    Batch blocks on the worker threads; each output element's sum runs over the offsets in
+    the same order in any block, so the bits do not depend on the blocks or threads."""
     N, C, H, W = x.shape
-    xt = _nhwc(x)
-    acc = _alloc_nhwc((N, *out_hw, C), x.dtype, _channels_last(x), 0)
-    for _, src, dst in _offsets((H, W), out_hw, kernel, stride, pads):
-        acc[dst] += xt[src]
-    acc *= inv_div[None, :, :, None]
+    acc = _alloc_nhwc((N, *out_hw, C), x.dtype, _channels_last(x))
+    offsets = list(_offsets((H, W), out_hw, kernel, stride, pads))
+    scale = inv_div[None, :, :, None]
+
+    def block(xt: np.ndarray, a: np.ndarray) -> None:
+        a.fill(0)
+        for _, src, dst in offsets:
+            a[dst] += xt[src]
+        a *= scale
+
+    _pool_blocks(x, block, _nhwc(x), acc)
     return _nchw(acc)
 
 
 def avg_pool2d_backward(gy: np.ndarray, in_hw: tuple[int, int], kernel: tuple[int, int],
                         stride: tuple[int, int], pads: Pads, inv_div: np.ndarray) -> np.ndarray:
-    """Adjoint of :func:`avg_pool2d_forward`: spread gy * inv_div over each window."""
+    """Adjoint of :func:`avg_pool2d_forward`: spread gy * inv_div over each window (in batch
+    blocks on the worker threads, as the forward)."""
     N, C, Ho, Wo = gy.shape
-    g = _nhwc(gy) * inv_div[None, :, :, None]
-    dx = _alloc_nhwc((N, *in_hw, C), gy.dtype, _channels_last(gy), 0)
-    for _, src, dst in _offsets(in_hw, (Ho, Wo), kernel, stride, pads):
-        dx[src] += g[dst]
+    dx = _alloc_nhwc((N, *in_hw, C), gy.dtype, _channels_last(gy))
+    offsets = list(_offsets(in_hw, (Ho, Wo), kernel, stride, pads))
+    scale = inv_div[None, :, :, None]
+
+    def block(d: np.ndarray, gb: np.ndarray) -> None:
+        g = gb * scale
+        d.fill(0)
+        for _, src, dst in offsets:
+            d[src] += g[dst]
+
+    _pool_blocks(dx, block, dx, _nhwc(gy))
     return _nchw(dx)
