@@ -4,9 +4,15 @@ For each shape the script times, in one run and on the same data:
 
 * minidl's op, forward + backward (best of ``--repeat``), and its GFLOP/s;
 * ``numpy.matmul`` on the conv's own forward GEMM, (N*Ho*Wo, C*kh*kw) @ (C*kh*kw, K), written
-  into a preallocated output: the machine's float32 GEMM rate at that size;
+  into a preallocated output, on one cache-resident block of rows of the size minidl's
+  kernels cut their column matrices into (``kernels._numpy.BLOCK_BYTES``), repeated for
+  every block of the whole: the machine's float32 GEMM rate where the kernels run theirs;
 * ``torch.nn.functional`` on the same data with the same number of threads, when torch is
   importable (it is never a dependency of minidl).
+
+Each framework gets the memory layout it works on inside a network: on the CPU minidl's
+feature maps and gradients are channels-last (a first layer reads the data's NCHW), torch's
+are NCHW, its default.
 
 Repeats of minidl and torch are interleaved, so that both see the same machine load.
 
@@ -62,6 +68,7 @@ from minidl.backend import blas_info, xp_for  # noqa: E402
 from minidl.functional.conv import conv2d  # noqa: E402
 from minidl.functional.normalization import batch_norm  # noqa: E402
 from minidl.functional.pooling import max_pool2d  # noqa: E402
+from minidl.kernels._numpy import BLOCK_BYTES  # noqa: E402
 from minidl.parallel import blas_threads  # noqa: E402
 
 CLOCK = time.perf_counter
@@ -138,6 +145,11 @@ def best_times(fns: dict[str, Callable[[], Any]], repeat: int, device: str) -> d
     return best
 
 
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) with NHWC memory, as minidl's CPU kernels make feature maps."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict]:
     N, C, H, W, K, k, s, p, needs_dx, pool = shape
     pk, ps, pp = pool or (2, 2, 0)
@@ -148,10 +160,14 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     b_np = rng.standard_normal(K, dtype=np.float32)
     Ho = (H + 2 * p - k) // s + 1
     gy_np = rng.standard_normal((N, K, Ho, Ho), dtype=np.float32)
-    x = md.tensor(x_np, device=device, requires_grad=needs_dx)
+    # Each framework gets the layout it sees inside a network: on the CPU minidl's kernels
+    # leave feature maps and their gradients channels-last (a first layer, needs_dx False,
+    # reads the data's NCHW), torch's default is NCHW.
+    x = md.tensor(x_np if device == "cuda" or not needs_dx else _channels_last(x_np),
+                  device=device, requires_grad=needs_dx)
     w = md.tensor(w_np, device=device, requires_grad=True)
     b = md.tensor(b_np, device=device, requires_grad=True)
-    gy = md.tensor(gy_np, device=device)
+    gy = md.tensor(gy_np if device == "cuda" else _channels_last(gy_np), device=device)
 
     def md_conv() -> None:
         conv2d(x, w, b, s, p).backward(gy)
@@ -162,15 +178,23 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     bm = xp.asarray(rng.standard_normal((C * k * k, K), dtype=np.float32))
     out = xp.empty((N * Ho * Ho, K), np.float32)
 
+    # On the CPU, one block of rows of the size minidl's kernels give their column matrices,
+    # multiplied as many times as the whole has blocks: a kernel's GEMM reads a block that its
+    # im2col has just written into the cache, not a tall matrix streaming from memory (half
+    # the rate at 16 channels). On the GPU, the whole product.
+    rows = a.shape[0] if device == "cuda" else \
+        min(a.shape[0], max(16, BLOCK_BYTES // (4 * C * k * k)) // 16 * 16)
+    blocks = -(-a.shape[0] // rows)
+
     def gemm() -> None:
         # the machine's rate with every thread (BLAS's own count for plain NumPy code;
         # inside minidl's ops BLAS runs one thread), asked for explicitly
         with blas_threads(THREADS or os.cpu_count() or 1):
-            xp.matmul(a, bm, out=out)
+            for _ in range(blocks):
+                xp.matmul(a[:rows], bm, out=out[:rows])
 
     # pool and BN run on a conv output: its shape, and on CPU its channels-last memory
-    y_np = gy_np if device == "cuda" else \
-        np.ascontiguousarray(gy_np.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y_np = gy_np if device == "cuda" else _channels_last(gy_np)
     yp = md.tensor(y_np, device=device, requires_grad=True)
     Hp = (Ho + 2 * pp - pk) // ps + 1
     gp = md.tensor(rng.standard_normal((N, K, Hp, Hp), dtype=np.float32), device=device)
@@ -195,7 +219,7 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
         tw = torch.from_numpy(w_np).to(dev).requires_grad_()
         tb = torch.from_numpy(b_np).to(dev).requires_grad_()
         tgy = torch.from_numpy(gy_np).to(dev)
-        ty = torch.from_numpy(y_np).to(dev).requires_grad_()
+        ty = torch.from_numpy(gy_np).to(dev).requires_grad_()    # y_np's values, NCHW
         tgp = torch.from_numpy(gp.numpy()).to(dev)
         tgamma = torch.ones(K, device=dev, requires_grad=True)
         tbeta = torch.zeros(K, device=dev, requires_grad=True)
