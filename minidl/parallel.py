@@ -125,8 +125,10 @@ def run_workers(work: Callable[[], T], n: int) -> list[T]:
             _pool_size = max(n, _num_threads) - 1
             _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="minidl-worker")
         pool = _pool
+    # NumPy's error settings (np.errstate) are per thread: the workers take the caller's
+    errors = dict(np.geterr(), call=np.geterrcall())
     with fixed_blas():  # held until every worker is done: their BLAS calls run inside it
-        futures = [pool.submit(_as_worker, work) for _ in range(n - 1)]
+        futures = [pool.submit(_as_worker, work, errors) for _ in range(n - 1)]
         try:
             results = [work()]
         finally:  # never return (or raise) while workers still write into the caller's arrays
@@ -146,10 +148,11 @@ def _after_fork_in_child() -> None:
     _pool_lock, _blas_lock, _blas_depth, _fixed_depth = threading.Lock(), threading.Lock(), 0, 0
 
 
-def _as_worker(work: Callable[[], T]) -> T:
+def _as_worker(work: Callable[[], T], errors: dict[str, Any]) -> T:
     _worker.busy = True
     try:
-        return work()
+        with np.errstate(**errors):
+            return work()
     finally:
         _worker.busy = False
 
@@ -332,10 +335,14 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
 
     ``fn`` reads the input arrays and writes its results into the output arrays it is given,
     one per dtype of ``out_dtypes``, as a ufunc does (a ufunc is such an ``fn``:
-    ``np.tanh(x, y)``). The outputs have the inputs' shape and the first input's memory
-    layout (C-contiguous, or channels-last as the conv kernels make them); they are returned
-    as a tuple. When every array has one dense layout, each is viewed flat in its memory
-    order and the range is cut into blocks of :data:`ELEMENTWISE_BLOCK_BYTES`, so that
+    ``np.tanh(x, y)``). The outputs have the inputs' shape and the memory layout a NumPy
+    ufunc over the inputs would give its result (the inputs' common layout, C-contiguous or
+    channels-last as the conv kernels make them; C order for mixed or broadcast layouts),
+    whether or not the arrays are cut; they are returned as a tuple. Arrays of different
+    shapes raise ValueError.
+
+    When every array (outputs included) has one dense layout, each is viewed flat in its
+    memory order and the range is cut into blocks of :data:`ELEMENTWISE_BLOCK_BYTES`, so that
     temporaries inside ``fn`` stay in the cache; ``fn`` runs once per block, on 1-D views.
     Arrays of mixed layouts (an NCHW gradient for a channels-last output, a broadcast) are
     cut into blocks of rows along axis 0 of about :data:`ELEMENTWISE_ROW_BYTES` instead, when
@@ -344,10 +351,11 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
     ``fn`` computes each element by the same ufuncs whatever block it falls in, so the bits
     equal those of one whole-array call, for every thread count.
 
-    One whole-array call (outputs allocated like the first input) is made instead for arrays
-    below :data:`ELEMENTWISE_MIN_BYTES`, arrays of one layout smaller than two blocks, 0-d
-    arrays, layouts that fit neither cut, and arrays that are not NumPy's (CuPy:
-    ``np.empty_like`` dispatches to the array's own library, NEP 18).
+    One whole-array call is made instead for arrays below :data:`ELEMENTWISE_MIN_BYTES`,
+    arrays of one layout smaller than two blocks, 0-d arrays, layouts that fit neither cut,
+    and arrays that are not NumPy's (CuPy: the outputs are ``np.empty_like`` the first input,
+    which dispatches to the array's own library, NEP 18). NumPy's floating-point error
+    settings (``np.errstate``) of the caller apply in every block (:func:`run_workers`).
 
         >>> import numpy as np
         >>> x = np.linspace(-1, 1, 5)
@@ -357,9 +365,16 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
         ([0.0, 0.0, 0.0, 0.5, 1.0], [False, False, False, True, True])
     """
     first = arrays[0]
-    outs = tuple(np.empty_like(first, dtype=dt, order="K") for dt in out_dtypes)
+    if any(a.shape != first.shape for a in arrays[1:]):
+        raise ValueError("elementwise: the arrays must have one shape, got "
+                         + ", ".join(str(tuple(a.shape)) for a in arrays))
+    if not all(type(a) is np.ndarray for a in arrays):    # CuPy: one call, its own layout
+        outs = tuple(np.empty_like(first, dtype=dt, order="K") for dt in out_dtypes)
+        fn(*arrays, *outs)
+        return outs
+    outs = tuple(_allocated_like_ufunc(arrays, dt) for dt in out_dtypes)
     itemsize = max(np.dtype(a.dtype).itemsize for a in (*arrays, *outs))
-    cut = _cut((*arrays, *outs), itemsize) if type(first) is np.ndarray else None
+    cut = _cut((*arrays, *outs), itemsize)
     if cut is None:
         fn(*arrays, *outs)
         return outs
@@ -371,6 +386,18 @@ def elementwise(fn: Callable[..., object], out_dtypes: Sequence[Any],
 
     map_blocks(-(-size // step), block, get_num_threads())
     return outs
+
+
+def _allocated_like_ufunc(arrays: tuple[np.ndarray, ...], dtype: Any) -> np.ndarray:
+    """A new array of ``dtype`` laid out as a NumPy ufunc over ``arrays`` lays out its result
+    (its iterator's order 'K': the inputs' common layout, C order for mixed or broadcast
+    ones), so that an op's output layout, and with it the bits of any later sum, is the same
+    whether or not the op ran in blocks."""
+    n = len(arrays)
+    it = np.nditer([*arrays, None], flags=["zerosize_ok", "refs_ok"],
+                   op_flags=[["readonly"]] * n + [["writeonly", "allocate", "no_broadcast"]],
+                   op_dtypes=[None] * n + [np.dtype(dtype)], order="K")
+    return it.operands[n]
 
 
 # ---------------------------------------------------------------------------------------------

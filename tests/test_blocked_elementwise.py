@@ -143,7 +143,7 @@ def test_elementwise_mixed_layouts_run_in_blocks_of_rows(threads, spy, second):
         return parallel.elementwise(fn, (np.float64,), x, z)
     y, = _run(threads, spy, compute)
     assert sorted(seen) == [(1, 5, 7, 6)] * 3
-    assert _bits(y) == _bits(x * z - x) and _channels_last(y)
+    assert _bits(y) == _bits(x * z - x) and y.strides == (x * z).strides  # NumPy's layout
 
 
 def test_elementwise_layouts_without_a_cut_fall_back_to_one_call(spy):
@@ -331,3 +331,72 @@ def test_avg_pool_blocked_equals_one_block(threads, monkeypatch, dtype, layout, 
         blocks.clear()
         assert [_bits(a) for a in compute()] == [_bits(a) for a in whole]
         assert blocks == [(7, n), (7, n)]                 # forward and backward
+
+
+# --- layouts, dtypes, error settings (an independent review's findings) ----------------------
+
+def _sum_bits(a: np.ndarray) -> bytes:
+    return a.sum(dtype=a.dtype).tobytes()
+
+
+def test_ops_give_numpys_layout_whatever_the_thread_count(threads, spy):
+    """Same-shape ops take the blocked path only with threads (one ufunc); their output must
+    be laid out as NumPy lays out the whole-array result either way, or a later sum (which
+    depends on the layout) would change its bits with the thread count."""
+    cl, c = md.tensor(_data(0, np.float32, "channels_last")), md.tensor(_data(1, np.float32, "c"))
+    wide = md.tensor(_data(2, np.float32, "c", (1, 5, 7, 6))).expand(*SHAPE)   # stride 0
+    assert wide.data.strides[0] == 0
+    cases = {"add": (lambda a, b: a + b, np.add, (cl, c)),
+             "mul": (lambda a, b: a * b, np.multiply, (c, cl)),
+             "tanh": (F.tanh, np.tanh, (wide,)),
+             "relu": (F.relu, lambda a: np.maximum(a, 0), (wide,))}
+    for name, (op, ref, args) in cases.items():
+        expected = ref(*(t.data for t in args))
+        sums = set()
+        for n in (1, 2):
+            threads(n)
+            y = op(*args).data
+            assert y.strides == expected.strides, (name, n, y.strides, expected.strides)
+            assert _bits(y) == _bits(expected)
+            sums.add(_sum_bits(y))
+        assert len(sums) == 1, name
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu"])
+def test_a_gradient_broadcast_along_axis_0_comes_back_in_c_order(threads, spy, name):
+    x0 = _data(0, np.float64, "c")
+    w = np.random.default_rng(1).standard_normal(SHAPE[1:])
+    for n in (1, 2):
+        threads(n)
+        x = md.tensor(x0, requires_grad=True)
+        (getattr(F, name)(x).sum(0) * md.tensor(w)).sum().backward()
+        assert x.grad.data.strides == x0.strides, (name, n, x.grad.data.strides)
+
+
+def test_relu_of_a_large_bool_array_is_numpys_int64_on_threads(threads, spy):
+    x = np.random.default_rng(0).standard_normal(SHAPE) > 0
+    for n in (1, 2):
+        threads(n)
+        y = F.relu(md.tensor(x)).data
+        assert y.dtype == np.maximum(x, 0).dtype and _bits(y) == _bits(np.maximum(x, 0))
+
+
+def test_the_callers_numpy_error_settings_hold_in_every_block(threads, spy):
+    import warnings
+
+    threads(2)
+    a, b = np.ones(SHAPE), np.ones(SHAPE)
+    b.reshape(-1)[-1] = 0.0                          # the last block's last element only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(divide="ignore"):
+            assert np.isinf((md.tensor(a) / md.tensor(b)).data).sum() == 1
+    for _ in range(5):                               # whichever thread takes that block
+        with np.errstate(divide="raise"), pytest.raises(FloatingPointError):
+            md.tensor(a) / md.tensor(b)
+
+
+def test_elementwise_refuses_arrays_of_different_shapes():
+    x, y = np.zeros((4, 6)), np.ones((6, 4))
+    with pytest.raises(ValueError, match=r"one shape, got \(4, 6\), \(6, 4\)"):
+        parallel.elementwise(np.add, (np.float64,), x, y)

@@ -45,7 +45,7 @@ def masked_grad(gy: Any, mask: Any) -> Any:
 
 class ReLU(Function):
     def forward(self, x):
-        if blocked(x):
+        if blocked(x) and x.dtype.kind == "f":   # (maximum of bools and 0 is int64)
             if self.needs_input_grad[0]:
                 y, self.mask = elementwise(_relu_mask, (x.dtype, bool), x)
                 return y
