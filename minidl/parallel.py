@@ -175,16 +175,18 @@ MATMUL_ALIGN = 16
 def matmul_blocks(m: int, k: int, n: int) -> int:
     """How many blocks :func:`matmul` cuts an (m, k) @ (k, n) product into: 1 below
     :data:`MATMUL_MIN_WORK`, else the largest power of two up to :data:`MATMUL_BLOCKS` that
-    leaves each block :data:`MATMUL_BLOCK_WORK` multiply-adds.
+    leaves each block :data:`MATMUL_BLOCK_WORK` multiply-adds and :data:`MATMUL_ALIGN` rows
+    (or columns) of the side it cuts.
 
     >>> matmul_blocks(128, 784, 512), matmul_blocks(1024, 1024, 1024), matmul_blocks(64, 400, 120)
     (2, 8, 1)
     """
-    work = m * k * n
+    work, size = m * k * n, max(m, n)        # (the cut runs along the longer side)
     if work < MATMUL_MIN_WORK:
         return 1
     blocks = 1
-    while blocks < MATMUL_BLOCKS and work >= 2 * blocks * MATMUL_BLOCK_WORK:
+    while (blocks < MATMUL_BLOCKS and work >= 2 * blocks * MATMUL_BLOCK_WORK
+           and size >= 2 * blocks * MATMUL_ALIGN):
         blocks *= 2
     return blocks
 
@@ -207,7 +209,9 @@ def matmul(a: Any, b: Any) -> Any:
         by_rows = m >= n
         size = m if by_rows else n
         step = -(-size // blocks)
-        step = -(-step // MATMUL_ALIGN) * MATMUL_ALIGN
+        aligned = -(-step // MATMUL_ALIGN) * MATMUL_ALIGN
+        if size - (-(-size // aligned) - 1) * aligned >= MATMUL_ALIGN:
+            step = aligned    # whole register tiles, unless that leaves a sliver of a block
 
         def block(_: None, i: int) -> None:
             lo, hi = i * step, min(size, (i + 1) * step)

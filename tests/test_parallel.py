@@ -149,6 +149,28 @@ def test_matmul_blocks_grow_with_the_work_only():
     assert parallel.matmul_blocks(1024, 1024, 1024) == parallel.MATMUL_BLOCKS   # capped
 
 
+def test_matmul_cuts_no_sliver_of_a_block(threads, monkeypatch):
+    """A cut rounded to whole 16-row tiles must not leave a last block of a row or two: each
+    block packs the other operand again."""
+    assert parallel.matmul_blocks(33, 2**17, 33) == 2          # 33 rows: not 4 or 8 blocks
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
+    monkeypatch.setattr(parallel, "MATMUL_BLOCK_WORK", 1)
+    rows = []
+    original = np.matmul
+
+    def spy(a, b, out=None):
+        rows.append(a.shape[0])
+        return original(a, b, out=out)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((33, 40)), rng.standard_normal((40, 33))
+    threads(1)
+    monkeypatch.setattr(parallel.np, "matmul", spy)
+    got = parallel.matmul(a, b)
+    monkeypatch.undo()
+    assert sorted(rows) == [16, 17]
+    np.testing.assert_allclose(got, a @ b, rtol=1e-13, atol=1e-13)
+
+
 def test_linear_and_matmul_grads_with_threads(threads, monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 0)
     monkeypatch.setattr(parallel, "MATMUL_BLOCK_WORK", 1)
