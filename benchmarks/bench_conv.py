@@ -4,9 +4,9 @@ For each shape the script times, in one run and on the same data:
 
 * minidl's op, forward + backward (best of ``--repeat``), and its GFLOP/s;
 * ``numpy.matmul`` on the conv's own forward GEMM, (N*Ho*Wo, C*kh*kw) @ (C*kh*kw, K), written
-  into a preallocated output, on one cache-resident block of rows of the size minidl's
-  kernels cut their column matrices into (``kernels._numpy.BLOCK_BYTES``), repeated for
-  every block of the whole: the machine's float32 GEMM rate where the kernels run theirs;
+  into a preallocated output, cut into the batch blocks minidl's forward kernel uses
+  (``kernels._numpy._plan``), every block on the same cache-resident rows: the machine's
+  float32 GEMM rate where the kernels run theirs;
 * ``torch.nn.functional`` on the same data with the same number of threads, when torch is
   importable (it is never a dependency of minidl).
 
@@ -68,7 +68,7 @@ from minidl.backend import blas_info, xp_for  # noqa: E402
 from minidl.functional.conv import conv2d  # noqa: E402
 from minidl.functional.normalization import batch_norm  # noqa: E402
 from minidl.functional.pooling import max_pool2d  # noqa: E402
-from minidl.kernels._numpy import BLOCK_BYTES  # noqa: E402
+from minidl.kernels._numpy import _plan  # noqa: E402 - the kernels' batch blocks
 from minidl.parallel import blas_threads  # noqa: E402
 
 CLOCK = time.perf_counter
@@ -178,19 +178,19 @@ def bench_shape(shape: tuple, repeat: int, device: str, torch: Any) -> list[dict
     bm = xp.asarray(rng.standard_normal((C * k * k, K), dtype=np.float32))
     out = xp.empty((N * Ho * Ho, K), np.float32)
 
-    # On the CPU, one block of rows of the size minidl's kernels give their column matrices,
-    # multiplied as many times as the whole has blocks: a kernel's GEMM reads a block that its
-    # im2col has just written into the cache, not a tall matrix streaming from memory (half
-    # the rate at 16 channels). On the GPU, the whole product.
-    rows = a.shape[0] if device == "cuda" else \
-        min(a.shape[0], max(16, BLOCK_BYTES // (4 * C * k * k)) // 16 * 16)
-    blocks = -(-a.shape[0] // rows)
+    # On the CPU, the GEMM of each batch block the forward kernel cuts (kernels._numpy._plan:
+    # the same images per block), all on the first block's rows: a kernel's GEMM reads a
+    # block that its im2col has just written into the cache, not a tall matrix streaming
+    # from memory (half the rate at 16 channels). On the GPU, the whole product.
+    per_image = Ho * Ho
+    images = N if device == "cuda" else _plan(N, per_image * C * k * k * 4)[0]
+    block_rows = [min(images, N - n0) * per_image for n0 in range(0, N, images)]
 
     def gemm() -> None:
         # the machine's rate with every thread (BLAS's own count for plain NumPy code;
         # inside minidl's ops BLAS runs one thread), asked for explicitly
         with blas_threads(THREADS or os.cpu_count() or 1):
-            for _ in range(blocks):
+            for rows in block_rows:
                 xp.matmul(a[:rows], bm, out=out[:rows])
 
     # pool and BN run on a conv output: its shape, and on CPU its channels-last memory

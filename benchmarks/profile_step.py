@@ -29,6 +29,21 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+
+def _threads_from_argv() -> int | None:
+    """--threads must take effect before NumPy loads its BLAS (bench_models imports it)."""
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return None
+
+
+if __name__ == "__main__" and _threads_from_argv() is not None:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(_threads_from_argv())
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_models import CASES, input_shape, minidl_model  # noqa: E402 - the same steps
 
@@ -182,10 +197,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown case {c!r}; choose from {', '.join(CASES)}")
     if args.cpu_time and args.threads != 1:
         ap.error("--cpu-time needs --threads 1 (process time sums all threads)")
-    if args.threads is not None:
-        # before numpy loads its BLAS, and for minidl's own pool
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
+    if args.threads is not None:    # (BLAS's variables were set at import, from argv)
         from minidl import parallel
         parallel.set_num_threads(args.threads)
     clock = time.process_time if args.cpu_time else time.perf_counter
