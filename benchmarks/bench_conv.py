@@ -42,22 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from thread_env import apply_threads  # noqa: E402 - before NumPy loads its BLAS
 
-def _threads_from_argv() -> int | None:
-    """--threads must take effect before NumPy loads its BLAS, so it is read this early."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return int(sys.argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return None
-
-
-THREADS = _threads_from_argv() if __name__ == "__main__" else None
-if THREADS:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "MINIDL_NUM_THREADS"):
-        os.environ[var] = str(THREADS)
+THREADS = apply_threads(minidl_too=True) if __name__ == "__main__" else None
 
 import numpy as np  # noqa: E402
 

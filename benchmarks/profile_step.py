@@ -29,22 +29,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-
-def _threads_from_argv() -> int | None:
-    """--threads must take effect before NumPy loads its BLAS (bench_models imports it)."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return int(sys.argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return None
-
-
-if __name__ == "__main__" and _threads_from_argv() is not None:
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = str(_threads_from_argv())
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from thread_env import apply_threads  # noqa: E402 - before bench_models imports NumPy
+
+if __name__ == "__main__":
+    apply_threads()
+
 from bench_models import CASES, input_shape, minidl_model  # noqa: E402 - the same steps
 
 
