@@ -397,6 +397,12 @@ def _allocated_like_ufunc(arrays: tuple[np.ndarray, ...], dtype: Any) -> np.ndar
     (its iterator's order 'K': the inputs' common layout, C order for mixed or broadcast
     ones), so that an op's output layout, and with it the bits of any later sum, is the same
     whether or not the op ran in blocks."""
+    # NumPy's own fast path for contiguous operands: plain C (or F) strides, also on axes of
+    # length 1, where the iterator would keep the inputs' arbitrary ones
+    if all(a.flags.c_contiguous for a in arrays):
+        return np.empty(arrays[0].shape, dtype)
+    if all(a.flags.f_contiguous for a in arrays):
+        return np.empty(arrays[0].shape, dtype, order="F")
     n = len(arrays)
     it = np.nditer([*arrays, None], flags=["zerosize_ok", "refs_ok"],
                    op_flags=[["readonly"]] * n + [["writeonly", "allocate", "no_broadcast"]],

@@ -362,6 +362,25 @@ def test_ops_give_numpys_layout_whatever_the_thread_count(threads, spy):
         assert len(sums) == 1, name
 
 
+def test_axes_of_length_1_get_numpys_strides_whatever_the_thread_count(threads, spy):
+    """A 1-D signal as a conv map, (1, C, L, 1) stored NHWC: NumPy gives the result plain
+    F-order strides; the same must come out on threads, or a later cat/pad (which reads the
+    strides) lays its result out otherwise and a sum changes its bits."""
+    a = np.random.default_rng(0).standard_normal((1, 40, 1, 6)).astype(np.float32)   # NHWC
+    x = md.tensor(a.transpose(0, 3, 1, 2))                    # (1, 6, 40, 1), NHWC memory
+    assert x.data.flags.f_contiguous and not x.data.flags.c_contiguous
+    w = md.tensor(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+    sums = set()
+    for n in (1, 2):
+        threads(n)
+        for op, ref in ((F.tanh(x), np.tanh(x.data)), (x + w, x.data + w.data),
+                        (F.relu(x), np.maximum(x.data, 0))):
+            assert op.data.strides == ref.strides, (n, op.data.strides, ref.strides)
+        y = F.tanh(x)
+        sums.add(md.cat([y, y * 0.5], dim=3).data.sum(dtype=np.float32).tobytes())
+    assert len(sums) == 1
+
+
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu"])
 def test_a_gradient_broadcast_along_axis_0_comes_back_in_c_order(threads, spy, name):
     x0 = _data(0, np.float64, "c")
