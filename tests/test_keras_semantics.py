@@ -344,3 +344,21 @@ def test_last_axis_losses_and_metrics_on_the_device(device):
     m.update(out, md.tensor(labels, device=device))
     rank = (p > np.take_along_axis(p, labels[..., None], -1)).sum(-1)
     assert m.compute() == pytest.approx(np.mean(rank < 2))
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda reg: keras.layers.Dense(3, kernel_regularizer=reg), np.ones((2, 5), np.float32)),
+    (lambda reg: keras.layers.Conv2D(4, 3, kernel_regularizer=reg),
+     np.ones((1, 5, 5, 2), np.float32))])
+def test_a_custom_regularizer_sees_the_kernel_in_keras_layout(make, x):
+    """A callable regularizer that reads one slice of the kernel: its value and its gradient
+    are those of that slice in Keras's layout (Dense (in, units), Conv2D (kh, kw, in, out))."""
+    layer = make(lambda k: (k[0] ** 2).sum())
+    layer(x)
+    penalty = layer.weight.regularizer(layer.weight)
+    penalty.backward()
+    kernel = layer.kernel.data
+    np.testing.assert_allclose(float(penalty.data), float((kernel[0] ** 2).sum()), rtol=1e-6)
+    grad = layer.to_keras(layer.weight.grad.data)
+    np.testing.assert_allclose(grad[0], 2 * kernel[0], rtol=1e-6)
+    assert not grad[1:].any()

@@ -18,10 +18,10 @@ from ... import nn
 from ...autograd import Tensor, tensor
 from ...backend import get_array_module, get_default_device, to_device, to_numpy
 from ...optim.regularizers import Regularizer
-from .. import activations
+from .. import activations, initializers
 from ..config import unique_name
 
-__all__ = ["Layer", "weight_slots", "get_weights", "set_weights"]
+__all__ = ["KernelLayer", "Layer", "weight_slots", "get_weights", "set_weights"]
 
 
 def snake_case(name: str) -> str:
@@ -85,17 +85,6 @@ class Layer(nn.Module):
 
     def _param(self, array: Any, device: str) -> nn.Parameter:
         return nn.Parameter(to_device(np.ascontiguousarray(array), device))
-
-    def _build_bias(self, size: int, dtype: Any, device: str) -> None:
-        """The (size,) bias from ``bias_initializer`` with its regularizer and constraint, or
-        no bias when ``use_bias`` is False (Dense and Conv2D alike)."""
-        if not self.use_bias:
-            self.register_parameter("bias", None)
-            return
-        self.bias = self._param(np.asarray(self.bias_initializer((size,), dtype), dtype=dtype),
-                                device)
-        self.bias.regularizer = self.bias_regularizer
-        self.bias.constraint = self.bias_constraint
 
     # ---- Keras's view of the weights ---------------------------------------------------------
     def _slots(self) -> list[Slot]:
@@ -217,6 +206,68 @@ def activation_module(identifier: Any) -> nn.Module | None:
     if fn is activations.linear:
         return None
     return nn.Lambda(fn, name=activations.name_of(fn))
+
+
+class KernelLayer(Layer):
+    """A layer with a kernel and an optional bias (Dense, Conv2D): the minidl weight
+    ``weight`` keeps minidl's layout, and :meth:`to_keras` / :meth:`from_keras` convert it
+    to and from Keras's, which ``kernel``, ``get_weights()``, the initializer, the
+    regularizer and the constraint see."""
+
+    @staticmethod
+    def to_keras(w: Any) -> Any:
+        """minidl's kernel layout -> Keras's (an array or a Tensor, as a view)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_keras(w: Any) -> Any:
+        """Keras's kernel layout -> minidl's."""
+        raise NotImplementedError
+
+    def _keep_weight_options(self, activation: Any, use_bias: bool, kernel_initializer: Any,
+                             bias_initializer: Any, kernel_regularizer: Any,
+                             bias_regularizer: Any, activity_regularizer: Any,
+                             kernel_constraint: Any, bias_constraint: Any) -> None:
+        """The constructor arguments both layers share, checked and kept for :meth:`build`."""
+        if activity_regularizer is not None:
+            raise ValueError(f"{type(self).__name__}: activity_regularizer is not supported by "
+                             "minidl; add the penalty of the output to the loss instead (a "
+                             "custom loss)")
+        self.activation = activation_module(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
+
+    def _build_weights(self, kernel_shape: tuple[int, ...], dtype: Any, device: str) -> None:
+        """The kernel, of Keras's ``kernel_shape``, from ``kernel_initializer`` with its
+        regularizer and constraint, and the bias of its last size (or none when
+        ``use_bias`` is False)."""
+        kernel = np.asarray(self.kernel_initializer(kernel_shape, dtype), dtype=dtype)
+        self.weight = self._param(self.from_keras(kernel), device)
+        self.weight.regularizer = keras_regularizer(self.kernel_regularizer, self.to_keras)
+        self.weight.constraint = keras_constraint(self.kernel_constraint, self.to_keras,
+                                                  self.from_keras)
+        if not self.use_bias:
+            self.register_parameter("bias", None)
+            return
+        size = kernel_shape[-1]
+        self.bias = self._param(np.asarray(self.bias_initializer((size,), dtype), dtype=dtype),
+                                device)
+        self.bias.regularizer = self.bias_regularizer
+        self.bias.constraint = self.bias_constraint
+
+    def _slots(self) -> list[Slot]:
+        if not self.built:
+            return []
+        slots = [(self.weight, self.to_keras, self.from_keras)]
+        return slots + ([(self.bias, _same, _same)] if self.bias is not None else [])
+
+    @property
+    def kernel(self) -> Tensor:
+        """The kernel in Keras's layout: a view of ``weight``."""
+        return Tensor(self.to_keras(self.weight.data))
 
 
 def keras_regularizer(reg: Any, to_keras: Callable[[Tensor], Tensor]) -> Any:

@@ -20,10 +20,8 @@ from ... import functional as F
 from ...autograd import Tensor, no_grad
 from ...backend import get_array_module
 from ...functional.validation import positive_int, to_pair
-from .. import initializers
 from ..config import data_format_of
-from .base import Layer, activation_module, keras_constraint, keras_regularizer
-from .core import _no_activity_regularizer
+from .base import KernelLayer, Layer
 
 __all__ = ["Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
            "GlobalMaxPooling2D"]
@@ -61,21 +59,7 @@ def _padding(value: str, owner: str) -> str:
     return value.lower()
 
 
-def _kernel_to_keras(w: Any) -> Any:
-    """(filters, in, kh, kw) -> Keras's (kh, kw, in, filters)."""
-    return w.transpose(2, 3, 1, 0)
-
-
-def _kernel_from_keras(w: Any) -> Any:
-    """(kh, kw, in, filters) -> minidl's (filters, in, kh, kw)."""
-    return w.transpose(3, 2, 0, 1)
-
-
-def _same(a: Any) -> Any:
-    return a
-
-
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """Keras's 2-D convolution: ``activation(conv(x, kernel) + bias)``.
 
     x (N, H, W, C) channels-last (or (N, C, H, W)) -> (N, Ho, Wo, filters). ``padding``
@@ -94,7 +78,9 @@ class Conv2D(Layer):
                  kernel_constraint: Any = None, bias_constraint: Any = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _no_activity_regularizer("Conv2D", activity_regularizer)
+        self._keep_weight_options(activation, use_bias, kernel_initializer, bias_initializer,
+                                  kernel_regularizer, bias_regularizer, activity_regularizer,
+                                  kernel_constraint, bias_constraint)
         op = "Conv2D"
         self.filters = positive_int(filters, "filters", op)
         self.kernel_size = to_pair(kernel_size, "kernel_size", op)
@@ -103,13 +89,17 @@ class Conv2D(Layer):
         self.groups = positive_int(groups, "groups", op)
         self.padding = _padding(padding, op)
         self.data_format = data_format_of(data_format, op)
-        self.activation = activation_module(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
         self.in_channels: int | None = None
+
+    @staticmethod
+    def to_keras(w: Any) -> Any:
+        """(filters, in, kh, kw) -> Keras's (kh, kw, in, filters)."""
+        return w.transpose(2, 3, 1, 0)
+
+    @staticmethod
+    def from_keras(w: Any) -> Any:
+        """(kh, kw, in, filters) -> minidl's (filters, in, kh, kw)."""
+        return w.transpose(3, 2, 0, 1)
 
     def build(self, input_shape: tuple[int, ...], dtype: Any, device: str) -> None:
         if len(input_shape) != 4:
@@ -121,24 +111,7 @@ class Conv2D(Layer):
                              f"({self.filters}) must be divisible by groups ({self.groups})")
         self.in_channels = int(c)
         kh, kw = self.kernel_size
-        kernel = self.kernel_initializer((kh, kw, c // self.groups, self.filters), dtype)
-        self.weight = self._param(_kernel_from_keras(np.asarray(kernel, dtype=dtype)), device)
-        self.weight.regularizer = keras_regularizer(self.kernel_regularizer,
-                                                    lambda w: F.permute(w, 2, 3, 1, 0))
-        self.weight.constraint = keras_constraint(self.kernel_constraint, _kernel_to_keras,
-                                                  _kernel_from_keras)
-        self._build_bias(self.filters, dtype, device)
-
-    def _slots(self) -> list:
-        if not self.built:
-            return []
-        slots = [(self.weight, _kernel_to_keras, _kernel_from_keras)]
-        return slots + ([(self.bias, _same, _same)] if self.bias is not None else [])
-
-    @property
-    def kernel(self) -> Tensor:
-        """The kernel in Keras's layout (kh, kw, in, filters): a view of ``weight``."""
-        return Tensor(_kernel_to_keras(self.weight.data))
+        self._build_weights((kh, kw, c // self.groups, self.filters), dtype, device)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_4d(self, x)

@@ -5,26 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from ... import functional as F
 from ...autograd import Tensor
 from ...functional.validation import check_probability, positive_int
-from .. import activations, initializers
+from .. import activations
 from ..config import data_format_of
-from .base import Layer, activation_module, keras_constraint, keras_regularizer
+from .base import KernelLayer, Layer
 
 __all__ = ["Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Dropout", "Flatten",
            "Reshape", "Lambda"]
 
 
-def _no_activity_regularizer(owner: str, value: Any) -> None:
-    if value is not None:
-        raise ValueError(f"{owner}: activity_regularizer is not supported by minidl; add the "
-                         f"penalty of the output to the loss instead (a custom loss)")
-
-
-class Dense(Layer):
+class Dense(KernelLayer):
     """Keras's fully connected layer: ``activation(x @ kernel + bias)``.
 
     x (..., in) -> (..., units); ``in`` is taken from the first input, as in Keras. The
@@ -40,37 +32,25 @@ class Dense(Layer):
                  activity_regularizer: Any = None, kernel_constraint: Any = None,
                  bias_constraint: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _no_activity_regularizer("Dense", activity_regularizer)
+        self._keep_weight_options(activation, use_bias, kernel_initializer, bias_initializer,
+                                  kernel_regularizer, bias_regularizer, activity_regularizer,
+                                  kernel_constraint, bias_constraint)
         self.units = positive_int(units, "units", "Dense")
-        self.activation = activation_module(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
         self.in_features: int | None = None
+
+    @staticmethod
+    def to_keras(w: Any) -> Any:
+        """(units, in) -> Keras's (in, units)."""
+        return w.T
+
+    from_keras = to_keras
 
     def build(self, input_shape: tuple[int, ...], dtype: Any, device: str) -> None:
         if len(input_shape) < 2:
             raise ValueError(f"Dense {self.name!r}: expected inputs (batch, ..., features), got "
                              f"shape {input_shape}")
         self.in_features = int(input_shape[-1])
-        kernel = self.kernel_initializer((self.in_features, self.units), dtype)
-        self.weight = self._param(np.asarray(kernel, dtype=dtype).T, device)
-        self.weight.regularizer = keras_regularizer(self.kernel_regularizer, F.transpose)
-        self.weight.constraint = keras_constraint(self.kernel_constraint, _t, _t)
-        self._build_bias(self.units, dtype, device)
-
-    def _slots(self) -> list:
-        if not self.built:
-            return []
-        slots = [(self.weight, _t, _t)]
-        return slots + ([(self.bias, _same, _same)] if self.bias is not None else [])
-
-    @property
-    def kernel(self) -> Tensor:
-        """The kernel in Keras's layout (in, units): a view of ``weight`` (units, in)."""
-        return Tensor(self.weight.data.T)
+        self._build_weights((self.in_features, self.units), dtype, device)
 
     def forward(self, x: Tensor) -> Tensor:
         self._maybe_build(x)
@@ -86,14 +66,6 @@ class Dense(Layer):
     def extra_repr(self) -> str:
         act = "" if self.activation is None else f", activation={type(self.activation).__name__}"
         return f"{self.in_features} -> {self.units}{act}, name={self.name!r}"
-
-
-def _t(a: Any) -> Any:
-    return a.T
-
-
-def _same(a: Any) -> Any:
-    return a
 
 
 class Activation(Layer):
