@@ -15,6 +15,7 @@ import argparse
 import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +41,18 @@ def minidl_chain(size: int = 8, ops: int = 200) -> Callable[[], None]:
     x, w, b, c = (gen.standard_normal((size, size)).astype(np.float32) for _ in range(4))
     x, w, b = (md.tensor(a, requires_grad=True) for a in (x, w, b))
     c = md.tensor(c)
-    steps = [lambda y: y * w, lambda y: y + b, F.tanh, lambda y: y - c]
+    return _chain_runner(x, w, b, [lambda y: y * w, lambda y: y + b, F.tanh, lambda y: y - c],
+                         ops)
 
+
+def _chain_runner(x: Any, w: Any, b: Any, steps: list[Callable[[Any], Any]],
+                  ops: int) -> Callable[[], None]:
+    """One forward + backward of ``ops`` ops cycling through ``steps`` from x, then the
+    leaves' gradients dropped (minidl and torch alike)."""
     def run() -> None:
         y = x
         for i in range(ops):
-            y = steps[i % 4](y)
+            y = steps[i % len(steps)](y)
         y.sum().backward()
         x.grad = w.grad = b.grad = None
     return run
@@ -59,15 +66,8 @@ def torch_chain(size: int = 8, ops: int = 200) -> Callable[[], None]:
                   for _ in range(4))
     for t in (x, w, b):
         t.requires_grad_(True)
-    steps = [lambda y: y * w, lambda y: y + b, torch.tanh, lambda y: y - c]
-
-    def run() -> None:
-        y = x
-        for i in range(ops):
-            y = steps[i % 4](y)
-        y.sum().backward()
-        x.grad = w.grad = b.grad = None
-    return run
+    return _chain_runner(x, w, b, [lambda y: y * w, lambda y: y + b, torch.tanh,
+                                   lambda y: y - c], ops)
 
 
 def main() -> None:
