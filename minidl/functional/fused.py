@@ -20,7 +20,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..parallel import blocked, elementwise
 from .activation import masked_grad, relu
-from .normalization import BatchNorm, BatchNormGrad, _update_running, batch_norm
+from .normalization import BatchNorm, BatchNormGrad, _train_step, batch_norm
 
 
 def _relu_in_place(fn: Function, y: Any) -> Any:
@@ -99,17 +99,8 @@ def batch_norm_relu(x: Tensor, running_mean: Tensor | Any | None,
         # eval mode, and every input batch_norm rejects (with its own message)
         return relu(batch_norm(x, running_mean, running_var, weight, bias, training,
                                momentum, eps))
-    xp = get_array_module(x)
-    C, m = x.shape[1], x.size // x.shape[1]
-    gamma = weight if weight is not None else xp.ones(C, x.dtype)
-    beta = bias if bias is not None else xp.zeros(C, x.dtype)
-    fn = BatchNormReLU(eps)
-    y = fn(x, gamma, beta)
-    if running_mean is not None:
-        _update_running(running_mean, fn.mean, momentum)
-    if running_var is not None:
-        _update_running(running_var, fn.var * (m / (m - 1)), momentum)
-    return y
+    return _train_step(BatchNormReLU(eps), x, running_mean, running_var, weight, bias,
+                       momentum)
 
 
 def add_relu(a: Tensor, b: Tensor) -> Tensor:

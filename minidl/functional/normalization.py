@@ -253,6 +253,24 @@ def _update_running(buf: Any, value: Any, momentum: float) -> None:
     arr += momentum * value.astype(arr.dtype, copy=False)
 
 
+def _train_step(fn: BatchNorm, x: Tensor, running_mean: Tensor | Any | None,
+                running_var: Tensor | Any | None, weight: Tensor | None, bias: Tensor | None,
+                momentum: float) -> Tensor:
+    """Training mode: ``fn`` (BatchNorm or BatchNormReLU) on x with the batch statistics
+    (gamma 1 and beta 0 where no weight or bias is given), then the running statistics
+    updated in place, the variance unbiased."""
+    xp = get_array_module(x)
+    C, m = x.shape[1], x.size // x.shape[1]
+    gamma = weight if weight is not None else xp.ones(C, x.dtype)
+    beta = bias if bias is not None else xp.zeros(C, x.dtype)
+    y = fn(x, gamma, beta)
+    if running_mean is not None:
+        _update_running(running_mean, fn.mean, momentum)
+    if running_var is not None:
+        _update_running(running_var, fn.var * (m / (m - 1)), momentum)
+    return y
+
+
 def batch_norm(x: Tensor, running_mean: Tensor | Any | None, running_var: Tensor | Any | None,
                weight: Tensor | None = None, bias: Tensor | None = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -280,15 +298,7 @@ def batch_norm(x: Tensor, running_mean: Tensor | Any | None, running_var: Tensor
         if m <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input shape {tuple(x.shape)}")
-        gamma = weight if weight is not None else xp.ones(C, dtype)
-        beta = bias if bias is not None else xp.zeros(C, dtype)
-        fn = BatchNorm(eps)
-        y = fn(x, gamma, beta)
-        if running_mean is not None:
-            _update_running(running_mean, fn.mean, momentum)
-        if running_var is not None:
-            _update_running(running_var, fn.var * (m / (m - 1)), momentum)
-        return y
+        return _train_step(BatchNorm(eps), x, running_mean, running_var, weight, bias, momentum)
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
     if not isinstance(x, Tensor):
