@@ -10,7 +10,10 @@ Three tables, each at one and at two threads (``--threads``; wall time, median o
   (``parallel.MATMUL_BLOCKS`` patched): what each cut costs on one thread (every block packs
   the shared operand again) and buys on two; ``parallel.matmul_blocks`` picks the count;
 * ``numpy.matmul`` of the same products with BLAS's own threads (``parallel.blas_threads``),
-  for comparison (minidl does not use it: it need not give the bits of one thread).
+  for comparison (minidl does not use it: it need not give the bits of one thread);
+* ``parallel.elementwise`` against one whole-array call, by block size (the
+  ``ELEMENTWISE_*_BYTES`` settings patched): add + ReLU + mask on one layout, and tanh's
+  gradient on mixed layouts.
 
     python benchmarks/bench_threads.py
     python benchmarks/bench_threads.py --repeat 50     # quicker
@@ -112,6 +115,69 @@ def matmul_rows(repeat: int) -> list[str]:
     return rows
 
 
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _add_relu_mask(a: np.ndarray, b: np.ndarray, y: np.ndarray, m: np.ndarray) -> None:
+    np.add(a, b, out=y)
+    np.maximum(y, 0, out=y)
+    np.greater(y, 0, out=m)
+
+
+def _tanh_grad(gy: np.ndarray, y: np.ndarray, g: np.ndarray) -> None:
+    t = np.multiply(y, y)
+    np.subtract(1, t, out=t)
+    np.multiply(gy, t, out=g)
+
+
+def elementwise_rows(repeat: int) -> list[str]:
+    """``parallel.elementwise`` against one whole-array call, by block size: ResNet-20's
+    add + ReLU + mask on one layout (flat blocks), and tanh's gradient with gy NCHW and y
+    channels-last, as in LeNet-5 (row blocks)."""
+    rng = np.random.default_rng(0)
+
+    def data(shape: tuple[int, ...]) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    a, b = _channels_last(data((64, 16, 32, 32))), _channels_last(data((64, 16, 32, 32)))
+    cases = [("add + ReLU + mask, (64, 16, 32, 32) channels-last", "ELEMENTWISE_BLOCK_BYTES",
+              _add_relu_mask, (np.float32, bool), (a, b))]
+    for shape in ((256, 6, 28, 28), (256, 16, 10, 10)):
+        cases.append((f"tanh gradient, gy NCHW and y channels-last {shape}",
+                      "ELEMENTWISE_ROW_BYTES", _tanh_grad, (np.float32,),
+                      (data(shape), _channels_last(np.tanh(data(shape))))))
+    sizes = (2**18, 2**19, 2**20)
+    rows = ["| computation | threads | whole ms | 256 KiB blocks | 512 KiB | 1 MiB |",
+            "|---|---|---|---|---|---|"]
+    saved = {name: getattr(parallel, name) for name in
+             ("ELEMENTWISE_MIN_BYTES", "ELEMENTWISE_BLOCK_BYTES", "ELEMENTWISE_ROW_BYTES")}
+    before = parallel.get_num_threads()
+    try:
+        for label, knob, fn, dtypes, arrays in cases:
+            outs = tuple(np.empty_like(arrays[0], dtype=dt) for dt in dtypes)
+            for threads in (1, 2):
+                parallel.set_num_threads(threads)
+                whole = median_us(lambda fn=fn, arrays=arrays, outs=outs: fn(*arrays, *outs),
+                                  repeat) / 1e3
+                cut = []
+                for size in sizes:
+                    parallel.ELEMENTWISE_MIN_BYTES = 0
+                    setattr(parallel, knob, size)
+                    cut.append(median_us(lambda fn=fn, dtypes=dtypes, arrays=arrays:
+                                         parallel.elementwise(fn, dtypes, *arrays),
+                                         repeat) / 1e3)
+                    for name, value in saved.items():
+                        setattr(parallel, name, value)
+                rows.append(f"| {label} | {threads} | {whole:.2f} | "
+                            + " | ".join(f"{t:.2f}" for t in cut) + " |")
+    finally:
+        for name, value in saved.items():
+            setattr(parallel, name, value)
+        parallel.set_num_threads(before)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=200)
@@ -123,6 +189,8 @@ def main() -> None:
     print("\n".join(dispatch_rows(args.repeat)))
     print()
     print("\n".join(matmul_rows(max(10, args.repeat // 4))))
+    print()
+    print("\n".join(elementwise_rows(max(10, args.repeat // 4))))
 
 
 if __name__ == "__main__":

@@ -266,20 +266,18 @@ def map_blocks(count: int, fn: Callable[[Any, int], T], threads: int,
 # element-wise ops in blocks
 
 # Arrays below this many bytes (of the largest dtype) run in one call on the calling thread:
-# handing out blocks costs tens of microseconds.
+# handing out blocks costs about 0.1 ms at two threads (benchmarks/bench_threads.py).
 ELEMENTWISE_MIN_BYTES = 2**20
 # Bytes per block of arrays that share one layout: small enough that a block's temporaries
-# stay in the 2 MiB L2 cache, large enough that the Python calls per block are few. Measured
-# on the 2-core Xeon, (64, 16, 32, 32) float32 add + ReLU + mask (three passes whole): 0.91
-# ms whole, 0.81 / 0.80 in 512 KiB / 1 MiB blocks at one thread, 0.88 whole and 0.63 / 0.59
-# at two. Arrays of less than two blocks run whole: tanh of (256, 16, 10, 10) float32 (1.6
-# MB) at two threads takes 0.13 ms whole, 0.15 in two blocks.
+# stay in the 2 MiB L2 cache, large enough that the Python calls per block are few; arrays of
+# less than two blocks run whole. `python benchmarks/bench_threads.py` (2-core Xeon): add +
+# ReLU + mask of (64, 16, 32, 32) float32 channels-last, 0.88 ms whole, 0.85 / 0.84 ms in
+# 512 KiB / 1 MiB blocks at one thread, 0.68 / 0.64 ms at two.
 ELEMENTWISE_BLOCK_BYTES = 2**20
 # Bytes per block of rows of arrays of mixed layouts, where one operand is read across its
-# strides: blocks pay there even on one thread, and smaller ones more (tanh's gradient, gy
-# NCHW and y NHWC (256, 6, 28, 28) float32: 1.70 ms whole; 1.01 / 1.09 / 1.18 ms at one
-# thread with 256 KiB / 512 KiB / 1 MiB blocks, 0.88 / 0.80 / 0.86 at two; (256, 16, 10, 10):
-# 0.61 ms whole, 0.41 in 512 KiB blocks).
+# strides: blocks pay there even on one thread. The same script, tanh's gradient with gy NCHW
+# and y channels-last (256, 6, 28, 28) float32: 1.47 ms whole; 1.23 / 1.25 / 1.34 ms at one
+# thread with 256 KiB / 512 KiB / 1 MiB blocks, 1.17 / 0.95 / 0.89 at two.
 ELEMENTWISE_ROW_BYTES = 2**19
 
 
@@ -521,8 +519,8 @@ def fixed_blas() -> _FixedBlas:
 
     Every minidl op that calls BLAS does so inside it (through :func:`matmul` and
     :func:`map_blocks`). Nested and concurrent uses share one setting: the first to enter
-    sets it, the last to leave restores it. A region costs a few microseconds (ctypes calls
-    of about 0.2 us each, a lock, and Python).
+    sets it, the last to leave restores it. A region costs a few microseconds (two ctypes
+    calls, a lock, and Python).
 
         >>> import numpy as np
         >>> from minidl import parallel

@@ -1,6 +1,6 @@
 """Gradient buckets: parameters grouped, last first, into flat buffers that are reduced in
-one collective each (fusing 1000 buffers of 1 KB into one cuts 11-28 ms to 1.3-1.6 ms on two
-ranks), packed with each rank's weight before the sum and unpacked after it.
+one collective each (a collective per small gradient would pay its fixed latency hundreds of
+times a step), packed with each rank's weight before the sum and unpacked after it.
 
 A bucket's buffer holds every gradient of the bucket, flattened, followed by one flag per
 parameter (1 where this rank has a gradient): after the sum a flag says how many ranks had
